@@ -1,0 +1,18 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path, re_path
+from django.views.static import serve
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("ferweb.accounts.urls")),
+    path("api/auth/", include("ferweb.accounts.api_urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", include("ferweb.datasets.urls")),
+    path("", include("training_jobs.urls")),
+    path("", include("inference.urls")),
+    path("", include("frontend.urls")),
+    # Media holds user data; each app serves its own files through views that check access.
+]
