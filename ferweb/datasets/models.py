@@ -1,0 +1,76 @@
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+
+from ferweb.classes import CLASSES
+
+
+class Dataset(models.Model):
+    """One uploaded dataset version: its import job state and its stored faces.
+
+    Faces live twice: one packed uint8 array per dataset (fast loading for training)
+    and one DatasetItem row per face (browsing, admin edits, quality flags).
+    """
+
+    class Status(models.TextChoices):
+        IMPORTING = "importing"
+        READY = "ready"
+        FAILED = "failed"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IMPORTING, db_index=True)
+    progress = models.FloatField(default=0, help_text="Import progress, 0-100.")
+    error = models.CharField(max_length=64, blank=True, help_text="Machine-readable error code.")
+    human_readable_error = models.TextField(blank=True, help_text="What went wrong, for a person.")
+    source = models.FileField(upload_to="uploads/", blank=True, help_text="The uploaded file, kept until the import ends.")
+    source_name = models.CharField(max_length=255, blank=True, help_text="Original file name.")
+    source_format = models.CharField(max_length=16, blank=True, help_text="zip, csv or images.")
+    drop_unknown_classes = models.BooleanField(default=False)
+    num_items = models.PositiveIntegerField(default=0)
+    class_counts = models.JSONField(default=dict, blank=True, help_text="{class: n} over all splits.")
+    split_counts = models.JSONField(default=dict, blank=True, help_text="{split: n}.")
+    report = models.JSONField(default=dict, blank=True, help_text="Skipped members, faces not found, quality findings.")
+    locked_at = models.DateTimeField(null=True, blank=True, help_text="Set when a run trains on it; read-only after.")
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Import attempts, for crash recovery.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} (#{self.pk})"
+
+    @property
+    def storage_dir(self) -> Path:
+        return Path(settings.MEDIA_ROOT) / "datasets" / str(self.pk)
+
+    @property
+    def pixels_path(self) -> Path:
+        return self.storage_dir / "pixels.npy"
+
+    @property
+    def is_locked(self) -> bool:
+        return self.locked_at is not None
+
+
+class DatasetItem(models.Model):
+    """One 48x48 face of a dataset; `index` is its row in the packed pixel array."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="items")
+    index = models.PositiveIntegerField()
+    label = models.PositiveSmallIntegerField(choices=list(enumerate(CLASSES)))
+    split = models.CharField(max_length=32, db_index=True)
+    source_name = models.CharField(max_length=255, blank=True)
+    flags = models.CharField(max_length=128, blank=True, help_text="Comma-separated quality flags.")
+    excluded = models.BooleanField(default=False, help_text="Left out of training and evaluation.")
+
+    class Meta:
+        ordering = ["dataset", "index"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "index"], name="unique_item_index")]
+        indexes = [models.Index(fields=["dataset", "label"])]
+
+    def __str__(self):
+        return f"{self.dataset_id}:{self.index} {CLASSES[self.label]}"
