@@ -113,15 +113,15 @@ def celery_worker(transactional_db, settings):
 class WorkerProcess:
     """A Celery worker in its own process, so a test can kill it like a crash would."""
 
-    def __init__(self, env, queues, log_path):
-        self.env, self.queues, self.log_path = env, queues, log_path
+    def __init__(self, env, queues, log_path, name):
+        self.env, self.queues, self.log_path, self.name = env, queues, log_path, name
         self.proc = None
 
     def start(self):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "ferweb", "worker", "-Q", ",".join(self.queues),
-             "-c", "1", "--pool", "solo", "-l", "INFO", "-n", f"test-{os.getpid()}-{time.time_ns()}@%h"],
+             "-c", "1", "--pool", "solo", "-l", "INFO", "-n", self.name],
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         return self
@@ -154,8 +154,10 @@ def worker_process(transactional_db, settings, tmp_path):
     app.control.purge()
     started = []
 
-    def start(queues=("training", "inference")):
-        worker = WorkerProcess(subprocess_env(settings.MEDIA_ROOT), queues, tmp_path / f"worker{len(started)}.log")
+    def start(queues=("training", "inference"), name=None):
+        """A restarted worker keeps its name when given the same one, as `make run`'s workers do."""
+        name = name or f"test-{os.getpid()}-{time.time_ns()}@localhost"
+        worker = WorkerProcess(subprocess_env(settings.MEDIA_ROOT), queues, tmp_path / f"worker{len(started)}.log", name)
         started.append(worker.start())
         return worker
 
