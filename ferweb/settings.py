@@ -179,6 +179,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
+# Training: a running run whose worker sent no heartbeat for this long is taken as lost.
+FERWEB_RUN_STALE_SECONDS = envint("FERWEB_RUN_STALE_SECONDS", 300)  # seconds
+
 # Inference: the model that serves until a user promotes one of their own.
 FERWEB_DEFAULT_MODEL = Path(os.environ.get("FERWEB_DEFAULT_MODEL", BASE_DIR / "inference" / "models" / "default.onnx"))
 FERWEB_INFERENCE_THREADS = envint("FERWEB_INFERENCE_THREADS", 2)  # ONNX Runtime intra-op threads
