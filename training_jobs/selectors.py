@@ -72,3 +72,23 @@ def model_get_for(user, pk) -> ModelVersion:
 def latest_model_version(run: TrainingRun) -> ModelVersion | None:
     versions = list(run.model_versions.all())
     return max(versions, key=lambda v: (v.created_at, v.pk)) if versions else None
+
+
+def run_visible_to(user, pk) -> bool:
+    return run_list_for(user).filter(pk=pk).exists()
+
+
+def run_history_event(pk) -> dict:
+    """What a page that opens mid-run needs before the live stream: everything so far."""
+    run = TrainingRun.objects.get(pk=pk)
+    return {
+        "type": "run.history",
+        "run": run.pk,
+        "status": run.status,
+        "progress": run.progress,
+        "eta_seconds": run.eta_seconds,
+        "history": run.history,
+        "last_batch": run.last_batch,
+        "error": run.error,
+        "human_readable_error": run.human_readable_error,
+    }

@@ -1,0 +1,447 @@
+"""Writes for training runs and model versions. Views, tasks, consumers and commands call these."""
+import logging
+import time
+from pathlib import Path
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from ferweb.datasets.models import Dataset
+from training_jobs.models import ActiveModelChoice, ModelVersion, TrainingRun
+
+logger = logging.getLogger(__name__)
+
+
+class RunError(Exception):
+    """A request the service refuses; `errors` maps fields to messages for a 400 answer."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{name}: {message}" for name, message in self.errors.items()))
+
+
+class RunFailure(Exception):
+    """A run that cannot finish: `code` is machine-readable, the message is for a person."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+# ---------------------------------------------------------------- config
+
+
+def validate_config(data: dict) -> dict:
+    """Form, API and command line values -> the complete, validated TrainConfig dict."""
+    from training_jobs.ml.config import ConfigError, TrainConfig
+
+    try:
+        return TrainConfig.from_dict(data).to_dict()
+    except ConfigError as exc:
+        raise RunError(exc.errors) from None
+
+
+# ---------------------------------------------------------------- events
+
+
+def publish(run_id: int, event: dict) -> None:
+    """Send one typed event to the run's Channels group; a broker hiccup never stops training."""
+    try:
+        async_to_sync(get_channel_layer().group_send)(f"run_{run_id}", event)
+    except Exception:  # noqa: BLE001 - progress is best effort, the database keeps the truth
+        logger.warning("could not publish %s for run %s", event.get("type"), run_id, exc_info=True)
+
+
+def _status_event(run: TrainingRun, message: str = "") -> dict:
+    return {
+        "type": "run.status",
+        "run": run.pk,
+        "status": run.status,
+        "progress": run.progress,
+        "message": message,
+        "error": run.error,
+        "human_readable_error": run.human_readable_error,
+    }
+
+
+# ---------------------------------------------------------------- create / cancel
+
+
+@transaction.atomic
+def run_create(
+    *,
+    user,
+    dataset: Dataset,
+    config: dict,
+    name: str = "",
+    init_from_run: TrainingRun | None = None,
+    init_checkpoint: UploadedFile | None = None,
+) -> TrainingRun:
+    """1. validate the recipe; 2. check the dataset is ready and the user's (or staff);
+    3. lock the dataset (immutable once trained on); 4. record the run; 5. queue it after commit."""
+    from ferweb.datasets.services import dataset_lock
+
+    config = dict(config)
+    errors = {}
+    if not (user.is_staff or dataset.owner_id == user.pk):
+        errors["dataset"] = f"no dataset {dataset.pk}"
+    elif dataset.status != Dataset.Status.READY:
+        errors["dataset"] = f"dataset {dataset.pk} is {dataset.status}; only ready datasets can be trained on"
+    if init_from_run is not None and not (user.is_staff or init_from_run.owner_id == user.pk):
+        errors["init_from_run"] = f"no run {init_from_run.pk}"
+    elif init_from_run is not None and init_from_run.status != TrainingRun.Status.SUCCEEDED:
+        errors["init_from_run"] = f"run {init_from_run.pk} is {init_from_run.status}; fine-tune from a succeeded run"
+    if init_from_run is not None and init_checkpoint is not None:
+        errors["init_checkpoint"] = "give either an earlier run or a checkpoint file, not both"
+    # The path of the starting weights is ours to set, never the client's.
+    config.pop("init_checkpoint", None)
+    try:
+        validated = validate_config(config)
+    except RunError as exc:
+        errors.update(exc.errors)
+    if errors:
+        raise RunError(errors)
+
+    if init_from_run is not None:
+        validated["init_checkpoint"] = str(best_checkpoint_path(init_from_run))
+    dataset_lock(dataset=dataset)
+    run = TrainingRun.objects.create(
+        owner=user,
+        dataset=dataset,
+        name=name or f"{validated['architecture']} on {dataset.name}",
+        config=validated,
+        architecture=validated["architecture"],
+        optimizer=validated["optimizer"],
+        init_from_run=init_from_run,
+    )
+    if init_checkpoint is not None:
+        run.init_checkpoint.save(f"run-{run.pk}-{Path(init_checkpoint.name).name}", init_checkpoint, save=False)
+        run.config = {**run.config, "init_checkpoint": run.init_checkpoint.path}
+        run.save(update_fields=["init_checkpoint", "config"])
+    enqueue(run)
+    return run
+
+
+def enqueue(run: TrainingRun) -> None:
+    from training_jobs.tasks import train_run
+
+    run_id = run.pk
+
+    def send():
+        result = train_run.delay(run_id)
+        TrainingRun.objects.filter(pk=run_id).update(celery_task_id=result.id or "")
+
+    transaction.on_commit(send)
+
+
+@transaction.atomic
+def run_cancel(*, run: TrainingRun) -> TrainingRun:
+    """A queued run is cancelled at once; a running one stops within one batch (the worker polls)."""
+    now = timezone.now()
+    if TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+        status=TrainingRun.Status.CANCELLED, cancel_requested=True, finished_at=now,
+        error="cancelled", human_readable_error="Cancelled before it started.",
+    ):
+        run.refresh_from_db()
+        transaction.on_commit(lambda: publish(run.pk, _status_event(run, "cancelled")))
+        return run
+    TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(cancel_requested=True)
+    run.refresh_from_db()
+    return run
+
+
+# ---------------------------------------------------------------- the job
+
+
+class ProgressRecorder:
+    """The trainer's on_event and should_stop for one run: stores, throttles, publishes."""
+
+    DB_BATCH_INTERVAL_S = 1.0  # how often batch progress is written to the row
+    CANCEL_POLL_INTERVAL_S = 0.5  # how often the cancel flag is read
+
+    def __init__(self, run: TrainingRun, *, progress_scale: float = 95.0):
+        self.run = run
+        self.scale = progress_scale  # the last few percent are evaluation and export
+        self.last_batch_write = 0.0
+        self.last_cancel_poll = 0.0
+        self.cancelled = False
+        self.history = list(run.history)
+
+    def on_event(self, event: dict) -> None:
+        kind = event.get("type")
+        event = {**event, "run": self.run.pk}
+        if "progress" in event and event["progress"] is not None:
+            # Trainer progress is a fraction of training; the run's is 0-100 over everything.
+            event["progress"] = round(float(event["progress"]) * self.scale, 2)
+        now = time.monotonic()
+        if kind == "run.epoch":
+            # Replace rather than append: a resumed run repeats no epoch, but be safe.
+            self.history = [h for h in self.history if h.get("epoch") != event.get("epoch")] + [event]
+            TrainingRun.objects.filter(pk=self.run.pk).update(
+                history=self.history, progress=event.get("progress", 0), eta_seconds=event.get("eta_seconds"),
+                best_val_accuracy=event.get("best_val_accuracy"), heartbeat=timezone.now(),
+            )
+            self.last_batch_write = now
+        elif kind == "run.batch":
+            if now - self.last_batch_write >= self.DB_BATCH_INTERVAL_S:
+                TrainingRun.objects.filter(pk=self.run.pk).update(
+                    last_batch=event, progress=event.get("progress", 0), heartbeat=timezone.now(),
+                )
+                self.last_batch_write = now
+        publish(self.run.pk, event)
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if not self.cancelled and now - self.last_cancel_poll >= self.CANCEL_POLL_INTERVAL_S:
+            self.last_cancel_poll = now
+            self.cancelled = TrainingRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists()
+        return self.cancelled
+
+
+def run_claim(*, run_id: int, worker: str) -> TrainingRun | None:
+    """Take a queued run for this worker; None when it is gone, cancelled or taken."""
+    now = timezone.now()
+    claimed = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED, cancel_requested=False).update(
+        status=TrainingRun.Status.RUNNING, worker=worker, heartbeat=now,
+        started_at=Coalesce(F("started_at"), now), attempts=F("attempts") + 1, error="", human_readable_error="",
+    )
+    if claimed != 1:
+        return None
+    run = TrainingRun.objects.get(pk=run_id)
+    publish(run.pk, _status_event(run, "resumed" if run.attempts > 1 else "started"))
+    return run
+
+
+def run_execute(*, run_id: int, worker: str) -> TrainingRun | None:
+    """The whole job for one run, called by the Celery task.
+
+    1. claim it; 2. load the dataset's arrays; 3. train (resuming from the last epoch
+    checkpoint if an earlier worker died); 4. evaluate the best weights on the held-out
+    split, with occlusion maps; 5. export ONNX, prove parity, record the model version;
+    6. succeed. Cancellation and errors end the run as cancelled or failed.
+    """
+    from training_jobs.ml.trainer import TrainingCancelled
+
+    run = run_claim(run_id=run_id, worker=worker)
+    if run is None:
+        return None
+    try:
+        _train_evaluate_export(run)
+    except TrainingCancelled:
+        _finish(run, TrainingRun.Status.CANCELLED, error="cancelled", message="Cancelled while training.")
+    except RunFailure as exc:
+        _finish(run, TrainingRun.Status.FAILED, error=exc.code, message=str(exc))
+    except MemoryError:
+        _finish(run, TrainingRun.Status.FAILED, error="out_of_memory",
+                message="The worker ran out of memory: try a smaller batch size or a lighter architecture.")
+    except Exception as exc:  # noqa: BLE001 - every failure ends the run with a reason
+        logger.exception("run %s failed", run.pk)
+        code, message = _classify(exc)
+        _finish(run, TrainingRun.Status.FAILED, error=code, message=message)
+    run.refresh_from_db()
+    return run
+
+
+def _classify(exc: Exception) -> tuple[str, str]:
+    text = str(exc)
+    if "out of memory" in text.lower():
+        return "out_of_memory", f"Out of memory: {text[:300]}. Try a smaller batch size."
+    return "internal_error", f"{type(exc).__name__}: {text[:500]}"
+
+
+def _finish(run: TrainingRun, status: str, *, error: str = "", message: str = "", **fields) -> None:
+    run.status = status
+    run.error = error
+    run.human_readable_error = message
+    run.finished_at = timezone.now()
+    for key, value in fields.items():
+        setattr(run, key, value)
+    run.save()
+    publish(run.pk, _status_event(run, message or status))
+
+
+def load_train_data(dataset: Dataset):
+    """The dataset's packed faces as TrainData (pixels uint8 [N, 48, 48], labels, split names)."""
+    from ferweb.datasets.selectors import dataset_arrays
+    from training_jobs.ml.data import TrainData
+
+    if dataset.status != Dataset.Status.READY:
+        raise RunFailure("dataset_unavailable", f"Dataset {dataset.pk} is {dataset.status}, not ready.")
+    try:
+        pixels, labels, splits, _ids = dataset_arrays(dataset)
+    except FileNotFoundError:
+        raise RunFailure("dataset_unavailable", f"The faces of dataset {dataset.pk} are missing on disk.") from None
+    if len(labels) == 0:
+        raise RunFailure("dataset_empty", f"Dataset {dataset.pk} has no faces to train on.")
+    return TrainData(pixels=pixels, labels=labels, splits=splits)
+
+
+def best_checkpoint_path(run: TrainingRun) -> Path:
+    return run.workdir / "best.pt"
+
+
+def _train_evaluate_export(run: TrainingRun) -> None:
+    from training_jobs.ml import trainer
+    from training_jobs.ml.config import TrainConfig
+
+    config = TrainConfig.from_dict(run.config)
+    data = load_train_data(run.dataset)
+    recorder = ProgressRecorder(run)
+    run.workdir.mkdir(parents=True, exist_ok=True)
+    result = trainer.train(
+        config, data, workdir=run.workdir, on_event=recorder.on_event, should_stop=recorder.should_stop, resume=True
+    )
+    run.refresh_from_db()
+    run.history = recorder.history
+    run.param_count = result.param_count
+    run.wall_time_s = result.wall_time_s
+    run.best_epoch = result.best_epoch
+    run.best_val_accuracy = result.best_val_accuracy
+    run.progress = 95.0
+    run.save(update_fields=["history", "param_count", "wall_time_s", "best_epoch", "best_val_accuracy", "progress"])
+    publish(run.pk, _status_event(run, "evaluating"))
+
+    metrics = _evaluate(result, data, config)
+    run.metrics = metrics
+    run.progress = 97.0
+    run.save(update_fields=["metrics", "progress"])
+    publish(run.pk, _status_event(run, "exporting"))
+
+    version = model_version_from_run(run=run, model=result.model, metrics=metrics)
+    _finish(run, TrainingRun.Status.SUCCEEDED, progress=100.0, eta_seconds=0)
+    logger.info("run %s succeeded: %s", run.pk, version)
+
+
+def _evaluate(result, data, config) -> dict:
+    """Held-out metrics of the best weights plus occlusion maps of a few faces per class."""
+    from training_jobs.ml import occlusion
+
+    metrics = dict(result.metrics)
+    metrics["test_split"] = result.test_split_name
+    metrics["occlusion"] = occlusion_summary(result.model, data, result.test_split_name, occlusion)
+    return metrics
+
+
+def occlusion_summary(model, data, split_name, occlusion_module, per_class: int = 3) -> list[dict]:
+    import numpy as np
+
+    from ferweb.classes import CLASSES
+
+    splits = np.asarray(data.splits)
+    picked = []
+    for class_index in range(len(CLASSES)):
+        rows = np.flatnonzero((splits == split_name) & (np.asarray(data.labels) == class_index))[:per_class]
+        picked.extend(rows.tolist())
+    if not picked:
+        return []
+    faces = np.asarray(data.pixels)[picked]
+    labels = np.asarray(data.labels)[picked]
+    maps = occlusion_module.occlusion_maps(model, faces, labels)
+    return [
+        {"label": CLASSES[int(label)], "face": face.astype(int).tolist(), "map": np.asarray(m).round(4).tolist()}
+        for face, label, m in zip(faces, labels, maps)
+    ]
+
+
+# ---------------------------------------------------------------- models
+
+
+def model_version_from_run(*, run: TrainingRun, model, metrics: dict) -> ModelVersion:
+    """Export the run's model to ONNX, prove it matches PyTorch, measure it, record it."""
+    from training_jobs.ml.export import export_onnx, onnx_latency_ms
+
+    version = f"run-{run.pk}-{run.architecture}"
+    out_dir = Path(settings.MEDIA_ROOT) / "models"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{version}.onnx"
+    summary = {k: metrics.get(k) for k in ("accuracy", "macro_f1", "macro_auc", "micro_auc", "test_split")}
+    report = export_onnx(model, path, architecture=run.architecture, version=version, metrics=summary)
+    if not (report.max_abs_diff < 1e-4 and report.top1_agree):
+        raise RunFailure(
+            "onnx_parity",
+            f"The exported model disagrees with PyTorch (max |logit difference| {report.max_abs_diff:.2e}, "
+            f"same top-1: {report.top1_agree}); it was not recorded.",
+        )
+    latency = onnx_latency_ms(path)
+    return ModelVersion.objects.create(
+        run=run,
+        owner=run.owner,
+        onnx_file=str(path.relative_to(settings.MEDIA_ROOT)),
+        architecture=run.architecture,
+        version=version,
+        metrics=summary,
+        param_count=run.param_count,
+        latency_ms=latency,
+        parity_max_abs_diff=report.max_abs_diff,
+    )
+
+
+@transaction.atomic
+def model_activate(*, user, model_version: ModelVersion, site_default: bool = False) -> ModelVersion:
+    """The user's own choice, or (staff only) the site default for everyone without a choice."""
+    if site_default:
+        if not user.is_staff:
+            raise PermissionError("only staff can set the site default model")
+        ModelVersion.objects.filter(is_site_default=True).exclude(pk=model_version.pk).update(is_site_default=False)
+        ModelVersion.objects.filter(pk=model_version.pk).update(is_site_default=True)
+        model_version.refresh_from_db()
+        return model_version
+    ActiveModelChoice.objects.update_or_create(user=user, defaults={"model_version": model_version})
+    return model_version
+
+
+@transaction.atomic
+def model_deactivate(*, user) -> None:
+    """Back to the site default (or the shipped model) for this user."""
+    ActiveModelChoice.objects.filter(user=user).delete()
+
+
+# ---------------------------------------------------------------- crash recovery
+
+
+MAX_ATTEMPTS = 3
+
+
+def runs_recover(*, worker: str, stale_after_s: float | None = None) -> list[int]:
+    """Runs left `running` by a worker that died: by this worker's name, or with a stale heartbeat.
+
+    Each is queued again (the trainer resumes from its last epoch checkpoint) unless it
+    already crashed MAX_ATTEMPTS times, or its dataset is gone: then it fails with the reason.
+    """
+    stale_after_s = settings.FERWEB_RUN_STALE_SECONDS if stale_after_s is None else stale_after_s
+    cutoff = timezone.now() - timezone.timedelta(seconds=stale_after_s)
+    running = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING)
+    orphans = list(running.filter(worker=worker)) + list(running.exclude(worker=worker).filter(heartbeat__lt=cutoff))
+    requeued = []
+    for run in orphans:
+        with transaction.atomic():
+            still_running = TrainingRun.objects.select_for_update().filter(
+                pk=run.pk, status=TrainingRun.Status.RUNNING, worker=run.worker
+            )
+            if not still_running.exists():
+                continue
+            if run.cancel_requested:
+                _finish(run, TrainingRun.Status.CANCELLED, error="cancelled",
+                        message="Cancelled; the worker stopped before it could finish.")
+            elif run.attempts >= MAX_ATTEMPTS:
+                _finish(run, TrainingRun.Status.FAILED, error="worker_lost",
+                        message=f"The worker {run.worker} died {run.attempts} times while training this run; "
+                                "giving up (often a sign of running out of memory).")
+            elif run.dataset.status != Dataset.Status.READY:
+                _finish(run, TrainingRun.Status.FAILED, error="worker_lost",
+                        message=f"The worker {run.worker} died and dataset {run.dataset_id} is no longer ready, "
+                                "so the run cannot resume.")
+            else:
+                lost = run.worker
+                still_running.update(status=TrainingRun.Status.QUEUED, worker="")
+                run.refresh_from_db()
+                publish(run.pk, _status_event(run, f"worker {lost} was lost; resuming from the last epoch"))
+                enqueue(run)
+                requeued.append(run.pk)
+    return requeued
