@@ -105,6 +105,7 @@ def run() -> int:
     port = os.environ.get("PORT", "8000")
     procs: list[subprocess.Popen] = []
     stopping = False
+    parent = os.getppid()
 
     def on_signal(signum, frame):
         nonlocal stopping
@@ -135,6 +136,10 @@ def run() -> int:
             say(f"  the admin password is in {DATA_DIR / 'admin-password.txt'}")
         say("Press Ctrl-C to stop everything.")
         while not stopping:
+            # `make` killed by SIGTERM does not pass it on: our parent vanishing means stop too.
+            if os.getppid() != parent:
+                say("parent process exited; stopping")
+                stopping = True
             for proc in procs:
                 if proc.poll() is not None:
                     say(f"process {proc.args[2]} (pid {proc.pid}) exited with {proc.returncode}; stopping")
