@@ -137,6 +137,9 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024  # bytes kept in memory before spo
 FERWEB_MAX_ARCHIVE_UNCOMPRESSED_BYTES = envint("FERWEB_MAX_ARCHIVE_UNCOMPRESSED_BYTES", 4 * 1024**3)  # bytes
 FERWEB_MAX_ARCHIVE_MEMBERS = envint("FERWEB_MAX_ARCHIVE_MEMBERS", 200_000)  # files
 FERWEB_MAX_COMPRESSION_RATIO = envint("FERWEB_MAX_COMPRESSION_RATIO", 200)  # uncompressed / compressed, per member
+# Dataset imports: a worker that restarts, or an import silent this long, counts as crashed.
+FERWEB_IMPORT_STALE_SECONDS = envint("FERWEB_IMPORT_STALE_SECONDS", 300)  # seconds without a heartbeat
+FERWEB_IMPORT_MAX_ATTEMPTS = envint("FERWEB_IMPORT_MAX_ATTEMPTS", 2)  # tries before a crashed import is failed
 
 # Redis: Celery broker and the Channels layer.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
