@@ -1,0 +1,544 @@
+"""The training loop: a function of its config and data, with events, cancellation and resume.
+
+`train(config, data, workdir=...)` is what the Celery task, the `train` management command and
+`python -m training_jobs.ml.trainer` (no Django) all call. Steps:
+1. split the data (dataset's own validation/test splits, else stratified and seeded);
+2. build the model (optionally from a checkpoint), optimizer, schedule and weighted loss;
+3. resume from workdir/last.pt when it is there (how a run survives a killed worker);
+4. train epoch by epoch on augmented batches, reporting `run.batch` / `run.epoch` events, saving
+   last.pt every epoch and best.pt on every better validation accuracy, stopping early;
+5. reload best.pt, fit a temperature on the validation logits, evaluate on the test split.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training_jobs.ml import CLASSES
+from training_jobs.ml.architectures import (
+    build_model, count_parameters, freeze_backbone_statistics, load_init_checkpoint, set_backbone_trainable,
+)
+from training_jobs.ml.augment import AugmentParams, augment_batch, mix_batch
+from training_jobs.ml.calibration import calibration_report, fit_temperature
+from training_jobs.ml.config import ConfigError, TrainConfig
+from training_jobs.ml.data import DataSplits, TrainData, class_counts, load_dataset_file, split_data
+from training_jobs.ml.metrics import evaluate, softmax
+
+CHECKPOINT_FORMAT = 1
+BATCH_EVENT_INTERVAL_S = 0.25  # at most ~4 batch events a second
+EVAL_BATCH = 256
+
+
+class TrainingCancelled(Exception):
+    """should_stop() said so; last.pt holds the last finished epoch."""
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[dict]
+    metrics: dict
+    wall_time_s: float
+    param_count: int
+    best_epoch: int
+    best_val_accuracy: float
+    test_split_name: str
+    epochs_run: int
+    stopped_early: bool
+    temperature: float = 1.0
+    splits: dict = field(default_factory=dict)
+    device: str = "cpu"
+    resumed_from_epoch: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- helpers
+
+def pick_device(config: TrainConfig) -> torch.device:
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError({"device": "cuda was requested but no CUDA device is available; choose auto or cpu"})
+    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def set_threads(num_threads: int) -> int:
+    threads = num_threads or os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return threads
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    else:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = True
+
+
+def class_weights(labels: np.ndarray) -> torch.Tensor:
+    """Inverse frequency, N / (C * n_c) (mean weight 1 over the faces); absent classes get 0."""
+    counts = class_counts(labels).astype(np.float64)
+    weights = np.divide(len(labels), len(CLASSES) * counts, out=np.zeros_like(counts), where=counts > 0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+    lr, wd = config.learning_rate, config.weight_decay
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd, nesterov=config.momentum > 0)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=config.momentum, weight_decay=wd)
+    if config.optimizer == "nadam":
+        return torch.optim.NAdam(params, lr=lr, betas=(0.9, 0.999), weight_decay=wd)
+    raise ConfigError({"optimizer": f"{config.optimizer!r} is not one of sgd, adam, adamw, rmsprop, nadam"})
+
+
+class Schedule:
+    """One object for the four schedules: per-batch `step_batch`, per-epoch `step_epoch(val_acc)`."""
+
+    def __init__(self, config: TrainConfig, optimizer, steps_per_epoch: int):
+        self.config, self.optimizer = config, optimizer
+        self.total = max(1, config.epochs * steps_per_epoch)
+        self.warmup = config.warmup_epochs * steps_per_epoch
+        self.base_lr = config.learning_rate
+        self.step = 0
+        self.plateau = None
+        if config.scheduler == "plateau":
+            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, mode="max", factor=config.plateau_factor, patience=config.plateau_patience,
+                min_lr=config.min_lr)
+        elif config.scheduler == "onecycle":
+            self._set(self._onecycle(0))
+        elif config.warmup:
+            self._set(self._value(0))
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _set(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _onecycle(self, step: int) -> float:
+        # Warm up for 30% of the steps from lr/25, then cosine down to lr/1e4 (Smith's one-cycle).
+        peak, start, end = self.base_lr, self.base_lr / 25, max(self.config.min_lr, self.base_lr / 1e4)
+        rise = max(1, int(0.3 * self.total))
+        if step < rise:
+            return start + (peak - start) * (1 - math.cos(math.pi * step / rise)) / 2
+        t = min(1.0, (step - rise) / max(1, self.total - rise))
+        return end + (peak - end) * (1 + math.cos(math.pi * t)) / 2
+
+    def _value(self, step: int) -> float:
+        if self.warmup and step < self.warmup:
+            return self.base_lr * (step + 1) / self.warmup
+        if self.config.scheduler == "cosine":
+            t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+            return self.config.min_lr + (self.base_lr - self.config.min_lr) * (1 + math.cos(math.pi * t)) / 2
+        return self.base_lr
+
+    def step_batch(self) -> None:
+        self.step += 1
+        if self.config.scheduler == "onecycle":
+            self._set(self._onecycle(self.step))
+        elif self.config.scheduler == "cosine" or (self.warmup and self.step <= self.warmup):
+            self._set(self._value(self.step))
+
+    def step_epoch(self, val_accuracy: float, epoch: int) -> None:
+        if self.plateau is not None and epoch >= self.config.warmup_epochs:
+            self.plateau.step(val_accuracy)
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "plateau": self.plateau.state_dict() if self.plateau else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["step"]
+        if self.plateau is not None and state.get("plateau"):
+            self.plateau.load_state_dict(state["plateau"])
+
+
+def to_input(pixels_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, 48, 48] -> float [N, 1, 48, 48] in [0, 1] (inference.preprocess.to_model_input)."""
+    return pixels_u8.unsqueeze(1).float().div_(255.0)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, pixels: np.ndarray, *, device=None, tta_flip: bool = False,
+                   batch_size: int = EVAL_BATCH, autocast=None) -> np.ndarray:
+    """Logits [N, 7] for uint8 faces [N, 48, 48]; with tta_flip the mean with the mirrored faces."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    out = []
+    faces = torch.from_numpy(np.ascontiguousarray(pixels))
+    for start in range(0, len(faces), batch_size):
+        x = to_input(faces[start:start + batch_size]).to(device)
+        with autocast() if autocast else contextlib.nullcontext():
+            logits = model(x).float()
+            if tta_flip:
+                logits = (logits + model(torch.flip(x, dims=[3])).float()) / 2
+        out.append(logits.cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, len(CLASSES)), dtype=np.float32)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# Fields that may change between a run's attempts without invalidating its checkpoint.
+_RESUMABLE_CHANGES = {"num_threads", "device", "bf16", "deterministic"}
+
+
+def _same_recipe(saved: dict, config: TrainConfig) -> bool:
+    current = config.to_dict()
+    return all(saved.get(k) == v for k, v in current.items() if k not in _RESUMABLE_CHANGES)
+
+
+# ---------------------------------------------------------------- the loop
+
+def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Callable[[dict], None] | None = None,
+          should_stop: Callable[[], bool] | None = None, resume: bool = True) -> TrainResult:
+    config.validate()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    emit = on_event or (lambda event: None)
+    stop = should_stop or (lambda: False)
+    notes: list[str] = []
+
+    device = pick_device(config)
+    threads = set_threads(config.num_threads) if device.type == "cpu" else torch.get_num_threads()
+    seed_everything(config.seed, config.deterministic)
+
+    # 1. Split.
+    splits: DataSplits = split_data(data, validation_fraction=config.validation_fraction, seed=config.seed)
+    notes += splits.notes
+    train_pixels = torch.from_numpy(data.pixels[splits.train])
+    train_labels = torch.from_numpy(data.labels[splits.train])
+    if device.type == "cuda":
+        train_pixels, train_labels = train_pixels.to(device), train_labels.to(device)
+    n_train = len(train_labels)
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    if config.max_batches_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.max_batches_per_epoch)
+
+    # 2. Model, optimizer, schedule, loss.
+    model = build_model(config.architecture)
+    last_path, best_path = workdir / "last.pt", workdir / "best.pt"
+    checkpoint = None
+    if resume and last_path.exists():
+        checkpoint = torch.load(last_path, map_location="cpu", weights_only=False)
+        if checkpoint.get("format") != CHECKPOINT_FORMAT or not _same_recipe(checkpoint.get("config", {}), config):
+            notes.append("last.pt was written with another recipe; started from scratch")
+            checkpoint = None
+    if checkpoint is None and config.init_checkpoint:
+        report = load_init_checkpoint(model, config.init_checkpoint)
+        notes.append(f"initialised from {Path(config.init_checkpoint).name}: {report.summary()}")
+    model.to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(config, model.parameters())
+    schedule = Schedule(config, optimizer, steps_per_epoch)
+    weights = class_weights(data.labels[splits.train]).to(device) if config.class_weighting else None
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    if use_amp:
+        autocast = lambda: torch.autocast("cuda", dtype=torch.float16)  # noqa: E731
+    elif config.bf16 and cpu_supports_bf16():
+        autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+    else:
+        if config.bf16:
+            notes.append("bf16 was asked for but this CPU has no bf16 instructions; trained in float32")
+        autocast = contextlib.nullcontext
+    augment = AugmentParams.from_config(config)
+
+    # 3. Resume.
+    history: list[dict] = []
+    start_epoch, best_acc, best_epoch, since_best, wall_before, stopped_early = 0, -1.0, 0, 0, 0.0, False
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        schedule.load_state_dict(checkpoint["schedule"])
+        if checkpoint.get("scaler"):
+            scaler.load_state_dict(checkpoint["scaler"])
+        _set_rng_state(checkpoint["rng"])
+        history = checkpoint["history"]
+        start_epoch = checkpoint["epoch"]
+        best_acc, best_epoch = checkpoint["best_val_accuracy"], checkpoint["best_epoch"]
+        since_best, wall_before = checkpoint["epochs_without_improvement"], checkpoint["wall_time_s"]
+        stopped_early = checkpoint.get("stopped_early", False)
+
+    param_count = count_parameters(model)
+    emit({"type": "run.status", "status": "running",
+          "message": (f"resumed after epoch {start_epoch} of {config.epochs}" if start_epoch else "started")
+          + f"; {config.architecture}, {param_count:,} parameters, {n_train:,} training faces, "
+          f"{len(splits.val):,} validation, on {device.type}"
+          + (f" with {threads} threads" if device.type == "cpu" else "")})
+
+    val_pixels, val_labels = data.pixels[splits.val], data.labels[splits.val]
+    attempt_start = time.monotonic()
+    epoch_seconds: list[float] = []
+
+    # 4. Epochs.
+    epoch = start_epoch
+    while epoch < config.epochs and not stopped_early:
+        epoch_start = time.monotonic()
+        frozen = epoch < config.freeze_backbone_epochs
+        set_backbone_trainable(model, not frozen)
+        model.train()
+        if frozen:
+            freeze_backbone_statistics(model)
+        # Per-epoch generators: the order and the augmentation of epoch k are the same after a resume.
+        gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        order = torch.randperm(n_train, generator=gen)
+        if device.type == "cuda":
+            order = order.to(device)
+        seen, correct, loss_sum = 0, 0, 0.0
+        last_event, window_images, window_start = 0.0, 0, time.monotonic()
+        for batch in range(steps_per_epoch):
+            if stop():
+                raise TrainingCancelled(f"cancelled during epoch {epoch + 1}")
+            idx = order[batch * config.batch_size:(batch + 1) * config.batch_size]
+            x = to_input(train_pixels[idx].to(device, non_blocking=True))
+            y = train_labels[idx].to(device, non_blocking=True)
+            x = augment_batch(x, augment, gen)
+            target = F.one_hot(y, len(CLASSES)).float()
+            x, target = mix_batch(x, target, mixup_alpha=config.mixup_alpha, cutmix_alpha=config.cutmix_alpha,
+                                  generator=gen)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast():
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), target, weight=weights, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            schedule.step_batch()
+
+            n = len(y)
+            seen += n
+            loss_sum += float(loss.detach()) * n
+            correct += int((logits.detach().argmax(1) == y).sum())
+            window_images += n
+            now = time.monotonic()
+            if now - last_event >= BATCH_EVENT_INTERVAL_S or batch == steps_per_epoch - 1:
+                emit({"type": "run.batch", "epoch": epoch + 1, "epochs": config.epochs, "batch": batch + 1,
+                      "batches": steps_per_epoch,
+                      "progress": round(100 * (epoch + (batch + 1) / steps_per_epoch) / config.epochs, 2),
+                      "images_per_s": round(window_images / max(now - window_start, 1e-6), 1)})
+                last_event, window_images, window_start = now, 0, now
+
+        val_logits = predict_logits(model, val_pixels, device=device, tta_flip=config.tta_flip, autocast=autocast)
+        val_loss = float(F.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(val_labels)))
+        val_acc = float((val_logits.argmax(1) == val_labels).mean())
+        lr_used = schedule.lr
+        schedule.step_epoch(val_acc, epoch)
+        epoch += 1
+        improved = val_acc > best_acc
+        if improved:
+            best_acc, best_epoch, since_best = val_acc, epoch, 0
+            _atomic_save({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "epoch": epoch,
+                          "val_accuracy": val_acc, "config": config.to_dict(), "architecture": config.architecture,
+                          "classes": list(CLASSES)}, best_path)
+        else:
+            since_best += 1
+        if config.early_stopping_patience and since_best >= config.early_stopping_patience:
+            stopped_early = True
+        seconds = time.monotonic() - epoch_start
+        epoch_seconds.append(seconds)
+        remaining = 0 if stopped_early else config.epochs - epoch
+        event = {
+            "type": "run.epoch", "epoch": epoch, "epochs": config.epochs,
+            "train_loss": round(loss_sum / max(seen, 1), 5), "train_accuracy": round(correct / max(seen, 1), 5),
+            "val_loss": round(val_loss, 5), "val_accuracy": round(val_acc, 5), "lr": lr_used,
+            "seconds": round(seconds, 2), "eta_seconds": round(float(np.mean(epoch_seconds)) * remaining, 1),
+            "best_val_accuracy": round(best_acc, 5), "best_epoch": best_epoch, "improved": improved,
+            "frozen_backbone": frozen, "progress": round(100 * epoch / config.epochs, 2),
+        }
+        history.append(event)
+        _atomic_save({
+            "format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(), "scaler": scaler.state_dict() if use_amp else None,
+            "epoch": epoch, "history": history, "best_val_accuracy": best_acc, "best_epoch": best_epoch,
+            "epochs_without_improvement": since_best, "stopped_early": stopped_early,
+            "wall_time_s": wall_before + time.monotonic() - attempt_start, "rng": _rng_state(),
+            "config": config.to_dict(), "architecture": config.architecture, "classes": list(CLASSES),
+        }, last_path)
+        emit(event)
+
+    wall_time = wall_before + time.monotonic() - attempt_start
+    if stopped_early:
+        notes.append(f"stopped early after epoch {epoch}: no better validation accuracy for "
+                     f"{config.early_stopping_patience} epochs")
+
+    # 5. Best checkpoint, temperature, held-out evaluation.
+    emit({"type": "run.status", "status": "evaluating",
+          "message": f"evaluating the best epoch ({best_epoch}) on {splits.test_source}"})
+    if best_path.exists():
+        model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["model"])
+    model.eval()
+    val_logits = predict_logits(model, val_pixels, device=device, tta_flip=config.tta_flip)
+    temperature = fit_temperature(val_logits, val_labels) if config.temperature_scaling else 1.0
+    test_logits = predict_logits(model, data.pixels[splits.test], device=device, tta_flip=config.tta_flip)
+    test_labels = data.labels[splits.test]
+    metrics = evaluate(test_labels, softmax(test_logits, temperature))
+    metrics["calibration"] = calibration_report(test_logits, test_labels, temperature)
+    metrics["test_split"] = splits.test_source
+    metrics["best_epoch"] = best_epoch
+    metrics["best_val_accuracy"] = best_acc
+    metrics["tta_flip"] = config.tta_flip
+    metrics["splits"] = splits.describe()
+    model.cpu().eval()
+    return TrainResult(
+        model=model, history=history, metrics=metrics, wall_time_s=round(wall_time, 2), param_count=param_count,
+        best_epoch=best_epoch, best_val_accuracy=best_acc, test_split_name=splits.test_source, epochs_run=epoch,
+        stopped_early=stopped_early, temperature=temperature, splits=splits.describe(), device=device.type,
+        resumed_from_epoch=start_epoch, notes=notes,
+    )
+
+
+# ---------------------------------------------------------------- command line
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Every TrainConfig field as --flag (from fields_schema), plus the data and output paths."""
+    parser = argparse.ArgumentParser(
+        prog="python -m training_jobs.ml.trainer",
+        description="Train a facial expression model on a dataset file without the web app.")
+    parser.add_argument("dataset", help="zip or folder of [split/]<class>/<image>, FER2013 CSV, or .npz")
+    parser.add_argument("--workdir", required=True, help="checkpoints (last.pt, best.pt) go here")
+    parser.add_argument("--onnx", default="", help="export the best model to this ONNX file")
+    parser.add_argument("--metrics-json", default="", help="write the evaluation (and history) to this file")
+    parser.add_argument("--no-resume", action="store_true", help="ignore an existing last.pt")
+    parser.add_argument("--version", default="", help="fer.version written into the ONNX metadata")
+    add_config_arguments(parser)
+    return parser
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("recipe (TrainConfig)")
+    for spec in TrainConfig.fields_schema():
+        flag = "--" + spec["name"].replace("_", "-")
+        help_text = spec["help"]
+        if spec["choices"]:
+            help_text += f" One of: {', '.join(spec['choices'])}."
+        help_text += f" Default: {spec['default']!r}."
+        # Strings so that TrainConfig.from_dict does the one validation, with its messages.
+        group.add_argument(flag, dest=spec["name"], default=None, metavar=spec["type"].upper(), help=help_text)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    values = {name: getattr(args, name) for name in TrainConfig.field_names() if getattr(args, name, None) is not None}
+    return TrainConfig.from_dict(values)
+
+
+class ConsoleProgress:
+    """A one-line progress bar for terminals, and one line per finished epoch."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+
+    def __call__(self, event: dict) -> None:
+        kind = event["type"]
+        if kind == "run.batch":
+            width = 30
+            filled = int(width * event["progress"] / 100)
+            self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {event['progress']:5.1f}% "
+                              f"epoch {event['epoch']}/{event['epochs']} batch {event['batch']}/{event['batches']} "
+                              f"{event['images_per_s']:.0f} img/s ")
+        elif kind == "run.epoch":
+            self.stream.write(
+                f"\repoch {event['epoch']}/{event['epochs']}: loss {event['train_loss']:.4f} "
+                f"acc {event['train_accuracy']:.4f} | val loss {event['val_loss']:.4f} acc {event['val_accuracy']:.4f}"
+                f" | lr {event['lr']:.2e} | {event['seconds']:.1f}s, eta {event['eta_seconds'] / 60:.1f} min"
+                f"{' *' if event['improved'] else ''}\n")
+        else:
+            self.stream.write(f"\r{event.get('status')}: {event.get('message', '')}\n")
+        self.stream.flush()
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"invalid recipe: {exc}", file=sys.stderr)
+        return 2
+    data = load_dataset_file(args.dataset)
+    print(f"{len(data):,} faces from {args.dataset}", file=sys.stderr)
+    result = train(config, data, workdir=Path(args.workdir), on_event=ConsoleProgress(), resume=not args.no_resume)
+    m = result.metrics
+    print(f"test ({result.test_split_name}): accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}, "
+          f"macro AUC {m['macro_auc'] or float('nan'):.4f}, ECE {m['calibration']['ece_before']:.4f} -> "
+          f"{m['calibration']['ece_after']:.4f} (T={result.temperature:.3f}); best epoch {result.best_epoch}, "
+          f"{result.wall_time_s:.0f}s, {result.param_count:,} parameters")
+    for note in result.notes:
+        print(f"note: {note}")
+    out = {"config": config.to_dict(), "metrics": m, "history": result.history, "wall_time_s": result.wall_time_s,
+           "param_count": result.param_count, "temperature": result.temperature, "notes": result.notes}
+    if args.onnx:
+        from training_jobs.ml.export import export_onnx, onnx_latency_ms
+        from training_jobs.ml.metrics import summary
+
+        report = export_onnx(result.model, Path(args.onnx), architecture=config.architecture,
+                             version=args.version or Path(args.onnx).stem, metrics=summary(m),
+                             temperature=result.temperature, tta_flip=config.tta_flip)
+        latency = onnx_latency_ms(report.path)
+        out["onnx"] = {"path": str(report.path), "max_abs_diff": report.max_abs_diff, "latency_ms": latency}
+        print(f"exported {report.path} (max |ONNX - PyTorch| {report.max_abs_diff:.2e}, batch-1 latency "
+              f"{latency:.2f} ms)")
+    if args.metrics_json:
+        Path(args.metrics_json).write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
