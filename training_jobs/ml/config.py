@@ -90,6 +90,9 @@ class TrainConfig:
                                "model).", group="export")
     temperature_scaling: bool = _f(True, "Fit a temperature on the validation split and fold it into the "
                                          "exported logits.", group="export")
+    occlusion_per_class: int = _f(2, "Test faces per class that get an occlusion sensitivity map (0 = none).",
+                                  min=0, max=20, group="export")
+    occlusion_patch: int = _f(8, "Side of the grey occluding square, in pixels.", min=2, max=24, group="export")
     # Hardware.
     device: str = _f("auto", "Where to train: auto uses CUDA when present.", choices=DEVICES, group="hardware")
     bf16: bool = _f(False, "bfloat16 autocast on the CPU (only where the CPU supports it).", group="hardware")

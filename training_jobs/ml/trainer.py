@@ -37,6 +37,7 @@ from training_jobs.ml.calibration import calibration_report, fit_temperature
 from training_jobs.ml.config import ConfigError, TrainConfig
 from training_jobs.ml.data import DataSplits, TrainData, class_counts, load_dataset_file, split_data
 from training_jobs.ml.metrics import evaluate, softmax
+from training_jobs.ml.occlusion import occlusion_maps, pick_faces_per_class
 
 CHECKPOINT_FORMAT = 1
 BATCH_EVENT_INTERVAL_S = 0.25  # at most ~4 batch events a second
@@ -64,6 +65,8 @@ class TrainResult:
     device: str = "cpu"
     resumed_from_epoch: int = 0
     notes: list[str] = field(default_factory=list)
+    # [{index, label, face (48x48 uint8 as lists), base_prob, predicted, patch, stride, grid, map}]
+    occlusion: list[dict] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- helpers
@@ -437,13 +440,33 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
     metrics["best_val_accuracy"] = best_acc
     metrics["tta_flip"] = config.tta_flip
     metrics["splits"] = splits.describe()
+    occlusion = []
+    if config.occlusion_per_class:
+        emit({"type": "run.status", "status": "evaluating", "message": "computing occlusion sensitivity maps"})
+        occlusion = occlusion_for(model, data.pixels[splits.test], test_labels, per_class=config.occlusion_per_class,
+                                  patch=config.occlusion_patch, temperature=temperature, seed=config.seed)
     model.cpu().eval()
     return TrainResult(
         model=model, history=history, metrics=metrics, wall_time_s=round(wall_time, 2), param_count=param_count,
         best_epoch=best_epoch, best_val_accuracy=best_acc, test_split_name=splits.test_source, epochs_run=epoch,
         stopped_early=stopped_early, temperature=temperature, splits=splits.describe(), device=device.type,
-        resumed_from_epoch=start_epoch, notes=notes,
+        resumed_from_epoch=start_epoch, notes=notes, occlusion=occlusion,
     )
+
+
+def occlusion_for(model, pixels, labels, *, per_class: int, patch: int, temperature: float, seed: int) -> list[dict]:
+    """Occlusion maps for a few faces of every class, with the faces, ready to store as JSON."""
+    picked = pick_faces_per_class(labels, per_class=per_class, seed=seed)
+    if len(picked) == 0:
+        return []
+    result = occlusion_maps(model, pixels[picked], labels[picked], patch=patch, stride=max(1, patch // 2),
+                            temperature=temperature)
+    out = []
+    for item, index in zip(result.to_json(), picked):
+        item.update({"index": int(index), "label": CLASSES[int(labels[index])],
+                     "predicted_label": CLASSES[item["predicted"]], "face": pixels[index].tolist()})
+        out.append(item)
+    return out
 
 
 # ---------------------------------------------------------------- command line
