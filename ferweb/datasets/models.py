@@ -34,6 +34,10 @@ class Dataset(models.Model):
     report = models.JSONField(default=dict, blank=True, help_text="Skipped members, faces not found, quality findings.")
     locked_at = models.DateTimeField(null=True, blank=True, help_text="Set when a run trains on it; read-only after.")
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Import attempts, for crash recovery.")
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of the running import; empty while it is queued."
+    )
+    import_worker = models.CharField(max_length=255, blank=True, help_text="Celery worker running the import.")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -52,8 +56,16 @@ class Dataset(models.Model):
         return self.storage_dir / "pixels.npy"
 
     @property
+    def mean_faces_path(self) -> Path:
+        return self.storage_dir / "mean_faces.npy"
+
+    @property
     def is_locked(self) -> bool:
         return self.locked_at is not None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.READY, self.Status.FAILED)
 
 
 class DatasetItem(models.Model):

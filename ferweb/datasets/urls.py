@@ -1,1 +1,13 @@
-urlpatterns = []
+from django.urls import path
+
+from . import api, views
+
+urlpatterns = [
+    path("api/datasets/", api.DatasetListCreateApi.as_view(), name="api-datasets"),
+    path("api/datasets/<int:pk>/", api.DatasetDetailApi.as_view(), name="api-dataset"),
+    path("api/datasets/<int:pk>/items/<int:index>.png", api.DatasetItemPngApi.as_view(), name="api-dataset-item-png"),
+    path("api/datasets/<int:pk>/mean/<str:class_name>.png", api.DatasetMeanFacePngApi.as_view(),
+         name="api-dataset-mean-png"),
+    path("datasets/", views.dataset_list, name="datasets"),
+    path("datasets/<int:pk>/", views.dataset_detail, name="dataset-detail"),
+]

@@ -1,0 +1,582 @@
+"""Reading face datasets from disk: zip archives, folder trees and the FER2013 CSV.
+
+Pure Python + NumPy + OpenCV (no Django), so the import job, `evaluate_model` and a
+notebook all read data the same way. Every accepted image ends up as a 48x48 uint8
+grayscale face with a class index (ferweb.classes order) and a split name.
+
+Layouts understood:
+- `<class>/<image>` and `<split>/<class>/<image>`, in a zip or a directory, optionally
+  below one wrapping folder; split folder names are kept as given, no split -> "train";
+- the original `fer2013.csv` (`emotion,pixels[,Usage]`), alone or as the only CSV in a zip.
+Images that are not in a class folder are not labeled and are refused: they have to be
+labeled first.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import stat
+import time
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ferweb.classes import CLASS_INDEX, CLASSES, canonical_class
+from inference.preprocess import FACE_SIZE, crop_face, resize_face
+
+# Images up to this side are taken as face crops already; larger ones go through detection.
+FACE_CROP_MAX_SIDE = 2 * FACE_SIZE
+DEFAULT_SPLIT = "train"
+SPLIT_NAMES = {
+    "train", "training", "test", "testing", "val", "valid", "validation", "dev",
+    "publictest", "privatetest", "holdout",
+}
+IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
+CSV_COLUMNS = ("emotion", "pixels")
+PIXELS_PER_FACE = FACE_SIZE * FACE_SIZE
+# Members this small never count as bombs: JPEGs of blank faces compress very well.
+RATIO_CHECK_MIN_BYTES = 1024 * 1024
+LISTED_NAMES = 10
+
+
+class DatasetError(Exception):
+    """The whole input is refused; `code` is machine-readable, the message is for a person."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps checked before anything is extracted (defaults match the settings' defaults)."""
+
+    max_members: int = 200_000
+    max_uncompressed_bytes: int = 4 * 1024**3
+    max_compression_ratio: int = 200
+
+
+@dataclass
+class ReadResult:
+    pixels: np.ndarray  # uint8 [N, 48, 48]
+    labels: np.ndarray  # int64 [N], index into CLASSES
+    splits: np.ndarray  # str [N]
+    source_names: list[str]  # member path, with "#k" for the k-th face of a photo
+    skipped: list[dict] = field(default_factory=list)  # {"name", "reason"}: corrupt or not an image
+    no_face: list[dict] = field(default_factory=list)  # {"name", "reason"}: photos without a usable face
+    dropped: dict = field(default_factory=dict)  # {folder name: files} left out by drop_unknown_classes
+    source_format: str = ""
+    detected: int = 0  # faces found by detection (photos larger than a crop)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+ProgressFn = Callable[[float], None]
+
+
+def _listing(names) -> str:
+    names = sorted(names)
+    shown = ", ".join(names[:LISTED_NAMES])
+    return shown + (f" and {len(names) - LISTED_NAMES} more" if len(names) > LISTED_NAMES else "")
+
+
+def _valid_classes() -> str:
+    return ", ".join(CLASSES)
+
+
+# ---------------------------------------------------------------- images -> faces
+
+
+class FaceExtractor:
+    """Turns decoded images into 48x48 faces; detection only for images larger than a crop."""
+
+    def __init__(self, detector=None):
+        self._detector = detector
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from inference.faces import FaceDetector
+
+            self._detector = FaceDetector()
+        return self._detector
+
+    def faces(self, gray: np.ndarray) -> tuple[list[np.ndarray], str]:
+        """(faces, reason): no faces comes with the reason why."""
+        height, width = gray.shape[:2]
+        if max(height, width) <= FACE_CROP_MAX_SIDE:
+            return [resize_face(gray)], ""
+        found = self.detector.detect(gray)
+        usable = [face for face in found if not face.too_small]
+        if not usable:
+            return [], "faces too small" if found else "no face found"
+        return [crop_face(gray, face.box) for face in usable], ""
+
+
+def decode_gray(data: bytes) -> np.ndarray | None:
+    """Any image format OpenCV reads, any colour -> gray uint8; None when it is not an image."""
+    if not data:
+        return None
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    if image is None or image.size == 0:
+        return None
+    return image
+
+
+# ---------------------------------------------------------------- folder layouts
+
+
+@dataclass
+class _Entry:
+    name: str  # path inside the archive or below the root folder, with "/"
+    class_name: str  # folder name as given ("" when the image is in no folder)
+    split: str
+
+
+def _is_ignored(parts: tuple[str, ...]) -> bool:
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1].lower() in IGNORED_NAMES
+
+
+def _layout(names: list[str]) -> list[_Entry]:
+    """Assign class and split to each file path from its folders.
+
+    The class is the innermost folder; the folder above it is the split when it has a
+    split's name (train, test, val, PublicTest...). One wrapping folder around
+    everything is allowed and ignored.
+    """
+    entries = []
+    paths = [PurePosixPath(n).parts for n in names]
+    wrapped = (
+        len(paths) > 0
+        and all(len(p) >= 2 for p in paths)
+        and len({p[0] for p in paths}) == 1
+        and canonical_class(paths[0][0]) is None
+        and paths[0][0].lower() not in SPLIT_NAMES
+    )
+    for name, parts in zip(names, paths):
+        folders = parts[1:-1] if wrapped else parts[:-1]
+        class_name = folders[-1] if folders else ""
+        split = folders[-2] if len(folders) >= 2 and folders[-2].lower() in SPLIT_NAMES else DEFAULT_SPLIT
+        if len(folders) == 1 and class_name.lower() in SPLIT_NAMES:
+            class_name = ""  # train/x.jpg: a split folder without class folders
+        entries.append(_Entry(name=name, class_name=class_name, split=split))
+    return entries
+
+
+def _check_classes(entries: list[_Entry], drop_unknown_classes: bool) -> tuple[list[_Entry], dict]:
+    """Keep entries whose folder maps onto a class; refuse (or drop) the rest."""
+    unlabeled = [e.name for e in entries if not e.class_name]
+    unknown: dict[str, int] = {}
+    for e in entries:
+        if e.class_name and canonical_class(e.class_name) is None:
+            unknown[e.class_name] = unknown.get(e.class_name, 0) + 1
+    if not drop_unknown_classes:
+        if unlabeled and len(unlabeled) == len(entries):
+            raise DatasetError(
+                "unlabeled_images",
+                f"The {len(unlabeled)} images are not in class folders ({_listing(unlabeled)}), so they have no "
+                f"labels. Put each image in a folder named after its class ({_valid_classes()}), optionally "
+                "inside split folders (train/, test/, val/), or label the photos on the Labeling page first.",
+            )
+        if unknown or unlabeled:
+            parts = []
+            if unknown:
+                parts.append(f"Unknown class folders: {_listing(unknown)}.")
+            if unlabeled:
+                parts.append(f"{len(unlabeled)} images are in no class folder ({_listing(unlabeled)}).")
+            raise DatasetError(
+                "unknown_classes",
+                " ".join(parts) + f" Valid class names: {_valid_classes()} (synonyms such as anger, happiness, "
+                "sadness and surprised work too). Rename the folders, or tick \"drop unknown classes\" to leave "
+                "them out.",
+            )
+    dropped = dict(unknown)
+    if unlabeled:
+        dropped["(no class folder)"] = len(unlabeled)
+    kept = [e for e in entries if e.class_name and canonical_class(e.class_name) is not None]
+    if not kept:
+        raise DatasetError(
+            "no_known_classes",
+            f"No folder of this upload maps onto a class (found: {_listing(dropped)}). "
+            f"Valid class names: {_valid_classes()}.",
+        )
+    return kept, dropped
+
+
+class _Collector:
+    """Accumulates faces in growing arrays and reports throttled progress."""
+
+    def __init__(self, expected: int, progress: ProgressFn | None):
+        self.pixels = np.empty((max(expected, 16), FACE_SIZE, FACE_SIZE), dtype=np.uint8)
+        self.labels: list[int] = []
+        self.splits: list[str] = []
+        self.names: list[str] = []
+        self.progress = progress
+        self.last_report = 0.0
+
+    def add(self, face: np.ndarray, label: int, split: str, name: str) -> None:
+        n = len(self.labels)
+        if n == len(self.pixels):
+            self.pixels = np.concatenate([self.pixels, np.empty_like(self.pixels)])
+        self.pixels[n] = face
+        self.labels.append(label)
+        self.splits.append(split)
+        self.names.append(name)
+
+    def tick(self, fraction: float) -> None:
+        now = time.monotonic()
+        if self.progress and now - self.last_report >= 0.5:
+            self.last_report = now
+            self.progress(min(1.0, fraction))
+
+    def result(self, source_format: str, **extra) -> ReadResult:
+        n = len(self.labels)
+        if self.progress:
+            self.progress(1.0)
+        return ReadResult(
+            pixels=self.pixels[:n].copy() if n < len(self.pixels) else self.pixels,
+            labels=np.asarray(self.labels, dtype=np.int64),
+            splits=np.asarray(self.splits, dtype=str) if n else np.empty(0, dtype="<U5"),
+            source_names=self.names,
+            source_format=source_format,
+            **extra,
+        )
+
+
+def _read_images(
+    entries: list[_Entry],
+    read_bytes: Callable[[str], bytes],
+    *,
+    detector,
+    progress: ProgressFn | None,
+    source_format: str,
+    dropped: dict,
+) -> ReadResult:
+    extractor = FaceExtractor(detector)
+    out = _Collector(len(entries), progress)
+    skipped, no_face = [], []
+    detected = 0
+    total = max(1, len(entries))
+    for i, entry in enumerate(entries):
+        try:
+            data = read_bytes(entry.name)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
+            skipped.append({"name": entry.name, "reason": f"unreadable: {error}"})
+            continue
+        gray = decode_gray(data)
+        if gray is None:
+            skipped.append({"name": entry.name, "reason": "not an image or corrupt"})
+            continue
+        faces, reason = extractor.faces(gray)
+        if not faces:
+            no_face.append({"name": entry.name, "reason": reason})
+            continue
+        label = CLASS_INDEX[canonical_class(entry.class_name)]
+        if len(faces) == 1 and max(gray.shape) <= FACE_CROP_MAX_SIDE:
+            out.add(faces[0], label, entry.split, entry.name)
+        else:
+            detected += len(faces)
+            for k, face in enumerate(faces, start=1):
+                out.add(face, label, entry.split, f"{entry.name}#{k}")
+        out.tick((i + 1) / total)
+    return out.result(source_format, skipped=skipped, no_face=no_face, dropped=dropped, detected=detected)
+
+
+# ---------------------------------------------------------------- zip
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
+
+
+def _unsafe_name(name: str) -> str | None:
+    """Why a member name is unsafe to extract, or None."""
+    if "\x00" in name:
+        return "a NUL byte in the name"
+    normalized = name.replace("\\", "/")
+    if normalized.startswith("/") or (len(normalized) > 1 and normalized[1] == ":"):
+        return "an absolute path"
+    if ".." in normalized.split("/"):
+        return "a path that leaves the archive (../)"
+    return None
+
+
+def inspect_zip(zf: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo]:
+    """Safety checks from the central directory alone; returns the file members.
+
+    Refuses unsafe names, symlinks, too many members, too many bytes once unpacked and
+    members that expand suspiciously (a zip bomb), all before a byte is decompressed.
+    """
+    infos = zf.infolist()
+    files = [i for i in infos if not i.is_dir()]
+    for info in infos:
+        why = _unsafe_name(info.filename)
+        if why:
+            raise DatasetError("unsafe_path", f"Refused: the zip member {info.filename!r} has {why}.")
+        if _is_symlink(info):
+            raise DatasetError("symlink", f"Refused: the zip member {info.filename!r} is a symbolic link.")
+    if len(files) > limits.max_members:
+        raise DatasetError(
+            "too_many_members",
+            f"Refused: the zip holds {len(files):,} files; the limit is {limits.max_members:,}.",
+        )
+    total = sum(i.file_size for i in files)
+    if total > limits.max_uncompressed_bytes:
+        raise DatasetError(
+            "too_large_uncompressed",
+            f"Refused: the zip unpacks to {total / 1024**2:,.0f} MB; the limit is "
+            f"{limits.max_uncompressed_bytes / 1024**2:,.0f} MB.",
+        )
+    for info in files:
+        ratio = info.file_size / max(1, info.compress_size)
+        if info.file_size >= RATIO_CHECK_MIN_BYTES and ratio > limits.max_compression_ratio:
+            raise DatasetError(
+                "compression_ratio",
+                f"Refused: the zip member {info.filename!r} expands {ratio:,.0f} times; the limit is "
+                f"{limits.max_compression_ratio} (this looks like a zip bomb).",
+            )
+    if not files:
+        raise DatasetError("empty_archive", "The zip is empty: it holds no files.")
+    return files
+
+
+def _zip_members(files: list[zipfile.ZipInfo]) -> tuple[list[str], list[str]]:
+    """(image-or-other member names, CSV member names), hidden and system files left out."""
+    names, csvs = [], []
+    for info in files:
+        parts = PurePosixPath(info.filename).parts
+        if not parts or _is_ignored(parts):
+            continue
+        (csvs if info.filename.lower().endswith(".csv") else names).append(info.filename)
+    return names, csvs
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as error:
+        raise DatasetError("corrupt_zip", f"The zip file is damaged and cannot be opened ({error}).") from error
+
+
+def _read_zip(path, *, detector, drop_unknown_classes, limits, progress) -> ReadResult:
+    with _open_zip(path) as zf:
+        files = inspect_zip(zf, limits)
+        names, csvs = _zip_members(files)
+        if not names and len(csvs) == 1:
+            with zf.open(csvs[0]) as raw:
+                return _read_csv_stream(io.TextIOWrapper(raw, encoding="utf-8", newline=""), progress, "zip+csv")
+        if not names:
+            raise DatasetError("empty_archive", "The zip holds no images (only hidden or system files).")
+        entries, dropped = _check_classes(_layout(names), drop_unknown_classes)
+        return _read_images(
+            entries, zf.read, detector=detector, progress=progress, source_format="zip", dropped=dropped
+        )
+
+
+def check_zip(path, *, drop_unknown_classes: bool = False, limits: Limits = Limits()) -> dict:
+    """The checks that need no decoding (safety, layout, class names): fast enough for an upload request."""
+    with _open_zip(path) as zf:
+        files = inspect_zip(zf, limits)
+        names, csvs = _zip_members(files)
+        if not names and len(csvs) == 1:
+            with zf.open(csvs[0]) as raw:
+                _check_csv_header(io.TextIOWrapper(raw, encoding="utf-8", newline="").readline())
+            return {"format": "zip+csv", "files": 1}
+        if not names:
+            raise DatasetError("empty_archive", "The zip holds no images (only hidden or system files).")
+        entries, dropped = _check_classes(_layout(names), drop_unknown_classes)
+        return {"format": "zip", "files": len(entries), "dropped": dropped}
+
+
+# ---------------------------------------------------------------- directory tree
+
+
+def _read_directory(root: Path, *, detector, drop_unknown_classes, limits, progress) -> ReadResult:
+    names, symlinks, total = [], [], 0
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not (Path(folder) / d).is_symlink())
+        for file in sorted(files):
+            full = Path(folder) / file
+            rel = full.relative_to(root).as_posix()
+            if _is_ignored(PurePosixPath(rel).parts):
+                continue
+            if full.is_symlink():
+                symlinks.append({"name": rel, "reason": "symbolic link, not followed"})
+                continue
+            names.append(rel)
+            total += full.stat().st_size
+            if len(names) > limits.max_members:
+                raise DatasetError(
+                    "too_many_members", f"Refused: the folder holds over {limits.max_members:,} files."
+                )
+    if total > limits.max_uncompressed_bytes:
+        raise DatasetError("too_large_uncompressed", f"Refused: the folder holds {total / 1024**2:,.0f} MB.")
+    csvs = [n for n in names if n.lower().endswith(".csv")]
+    images = [n for n in names if not n.lower().endswith(".csv")]
+    if not images and len(csvs) == 1:
+        return read_dataset(root / csvs[0], progress=progress)
+    if not images:
+        raise DatasetError("empty_archive", f"The folder {root} holds no images.")
+    entries, dropped = _check_classes(_layout(images), drop_unknown_classes)
+    result = _read_images(
+        entries, lambda name: (root / name).read_bytes(), detector=detector, progress=progress,
+        source_format="directory", dropped=dropped,
+    )
+    result.skipped.extend(symlinks)
+    return result
+
+
+# ---------------------------------------------------------------- FER2013 CSV
+
+
+def _check_csv_header(line: str) -> list[str]:
+    header = [column.strip().strip('"').lower() for column in next(csv.reader([line]), [])]
+    if not all(column in header for column in CSV_COLUMNS):
+        found = ",".join(header) if header else "nothing"
+        raise DatasetError(
+            "csv_columns",
+            f"Line 1: expected the FER2013 columns emotion,pixels (and optionally Usage), found {found}.",
+        )
+    return header
+
+
+def _read_csv_stream(text: io.TextIOBase, progress: ProgressFn | None, source_format: str, size: int = 0) -> ReadResult:
+    """Stream the rows: memory holds the faces, never the whole file."""
+    reader = csv.reader(text)
+    try:
+        first = next(reader)
+    except StopIteration:
+        raise DatasetError("empty_archive", "The CSV file is empty.") from None
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise DatasetError("csv_columns", f"Line 1: not a readable CSV header ({error}).") from error
+    header = _check_csv_header(",".join(first))
+    col_emotion, col_pixels = header.index("emotion"), header.index("pixels")
+    col_usage = header.index("usage") if "usage" in header else None
+    out = _Collector(1024, progress)
+    line = 1
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) < len(header):
+                raise DatasetError(
+                    "csv_row", f"Line {line}: expected {len(header)} columns ({','.join(header)}), found {len(row)}."
+                )
+            raw_label = row[col_emotion].strip()
+            if raw_label.isdigit() and int(raw_label) < len(CLASSES):
+                label = int(raw_label)
+            elif canonical_class(raw_label) is not None:
+                label = CLASS_INDEX[canonical_class(raw_label)]
+            else:
+                raise DatasetError(
+                    "csv_row",
+                    f"Line {line}: emotion {raw_label!r} is not a class: use 0-6 or a name "
+                    f"({_valid_classes()}).",
+                )
+            values = row[col_pixels].split()
+            if len(values) != PIXELS_PER_FACE:
+                raise DatasetError(
+                    "csv_row",
+                    f"Line {line}: pixels must be {PIXELS_PER_FACE} integers (48x48) separated by spaces, "
+                    f"found {len(values)} values.",
+                )
+            try:
+                face = np.array(values, dtype=np.int32)
+            except ValueError:
+                raise DatasetError(
+                    "csv_row", f"Line {line}: pixels must be integers from 0 to 255; found a value that is not."
+                ) from None
+            if face.min() < 0 or face.max() > 255:
+                raise DatasetError("csv_row", f"Line {line}: pixels must be integers from 0 to 255.")
+            split = row[col_usage].strip() if col_usage is not None and row[col_usage].strip() else DEFAULT_SPLIT
+            out.add(face.astype(np.uint8).reshape(FACE_SIZE, FACE_SIZE), label, split, f"line {line}")
+            if size and line % 256 == 0:
+                out.tick(text.buffer.tell() / size if hasattr(text, "buffer") else 0.0)
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise DatasetError("csv_row", f"Line {line + 1}: not readable as CSV text ({error}).") from error
+    if not out.labels:
+        raise DatasetError("empty_archive", "The CSV file holds a header but no faces.")
+    return out.result(source_format)
+
+
+def _looks_like_csv(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return "," in text.split("\n", 1)[0]
+
+
+def sniff_format(path: Path) -> str:
+    """"directory", "zip" or "csv"; anything else is refused with the formats that work."""
+    path = Path(path)
+    if path.is_dir():
+        return "directory"
+    with open(path, "rb") as handle:
+        head = handle.read(64 * 1024)
+    if head[:2] == b"PK":
+        return "zip"
+    if zipfile.is_zipfile(path):
+        return "zip"  # self-extracting or prefixed archives
+    if _looks_like_csv(head):
+        return "csv"
+    if not head:
+        raise DatasetError("empty_archive", "The uploaded file is empty.")
+    raise DatasetError(
+        "unsupported_format",
+        "This file is neither a zip nor a CSV. Upload a zip of class folders (angry/, happy/... optionally "
+        "inside train/ and test/) or the FER2013 CSV (emotion,pixels,Usage).",
+    )
+
+
+def check_dataset(path, *, drop_unknown_classes: bool = False, limits: Limits = Limits()) -> dict:
+    """Cheap checks before an import is queued: format, archive safety, columns, class names."""
+    kind = sniff_format(path)
+    if kind == "zip":
+        return check_zip(path, drop_unknown_classes=drop_unknown_classes, limits=limits)
+    if kind == "csv":
+        with open(path, encoding="utf-8", errors="replace", newline="") as text:
+            _check_csv_header(text.readline())
+        return {"format": "csv"}
+    return {"format": kind}
+
+
+def read_dataset(
+    path,
+    *,
+    detector=None,
+    drop_unknown_classes: bool = False,
+    limits: Limits = Limits(),
+    progress: ProgressFn | None = None,
+) -> ReadResult:
+    """Read a zip, a folder tree or a FER2013 CSV into 48x48 faces, labels and splits.
+
+    Raises DatasetError when the input as a whole is refused; single corrupt or
+    non-image members are skipped and listed in `skipped`, photos without a face in
+    `no_face`. `progress` is called with a fraction in [0, 1], at most twice a second.
+    """
+    path = Path(path)
+    kind = sniff_format(path)
+    if kind == "directory":
+        return _read_directory(
+            path, detector=detector, drop_unknown_classes=drop_unknown_classes, limits=limits, progress=progress
+        )
+    if kind == "zip":
+        return _read_zip(
+            path, detector=detector, drop_unknown_classes=drop_unknown_classes, limits=limits, progress=progress
+        )
+    size = path.stat().st_size
+    with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+        return _read_csv_stream(text, progress, "csv", size=size)
+

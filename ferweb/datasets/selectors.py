@@ -1,0 +1,81 @@
+"""Reads on datasets: who sees what, and the packed arrays training loads."""
+from __future__ import annotations
+
+import numpy as np
+from django.db.models import QuerySet
+from django.http import Http404
+
+from ferweb.classes import CLASSES
+
+from .models import Dataset, DatasetItem
+
+
+def datasets_for(user) -> QuerySet[Dataset]:
+    """The datasets a user may see: their own; staff see all."""
+    if not user.is_authenticated:
+        return Dataset.objects.none()
+    queryset = Dataset.objects.select_related("owner")
+    return queryset if user.is_staff else queryset.filter(owner=user)
+
+
+def dataset_get_for(user, pk) -> Dataset:
+    """The dataset, or 404 when it does not exist or belongs to someone else."""
+    dataset = datasets_for(user).filter(pk=pk).first()
+    if dataset is None:
+        raise Http404(f"No dataset {pk}.")
+    return dataset
+
+
+def dataset_arrays(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(pixels uint8 [N, 48, 48], labels int64 [N], splits str [N], item ids int64 [N]).
+
+    Labels and splits come from the items, so admin relabels and split moves apply;
+    excluded items are left out. Raises FileNotFoundError when the packed array is missing.
+    """
+    pixels = np.load(dataset.pixels_path, mmap_mode="r")
+    rows = DatasetItem.objects.filter(dataset_id=dataset.id, excluded=False).order_by("index")
+    index, labels, splits, ids = [], [], [], []
+    for i, label, split, item_id in rows.values_list("index", "label", "split", "id").iterator(chunk_size=10_000):
+        index.append(i)
+        labels.append(label)
+        splits.append(split)
+        ids.append(item_id)
+    index = np.asarray(index, dtype=np.int64)
+    if len(index) == len(pixels) and (len(index) == 0 or index[-1] == len(index) - 1):
+        faces = np.array(pixels)  # nothing excluded: one sequential read
+    else:
+        faces = np.ascontiguousarray(pixels[index])
+    return (
+        faces,
+        np.asarray(labels, dtype=np.int64),
+        np.asarray(splits, dtype=str),
+        np.asarray(ids, dtype=np.int64),
+    )
+
+
+def dataset_face(dataset: Dataset, index: int) -> np.ndarray:
+    """One stored face (uint8 48x48) by its row; IndexError when there is none."""
+    pixels = np.load(dataset.pixels_path, mmap_mode="r")
+    if not 0 <= index < len(pixels):
+        raise IndexError(index)
+    return np.array(pixels[index])
+
+
+def dataset_mean_face(dataset: Dataset, class_name: str) -> np.ndarray:
+    means = np.load(dataset.mean_faces_path)
+    return np.clip(np.rint(means[CLASSES.index(class_name)]), 0, 255).astype(np.uint8)
+
+
+def dataset_samples(dataset: Dataset, per_class: int = 12) -> dict[str, list[int]]:
+    """Item indices of a few faces of each class (not excluded), evenly spread over the dataset."""
+    samples = {}
+    for label, name in enumerate(CLASSES):
+        rows = DatasetItem.objects.filter(dataset_id=dataset.id, label=label, excluded=False)
+        total = rows.count()
+        if not total:
+            samples[name] = []
+            continue
+        step = max(1, total // per_class)
+        picked = list(rows.order_by("index").values_list("index", flat=True)[: step * per_class : step])
+        samples[name] = picked[:per_class]
+    return samples

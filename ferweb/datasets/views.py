@@ -1,0 +1,55 @@
+"""Dataset pages: the list with the upload form, and the exploratory analysis of one dataset."""
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import render
+
+from ferweb.classes import CLASSES
+
+from . import selectors
+from .api import dataset_data
+from .models import Dataset
+
+
+@login_required
+def dataset_list(request):
+    datasets = selectors.datasets_for(request.user)
+    return render(request, "datasets/list.html", {
+        "datasets": datasets,
+        "classes": CLASSES,
+        "max_upload_mb": settings.FERWEB_MAX_UPLOAD_BYTES // (1024 * 1024),
+    })
+
+
+def _findings(dataset: Dataset) -> list[dict]:
+    """The report's quality findings in display order, each with a few example items."""
+    quality = dataset.report.get("quality", {})
+    blank = quality.get("blank", {})
+    within = quality.get("duplicates_within_split", {})
+    across = quality.get("duplicates_across_splits", {})
+    return [
+        {"key": "blank", "title": "Blank or near-constant faces", "count": blank.get("count", 0),
+         "help": "Pixels that barely vary: no expression to learn.", "items": blank.get("items", [])},
+        {"key": "duplicates_within_split", "title": "Exact duplicates within a split",
+         "count": within.get("extra_copies", 0), "groups": within.get("examples", []),
+         "help": f"{within.get('groups', 0)} groups of identical faces in the same split; they over-weight a face."},
+        {"key": "duplicates_across_splits", "title": "Exact duplicates across splits",
+         "count": across.get("extra_copies", 0), "groups": across.get("examples", []),
+         "help": f"{across.get('groups', 0)} groups of identical faces in different splits; they leak test data "
+                 "into training."},
+    ]
+
+
+@login_required
+def dataset_detail(request, pk):
+    dataset = selectors.dataset_get_for(request.user, pk)
+    context = {"dataset": dataset, "data": dataset_data(dataset), "classes": CLASSES}
+    if dataset.status == Dataset.Status.READY:
+        samples = context["data"]["samples"]
+        context.update(
+            samples=[(name, samples.get(name, []), dataset.class_counts.get(name, 0)) for name in CLASSES],
+            findings=_findings(dataset),
+            skipped=dataset.report.get("skipped", {}),
+            no_face=dataset.report.get("no_face", {}),
+            dropped=dataset.report.get("dropped_classes", {}),
+        )
+    return render(request, "datasets/detail.html", context)
