@@ -1,0 +1,456 @@
+// Training pages: the new-run form, the live run list, one run's live page, the compare view, models.
+(function () {
+  const FINISHED = ["succeeded", "failed", "cancelled"];
+
+  function csrfToken() {
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    if (match) return decodeURIComponent(match[1]);
+    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : "";
+  }
+
+  async function api(url, options) {
+    options = options || {};
+    const headers = Object.assign({ Accept: "application/json" }, options.headers || {});
+    if (options.method && options.method !== "GET") {
+      headers["X-CSRFToken"] = csrfToken();
+      headers["Content-Type"] = "application/json";
+    }
+    const response = await fetch(url, Object.assign({}, options, { headers, credentials: "same-origin" }));
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw Object.assign(new Error(body.detail || response.statusText), { body, status: response.status });
+    return body;
+  }
+
+  function jsonData(id) {
+    const node = document.getElementById(id);
+    return node ? JSON.parse(node.textContent) : null;
+  }
+
+  function fmt(value, digits) {
+    if (value === null || value === undefined || Number.isNaN(value)) return "–";
+    return Number(value).toFixed(digits === undefined ? 3 : digits);
+  }
+
+  function pct(value) {
+    return value === null || value === undefined ? "–" : (100 * value).toFixed(1) + "%";
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined || !isFinite(seconds)) return "–";
+    seconds = Math.max(0, Math.round(seconds));
+    const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
+    if (h) return `${h}h ${m}m`;
+    if (m) return `${m}m ${s}s`;
+    return `${s}s`;
+  }
+
+  function make(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (key === "text") node.textContent = value;
+      else if (key === "className") node.className = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children || []) node.append(child);
+    return node;
+  }
+
+  function kv(dl, pairs) {
+    dl.innerHTML = "";
+    for (const [label, value] of pairs) {
+      dl.append(make("dt", { text: label }), make("dd", { text: value }));
+    }
+  }
+
+  // ------------------------------------------------------------ /runs/new/
+
+  function newRunPage() {
+    const select = document.getElementById("id_architecture");
+    const help = document.getElementById("architecture-description");
+    if (!select || !help) return;
+    const show = () => {
+      const option = select.options[select.selectedIndex];
+      help.textContent = option ? option.dataset.description : "";
+    };
+    select.addEventListener("change", show);
+    show();
+    const first = document.querySelector(".field-error");
+    if (first) first.scrollIntoView({ block: "center" });
+  }
+
+  // ------------------------------------------------------------ /runs/
+
+  function runListPage() {
+    const table = document.getElementById("runs-table");
+    const compare = document.getElementById("compare-selected");
+    const boxes = () => Array.from(document.querySelectorAll(".compare-box:checked")).map((b) => b.value);
+    document.addEventListener("change", (event) => {
+      if (event.target.classList.contains("compare-box")) compare.disabled = boxes().length < 2;
+    });
+    compare.addEventListener("click", () => { window.location = `/runs/compare/?ids=${boxes().join(",")}`; });
+    if (!table) return;
+
+    async function refresh() {
+      let active = false;
+      try {
+        const runs = await api("/api/runs/");
+        for (const run of runs) {
+          const row = table.querySelector(`tr[data-run="${run.id}"]`);
+          if (!row) continue;
+          const badge = row.querySelector("[data-status]");
+          badge.textContent = run.status;
+          badge.className = `badge ${run.status}`;
+          row.querySelector("[data-progress]").style.width = `${run.progress}%`;
+          for (const key of ["accuracy", "macro_f1", "macro_auc"]) {
+            row.querySelector(`[data-metric="${key}"]`).textContent = fmt(run.metrics[key]);
+          }
+          if (!FINISHED.includes(run.status)) active = true;
+        }
+      } catch (error) {
+        active = true; // try again: the server may be restarting
+      }
+      if (active) setTimeout(refresh, 2000);
+    }
+    const anyActive = Array.from(table.querySelectorAll("[data-status]")).some((b) => !FINISHED.includes(b.textContent.trim()));
+    if (anyActive) setTimeout(refresh, 1000);
+  }
+
+  // ------------------------------------------------------------ charts of one run
+
+  function curves(history) {
+    const pick = (key) => history.filter((h) => h[key] !== null && h[key] !== undefined).map((h) => [h.epoch, h[key]]);
+    return {
+      loss: [
+        { name: "training loss", points: pick("train_loss"), color: "#1c7ed6" },
+        { name: "validation loss", points: pick("val_loss"), color: "#e03131" },
+      ],
+      accuracy: [
+        { name: "training accuracy", points: pick("train_accuracy"), color: "#1c7ed6" },
+        { name: "validation accuracy", points: pick("val_accuracy"), color: "#e03131" },
+      ],
+    };
+  }
+
+  function drawCurves(history) {
+    const c = curves(history);
+    FerCharts.lineChart(document.getElementById("loss-chart"), c.loss, { xLabel: "epoch", minX: 0 });
+    FerCharts.lineChart(document.getElementById("accuracy-chart"), c.accuracy, { xLabel: "epoch", minX: 0, maxY: 1 });
+  }
+
+  function perClassTable(metrics, classes) {
+    const perClass = metrics.per_class || {};
+    const rows = classes.filter((c) => perClass[c]).map((c) => {
+      const m = perClass[c];
+      return make("tr", { "data-class": c }, [
+        make("td", { text: c }),
+        make("td", { className: "num", text: fmt(m.precision) }),
+        make("td", { className: "num", text: fmt(m.recall) }),
+        make("td", { className: "num", text: fmt(m.f1) }),
+        make("td", { className: "num", text: fmt(m.specificity) }),
+        make("td", { className: "num", text: m.support === undefined ? "–" : String(m.support) }),
+        make("td", { className: "num", text: metrics.roc && metrics.roc[c] ? fmt(metrics.roc[c].auc) : "–" }),
+      ]);
+    });
+    const head = make("tr", {}, ["class", "precision", "recall", "F1", "specificity", "support", "AUC"].map(
+      (h, i) => make("th", { className: i ? "num" : "", text: h })));
+    return make("table", { id: "per-class-table" }, [make("thead", {}, [head]), make("tbody", {}, rows)]);
+  }
+
+  function rocSeries(metrics, classes) {
+    const roc = metrics.roc || {};
+    const colors = { angry: "#e03131", disgust: "#66a80f", fear: "#7048e8", happy: "#f59f00", sad: "#1c7ed6",
+                     surprise: "#d6336c", neutral: "#868e96" };
+    return classes.filter((c) => roc[c] && roc[c].fpr).map((c) => ({
+      name: `${c} (AUC ${fmt(roc[c].auc)})`,
+      points: roc[c].fpr.map((x, i) => [x, roc[c].tpr[i]]),
+      color: colors[c],
+    }));
+  }
+
+  function drawOcclusion(container, items) {
+    container.innerHTML = "";
+    if (!items || !items.length) {
+      container.append(make("p", { className: "muted", text: "No occlusion maps for this run." }));
+      return;
+    }
+    const scale = 3;
+    for (const item of items) {
+      const face = item.face, map = item.map;
+      const size = face.length;
+      const canvas = make("canvas", { width: size * scale, height: size * scale, "data-class": item.label });
+      const ctx = canvas.getContext("2d");
+      const image = ctx.createImageData(size, size);
+      const rows = map.length, cols = map[0].length;
+      const peak = Math.max(1e-6, ...map.flat().map((v) => Math.max(0, v)));
+      for (let y = 0; y < size; y++) {
+        for (let x = 0; x < size; x++) {
+          const g = face[y][x];
+          const drop = Math.max(0, map[Math.min(rows - 1, Math.floor((y * rows) / size))][Math.min(cols - 1, Math.floor((x * cols) / size))]) / peak;
+          const a = 0.65 * drop;
+          const i = 4 * (y * size + x);
+          image.data[i] = Math.round(g * (1 - a) + 255 * a);
+          image.data[i + 1] = Math.round(g * (1 - a));
+          image.data[i + 2] = Math.round(g * (1 - a));
+          image.data[i + 3] = 255;
+        }
+      }
+      const small = make("canvas", { width: size, height: size });
+      small.getContext("2d").putImageData(image, 0, 0);
+      ctx.imageSmoothingEnabled = false;
+      ctx.drawImage(small, 0, 0, size * scale, size * scale);
+      container.append(make("figure", {}, [canvas, make("figcaption", { text: item.label })]));
+    }
+  }
+
+  function drawEvaluation(run, classes) {
+    const metrics = run.metrics || {};
+    const section = document.getElementById("evaluation");
+    if (run.status !== "succeeded" || metrics.accuracy === undefined) { section.hidden = true; return; }
+    section.hidden = false;
+    const version = run.model_version;
+    kv(document.getElementById("summary"), [
+      ["Accuracy", pct(metrics.accuracy)],
+      ["Macro F1", fmt(metrics.macro_f1)],
+      ["Macro AUC", fmt(metrics.macro_auc)],
+      ["Micro AUC", fmt(metrics.micro_auc)],
+      ["Calibration error (ECE)", fmt(metrics.ece)],
+      ["Evaluated on", `${metrics.test_split || "test"} split`],
+      ["Best epoch", run.best_epoch === null ? "–" : String(run.best_epoch)],
+      ["Wall time", duration(run.wall_time_s)],
+      ["Parameters", run.param_count ? run.param_count.toLocaleString() : "–"],
+      ["ONNX latency (CPU, batch 1, median)", version && version.latency_ms ? `${version.latency_ms.toFixed(2)} ms` : "–"],
+    ]);
+    const actions = document.getElementById("model-actions");
+    actions.innerHTML = "";
+    if (version) {
+      actions.append(make("a", { className: "button secondary", href: version.onnx_url, id: "download-onnx", text: "Download ONNX" }), " ");
+      const activate = make("button", { type: "button", id: "make-active", text: version.is_active ? "Active" : "Make active" });
+      activate.disabled = version.is_active;
+      activate.addEventListener("click", async () => {
+        activate.disabled = true;
+        try {
+          await api(`/api/models/${version.id}/activate/`, { method: "POST", body: "{}" });
+          activate.textContent = "Active";
+        } catch (error) {
+          activate.disabled = false;
+          activate.textContent = `Make active (failed: ${error.message})`;
+        }
+      });
+      actions.append(activate);
+    }
+    const perClass = document.getElementById("per-class");
+    perClass.innerHTML = "";
+    perClass.append(perClassTable(metrics, classes));
+    if (metrics.confusion_matrix) {
+      FerCharts.heatmap(document.getElementById("confusion-counts"), metrics.confusion_matrix, classes, classes,
+                        { xLabel: "predicted →" });
+      FerCharts.heatmap(document.getElementById("confusion-normalized"), metrics.confusion_matrix_normalized, classes, classes,
+                        { max: 1, format: (v) => v.toFixed(2), xLabel: "predicted →" });
+    }
+    FerCharts.lineChart(document.getElementById("roc-chart"), rocSeries(metrics, classes),
+                        { maxY: 1, minX: 0, diagonal: true, xLabel: "false positive rate", height: 320 });
+    document.getElementById("roc-auc").textContent =
+      `Macro AUC ${fmt(metrics.macro_auc)} · micro AUC ${fmt(metrics.micro_auc)}`;
+    drawOcclusion(document.getElementById("occlusion"), metrics.occlusion);
+  }
+
+  // ------------------------------------------------------------ /runs/{id}/
+
+  function runDetailPage() {
+    let run = jsonData("run-data");
+    const classes = jsonData("classes");
+    let history = run.history || [];
+    let lastBatch = run.last_batch || {};
+    const bar = document.getElementById("run-progress");
+    const text = document.getElementById("run-progress-text");
+    const badge = document.getElementById("run-status");
+    const cancel = document.getElementById("cancel-run");
+    const errorBox = document.getElementById("run-error");
+    let socket = null, retry = 500;
+
+    function setProgress(progress) {
+      if (progress === undefined || progress === null) return;
+      bar.querySelector("div").style.width = `${progress}%`;
+      bar.setAttribute("aria-valuenow", String(progress));
+    }
+
+    function describe() {
+      const last = history[history.length - 1];
+      const parts = [`${fmt(run.progress, 1)}%`];
+      if (!FINISHED.includes(run.status)) {
+        if (lastBatch.epoch) parts.push(`epoch ${lastBatch.epoch}/${lastBatch.epochs} · batch ${lastBatch.batch}/${lastBatch.batches}`);
+        else if (last) parts.push(`epoch ${last.epoch}/${last.epochs}`);
+        if (lastBatch.images_per_s) parts.push(`${Math.round(lastBatch.images_per_s)} images/s`);
+        if (run.eta_seconds !== null && run.eta_seconds !== undefined) parts.push(`ETA ${duration(run.eta_seconds)}`);
+      }
+      if (last) parts.push(`val accuracy ${pct(last.val_accuracy)} (best ${pct(last.best_val_accuracy)})`);
+      if (run.message) parts.push(run.message);
+      text.textContent = parts.join(" · ");
+    }
+
+    function setStatus(status) {
+      run.status = status;
+      badge.textContent = status;
+      badge.className = `badge ${status}`;
+      cancel.hidden = FINISHED.includes(status);
+      if (run.human_readable_error && status !== "succeeded") {
+        errorBox.textContent = run.human_readable_error;
+        errorBox.hidden = false;
+      }
+    }
+
+    function addEpoch(event) {
+      history = history.filter((h) => h.epoch !== event.epoch).concat([event]).sort((a, b) => a.epoch - b.epoch);
+      drawCurves(history);
+    }
+
+    async function reload() {
+      run = await api(`/api/runs/${run.id}/`);
+      history = run.history || history;
+      setStatus(run.status);
+      setProgress(run.progress);
+      drawCurves(history);
+      describe();
+      drawEvaluation(run, classes);
+    }
+
+    const handlers = {
+      "run.history": (e) => {
+        history = e.history || [];
+        lastBatch = e.last_batch || {};
+        Object.assign(run, { status: e.status, progress: e.progress, eta_seconds: e.eta_seconds,
+                             human_readable_error: e.human_readable_error });
+        setStatus(e.status);
+        setProgress(e.progress);
+        drawCurves(history);
+        if (FINISHED.includes(e.status) && (run.metrics || {}).accuracy === undefined && e.status === "succeeded") reload();
+      },
+      "run.epoch": (e) => {
+        addEpoch(e);
+        run.eta_seconds = e.eta_seconds;
+        run.progress = e.progress;
+        setProgress(e.progress);
+      },
+      "run.batch": (e) => {
+        lastBatch = e;
+        run.progress = e.progress;
+        setProgress(e.progress);
+      },
+      "run.status": (e) => {
+        Object.assign(run, { progress: e.progress, message: e.message, error: e.error,
+                             human_readable_error: e.human_readable_error });
+        setStatus(e.status);
+        setProgress(e.progress);
+        if (FINISHED.includes(e.status)) reload();
+      },
+    };
+
+    function connect() {
+      const scheme = location.protocol === "https:" ? "wss" : "ws";
+      socket = new WebSocket(`${scheme}://${location.host}/ws/runs/${run.id}/`);
+      socket.onopen = () => { retry = 500; };
+      socket.onmessage = (message) => {
+        const event = JSON.parse(message.data);
+        const handle = handlers[event.type];
+        if (handle) handle(event);
+        describe();
+      };
+      socket.onclose = () => {
+        if (FINISHED.includes(run.status)) return;
+        setTimeout(connect, retry);
+        retry = Math.min(10000, retry * 2);
+      };
+    }
+
+    cancel.addEventListener("click", async () => {
+      cancel.disabled = true;
+      cancel.textContent = "Cancelling…";
+      try {
+        const answer = await api(`/api/runs/${run.id}/cancel/`, { method: "POST", body: "{}" });
+        if (FINISHED.includes(answer.status)) setStatus(answer.status);
+      } catch (error) {
+        cancel.disabled = false;
+        cancel.textContent = "Cancel";
+        errorBox.textContent = error.message;
+        errorBox.hidden = false;
+      }
+    });
+
+    setStatus(run.status);
+    setProgress(run.progress);
+    drawCurves(history);
+    describe();
+    drawEvaluation(run, classes);
+    if (!FINISHED.includes(run.status)) connect();
+  }
+
+  // ------------------------------------------------------------ /runs/compare/
+
+  function comparePage() {
+    const runs = jsonData("runs-data") || [];
+    const classes = jsonData("classes");
+    if (!runs.length) return;
+    const table = document.getElementById("compare-table");
+    const keys = [
+      ["status", (r) => r.status],
+      ["architecture", (r) => r.architecture],
+      ["optimizer", (r) => `${r.optimizer} · lr ${r.config.learning_rate}`],
+      ["epochs run", (r) => String(r.epochs_done)],
+      ["accuracy", (r) => pct(r.metrics.accuracy)],
+      ["macro F1", (r) => fmt(r.metrics.macro_f1)],
+      ["macro AUC", (r) => fmt(r.metrics.macro_auc)],
+      ["micro AUC", (r) => fmt(r.metrics.micro_auc)],
+      ["best val accuracy", (r) => pct(r.best_val_accuracy)],
+      ["parameters", (r) => (r.param_count ? r.param_count.toLocaleString() : "–")],
+      ["wall time", (r) => duration(r.wall_time_s)],
+      ["ONNX latency", (r) => (r.model_version && r.model_version.latency_ms ? `${r.model_version.latency_ms.toFixed(2)} ms` : "–")],
+    ];
+    const head = make("tr", {}, [make("th", { text: "" })].concat(runs.map((r) =>
+      make("th", {}, [make("a", { href: `/runs/${r.id}/`, text: `#${r.id} ${r.name}` })]))));
+    const body = keys.map(([label, get]) => make("tr", {}, [make("td", { text: label })].concat(
+      runs.map((r) => make("td", { className: "num", text: get(r) })))));
+    table.append(make("table", { id: "compare-metrics" }, [make("thead", {}, [head]), make("tbody", {}, body)]));
+
+    const palette = FerCharts.PALETTE;
+    const series = (key, dash) => runs.map((r, i) => ({
+      name: `#${r.id} ${key.replace("_", " ")}`,
+      points: (r.history || []).map((h) => [h.epoch, h[key]]).filter((p) => p[1] !== null && p[1] !== undefined),
+      color: palette[i % palette.length], dash,
+    }));
+    FerCharts.lineChart(document.getElementById("compare-accuracy"), series("val_accuracy"), { maxY: 1, minX: 0, xLabel: "epoch" });
+    FerCharts.lineChart(document.getElementById("compare-loss"),
+                        series("train_loss", "4 3").concat(series("val_loss")), { minX: 0, xLabel: "epoch" });
+    const confusion = document.getElementById("compare-confusion");
+    for (const r of runs) {
+      const box = make("div", { className: "chart" });
+      confusion.append(make("div", {}, [make("h3", { text: `#${r.id} ${r.architecture}` }), box]));
+      if (r.metrics.confusion_matrix_normalized) {
+        FerCharts.heatmap(box, r.metrics.confusion_matrix_normalized, classes, classes,
+                          { max: 1, cell: 34, format: (v) => v.toFixed(2) });
+      } else {
+        box.append(make("p", { className: "muted", text: "Not evaluated yet." }));
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ /models/
+
+  function modelsPage() {
+    document.querySelectorAll("button.activate").forEach((button) => {
+      button.addEventListener("click", async () => {
+        button.disabled = true;
+        const body = button.dataset.siteDefault ? { site_default: true } : {};
+        try {
+          await api(`/api/models/${button.dataset.model}/activate/`, { method: "POST", body: JSON.stringify(body) });
+          window.location.reload();
+        } catch (error) {
+          button.disabled = false;
+          button.textContent = `failed: ${error.message}`;
+        }
+      });
+    });
+  }
+
+  window.FerRuns = { newRunPage, runListPage, runDetailPage, comparePage, modelsPage, drawEvaluation };
+})();

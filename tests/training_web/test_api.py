@@ -1,0 +1,189 @@
+"""The runs and models API without a worker: validation, privacy, cancel of queued runs, activation."""
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+
+from tests.training_web.conftest import make_ready_dataset
+from training_jobs.models import ActiveModelChoice, ModelVersion, TrainingRun
+from training_jobs.selectors import active_model_for
+
+TINY = {"architecture": "light_residual", "epochs": 2, "batch_size": 16}
+
+
+def post_run(client, dataset, **fields):
+    return client.post("/api/runs/", {"dataset": dataset.pk, **TINY, **fields}, format="json")
+
+
+def make_version(owner, name="v1", **fields) -> ModelVersion:
+    path = Path(settings.MEDIA_ROOT) / "models" / f"{name}.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"onnx bytes of " + name.encode())
+    return ModelVersion.objects.create(owner=owner, onnx_file=f"models/{name}.onnx", architecture="light_residual",
+                                       version=name, metrics={"accuracy": 0.5}, **fields)
+
+
+@pytest.mark.django_db
+class TestCreateRun:
+    def test_it_creates_a_queued_run_with_the_full_recipe(self, alice_api, ready_dataset):
+        response = post_run(alice_api, ready_dataset, learning_rate=0.01, optimizer="adam")
+        assert response.status_code == 201, response.content
+        run = TrainingRun.objects.get(pk=response.json()["id"])
+        assert response.json()["status"] == "queued"
+        assert run.config["learning_rate"] == 0.01 and run.config["optimizer"] == "adam"
+        # Fields not given take the recipe's defaults (the 2022 paper's).
+        assert run.config["early_stopping_patience"] == 30 and run.config["class_weighting"] is True
+        ready_dataset.refresh_from_db()
+        assert ready_dataset.is_locked
+
+    def test_it_lists_valid_choices_for_bad_fields(self, alice_api, ready_dataset):
+        response = post_run(alice_api, ready_dataset, architecture="vgg99", optimizer="lion", epochs=0, colour="red")
+        assert response.status_code == 400
+        errors = response.json()
+        assert "adapted_residual" in errors["architecture"][0] and "light_residual" in errors["architecture"][0]
+        assert "nadam" in errors["optimizer"][0] and "sgd" in errors["optimizer"][0]
+        assert "between 1 and 1000" in errors["epochs"][0]
+        assert "valid fields are" in errors["colour"][0]
+        assert not TrainingRun.objects.exists()
+
+    def test_it_refuses_datasets_that_are_not_ready(self, alice_api, ready_dataset):
+        ready_dataset.status = "importing"
+        ready_dataset.save()
+        response = post_run(alice_api, ready_dataset)
+        assert response.status_code == 400
+        assert "only ready datasets" in response.json()["dataset"][0]
+
+    def test_it_refuses_another_users_dataset(self, bob_api, ready_dataset):
+        response = post_run(bob_api, ready_dataset)
+        assert response.status_code == 400
+        assert f"no dataset {ready_dataset.pk}" in response.json()["dataset"][0]
+
+    def test_it_needs_a_login(self, anon_api, ready_dataset):
+        assert post_run(anon_api, ready_dataset).status_code == 401
+
+    def test_fine_tuning_needs_a_succeeded_run(self, alice_api, ready_dataset):
+        earlier = post_run(alice_api, ready_dataset).json()["id"]
+        response = post_run(alice_api, ready_dataset, init_from_run=earlier)
+        assert response.status_code == 400
+        assert "fine-tune from a succeeded run" in response.json()["init_from_run"][0]
+
+
+@pytest.mark.django_db
+class TestRunPrivacy:
+    def test_other_users_get_404_and_staff_see_all(self, alice_api, bob_api, carol_api, ready_dataset):
+        run_id = post_run(alice_api, ready_dataset).json()["id"]
+        assert alice_api.get(f"/api/runs/{run_id}/").status_code == 200
+        assert bob_api.get(f"/api/runs/{run_id}/").status_code == 404
+        assert bob_api.post(f"/api/runs/{run_id}/cancel/").status_code == 404
+        assert carol_api.get(f"/api/runs/{run_id}/").json()["owner"] == "alice"
+        assert [r["id"] for r in alice_api.get("/api/runs/").json()] == [run_id]
+        assert bob_api.get("/api/runs/").json() == []
+        assert [r["id"] for r in carol_api.get("/api/runs/").json()] == [run_id]
+
+    def test_run_pages_follow_the_same_rules(self, client, alice, bob, ready_dataset, alice_api):
+        run_id = post_run(alice_api, ready_dataset).json()["id"]
+        client.force_login(bob)
+        assert client.get(f"/runs/{run_id}/").status_code == 404
+        client.force_login(alice)
+        page = client.get(f"/runs/{run_id}/")
+        assert page.status_code == 200 and b"run-data" in page.content
+
+    def test_the_detail_has_the_contract_fields(self, alice_api, ready_dataset):
+        run_id = post_run(alice_api, ready_dataset).json()["id"]
+        body = alice_api.get(f"/api/runs/{run_id}/").json()
+        for key in ("id", "status", "progress", "config", "history", "metrics", "model_version", "error",
+                    "human_readable_error", "param_count", "wall_time_s"):
+            assert key in body
+
+
+@pytest.mark.django_db
+class TestCancelQueued:
+    def test_a_queued_run_is_cancelled_at_once(self, alice_api, ready_dataset):
+        run_id = post_run(alice_api, ready_dataset).json()["id"]
+        response = alice_api.post(f"/api/runs/{run_id}/cancel/")
+        assert response.status_code == 200 and response.json()["status"] == "cancelled"
+        assert TrainingRun.objects.get(pk=run_id).status == "cancelled"
+        # A finished run cannot be cancelled again, and says why.
+        again = alice_api.post(f"/api/runs/{run_id}/cancel/")
+        assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
+
+    def test_a_cancelled_run_is_never_claimed(self, alice_api, ready_dataset):
+        from training_jobs.services import run_claim
+
+        run_id = post_run(alice_api, ready_dataset).json()["id"]
+        alice_api.post(f"/api/runs/{run_id}/cancel/")
+        assert run_claim(run_id=run_id, worker="w@test") is None
+
+
+@pytest.mark.django_db
+class TestArchitectures:
+    def test_it_lists_every_architecture_with_its_parameter_count(self, alice_api):
+        body = alice_api.get("/api/architectures/").json()
+        counts = {a["name"]: a["param_count"] for a in body}
+        assert counts["adapted_residual"] == 9_766_391
+        assert abs(counts["light_residual"] - 552_455) / 552_455 < 0.05
+        assert {"basic_cnn", "resnet34", "resnet50", "hybrid_resnet34_50"} <= set(counts)
+        assert all(a["description"] for a in body)
+
+    def test_the_recipe_schema_lists_every_field(self, alice_api):
+        fields = {f["name"]: f for f in alice_api.get("/api/recipe/").json()}
+        assert fields["optimizer"]["choices"] == ["sgd", "adam", "adamw", "rmsprop", "nadam"]
+        assert fields["batch_size"]["default"] == 64
+
+
+@pytest.mark.django_db
+class TestModels:
+    def test_the_shipped_model_serves_until_one_is_chosen(self, alice):
+        active = active_model_for(alice)
+        assert active.version == "default" and active.model_version_id is None
+        assert active.path == Path(settings.FERWEB_DEFAULT_MODEL)
+        assert active_model_for(AnonymousUser()).version == "default"
+
+    def test_a_user_activates_their_own_model(self, alice, bob, alice_api, bob_api):
+        mine = make_version(alice, "alice-v1")
+        assert bob_api.post(f"/api/models/{mine.pk}/activate/").status_code == 404
+        response = alice_api.post(f"/api/models/{mine.pk}/activate/", {}, format="json")
+        assert response.status_code == 200 and response.json()["is_active"] is True
+        assert active_model_for(alice).model_version_id == mine.pk
+        assert active_model_for(bob).version == "default"
+        listed = alice_api.get("/api/models/").json()
+        assert [(m["id"], m["is_active"]) for m in listed] == [(mine.pk, True)]
+        assert bob_api.get("/api/models/").json() == []
+
+    def test_only_staff_set_the_site_default(self, alice, bob, carol, alice_api, carol_api):
+        version = make_version(carol, "site")
+        mine = make_version(alice, "alice-v1")
+        refused = alice_api.post(f"/api/models/{mine.pk}/activate/", {"site_default": True}, format="json")
+        assert refused.status_code == 403 and "only staff" in refused.json()["site_default"][0]
+        ok = carol_api.post(f"/api/models/{version.pk}/activate/", {"site_default": True}, format="json")
+        assert ok.status_code == 200
+        assert active_model_for(bob).model_version_id == version.pk
+        # A user's own choice wins over the site default.
+        ActiveModelChoice.objects.create(user=alice, model_version=mine)
+        assert active_model_for(alice).model_version_id == mine.pk
+
+    def test_active_model_is_one_query(self, alice, django_assert_num_queries):
+        make_version(alice, "v", is_site_default=True)
+        with django_assert_num_queries(1):
+            assert active_model_for(alice).version == "v"
+
+    def test_onnx_downloads(self, alice, alice_api, bob_api, settings, tmp_path):
+        settings.FERWEB_DEFAULT_MODEL = tmp_path / "default.onnx"
+        settings.FERWEB_DEFAULT_MODEL.write_bytes(b"the shipped model")
+        mine = make_version(alice, "alice-v1")
+        response = alice_api.get(f"/api/models/{mine.pk}/onnx/")
+        assert response.status_code == 200 and b"".join(response.streaming_content) == b"onnx bytes of alice-v1"
+        assert bob_api.get(f"/api/models/{mine.pk}/onnx/").status_code == 404
+        default = bob_api.get("/api/models/active/onnx/")
+        assert default.status_code == 200
+        assert b"".join(default.streaming_content) == b"the shipped model"
+        alice_api.post(f"/api/models/{mine.pk}/activate/")
+        active = alice_api.get("/api/models/active/onnx/")
+        assert b"".join(active.streaming_content) == b"onnx bytes of alice-v1"
+
+
+def test_make_ready_dataset_has_learnable_classes(db, alice):
+    dataset = make_ready_dataset(alice, per_class=10)
+    assert dataset.num_items == 30
+    assert dataset.class_counts == {"happy": 10, "sad": 10, "surprise": 10}

@@ -1,0 +1,227 @@
+"""REST API for runs, architectures and model versions. Thin: validate, call one service, serialize."""
+from functools import lru_cache
+
+from django.conf import settings
+from django.http import FileResponse, Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ferweb.datasets.models import Dataset
+from training_jobs import selectors, services
+from training_jobs.models import ModelVersion, TrainingRun
+
+# ---------------------------------------------------------------- output shapes
+
+
+def model_version_data(version: ModelVersion | None, *, active_id: int | None = None) -> dict | None:
+    if version is None:
+        return None
+    return {
+        "id": version.pk,
+        "run": version.run_id,
+        "owner": version.owner.username,
+        "architecture": version.architecture,
+        "version": version.version,
+        "metrics": version.metrics,
+        "param_count": version.param_count,
+        "latency_ms": version.latency_ms,
+        "parity_max_abs_diff": version.parity_max_abs_diff,
+        "is_site_default": version.is_site_default,
+        "is_active": active_id == version.pk,
+        "created_at": version.created_at,
+        "onnx_url": f"/api/models/{version.pk}/onnx/",
+    }
+
+
+SUMMARY_METRICS = ("accuracy", "macro_f1", "macro_auc", "micro_auc")
+
+
+def run_data(run: TrainingRun, *, full: bool = True) -> dict:
+    data = {
+        "id": run.pk,
+        "name": run.name,
+        "owner": run.owner.username,
+        "dataset": {"id": run.dataset_id, "name": run.dataset.name},
+        "architecture": run.architecture,
+        "optimizer": run.optimizer,
+        "status": run.status,
+        "progress": run.progress,
+        "eta_seconds": run.eta_seconds,
+        "error": run.error,
+        "human_readable_error": run.human_readable_error,
+        "param_count": run.param_count,
+        "wall_time_s": run.wall_time_s,
+        "best_epoch": run.best_epoch,
+        "best_val_accuracy": run.best_val_accuracy,
+        "epochs_done": len(run.history),
+        "init_from_run": run.init_from_run_id,
+        "cancel_requested": run.cancel_requested,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }
+    version = selectors.latest_model_version(run)
+    if full:
+        data.update(config=run.config, history=run.history, last_batch=run.last_batch, metrics=run.metrics,
+                    attempts=run.attempts, worker=run.worker)
+        data["model_version"] = model_version_data(version)
+    else:
+        data["config"] = {k: run.config.get(k) for k in ("epochs", "batch_size", "learning_rate")}
+        data["metrics"] = {k: run.metrics.get(k) for k in SUMMARY_METRICS if k in run.metrics}
+        data["model_version"] = version.pk if version else None
+    return data
+
+
+# ---------------------------------------------------------------- runs
+
+
+class RunListCreateApi(APIView):
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        """The run's own fields; everything else is a TrainConfig field, validated by the recipe."""
+
+        dataset = serializers.IntegerField()
+        name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+        init_from_run = serializers.IntegerField(required=False, allow_null=True)
+        init_checkpoint = serializers.FileField(required=False, allow_null=True)
+
+    @extend_schema(request=InputSerializer, responses={201: dict})
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        own = serializer.validated_data
+        config = {
+            key: value for key, value in request.data.items()
+            if key not in self.InputSerializer._declared_fields and key != "csrfmiddlewaretoken"
+        }
+        try:
+            run = create_run_for(request.user, own, config)
+        except services.RunError as exc:
+            return Response({k: [v] for k, v in exc.errors.items()}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"id": run.pk, "status": run.status}, status=status.HTTP_201_CREATED)
+
+    def get(self, request):
+        runs = selectors.run_list_for(request.user)
+        return Response([run_data(run, full=False) for run in runs])
+
+
+def create_run_for(user, own: dict, config: dict) -> TrainingRun:
+    """Shared by the API and the form page: resolve ids the user may see, then call the service."""
+    dataset = Dataset.objects.filter(pk=own["dataset"]).first()
+    if dataset is None or not (user.is_staff or dataset.owner_id == user.pk):
+        raise services.RunError({"dataset": f"no dataset {own['dataset']}; choose one of your ready datasets"})
+    init_from_run = None
+    if own.get("init_from_run"):
+        init_from_run = selectors.run_list_for(user).filter(pk=own["init_from_run"]).first()
+        if init_from_run is None:
+            raise services.RunError({"init_from_run": f"no run {own['init_from_run']}"})
+    return services.run_create(
+        user=user, dataset=dataset, config=config, name=own.get("name") or "",
+        init_from_run=init_from_run, init_checkpoint=own.get("init_checkpoint"),
+    )
+
+
+class RunDetailApi(APIView):
+    def get(self, request, pk):
+        return Response(run_data(selectors.run_get_for(request.user, pk)))
+
+
+class RunCancelApi(APIView):
+    def post(self, request, pk):
+        run = selectors.run_get_for(request.user, pk)
+        if run.is_finished:
+            return Response(
+                {"detail": f"run {run.pk} already {run.status}; only queued or running runs can be cancelled"},
+                status=status.HTTP_409_CONFLICT,
+            )
+        run = services.run_cancel(run=run)
+        return Response({"id": run.pk, "status": run.status, "cancel_requested": run.cancel_requested})
+
+
+# ---------------------------------------------------------------- architectures and recipe
+
+
+@lru_cache(maxsize=1)
+def architecture_catalogue() -> tuple[dict, ...]:
+    """Names, descriptions and parameter counts; counted once per process (building a net takes time)."""
+    from training_jobs.ml.architectures import ARCHITECTURES, build_model, count_parameters
+
+    return tuple(
+        {"name": name, "description": spec.description, "param_count": count_parameters(build_model(name))}
+        for name, spec in ARCHITECTURES.items()
+    )
+
+
+class ArchitectureListApi(APIView):
+    def get(self, request):
+        return Response(list(architecture_catalogue()))
+
+
+class RecipeSchemaApi(APIView):
+    """Every TrainConfig field with its type, default, choices, range and help."""
+
+    def get(self, request):
+        from training_jobs.ml.config import TrainConfig
+
+        return Response(TrainConfig.fields_schema())
+
+
+# ---------------------------------------------------------------- models
+
+
+class ModelListApi(APIView):
+    def get(self, request):
+        active = selectors.active_model_for(request.user)
+        versions = selectors.model_list_for(request.user)
+        return Response([model_version_data(v, active_id=active.model_version_id) for v in versions])
+
+
+def _model_for(request, pk: str) -> ModelVersion | None:
+    """`active` resolves to the requesting user's active version (None: the shipped default)."""
+    if pk == "active":
+        active = selectors.active_model_for(request.user)
+        return ModelVersion.objects.get(pk=active.model_version_id) if active.model_version_id else None
+    if not pk.isdigit():
+        raise Http404("No such model version.")
+    return selectors.model_get_for(request.user, int(pk))
+
+
+class ModelDetailApi(APIView):
+    def get(self, request, pk):
+        version = _model_for(request, pk)
+        if version is None:
+            return Response({"id": None, "version": "default", "architecture": None, "is_active": True})
+        active = selectors.active_model_for(request.user)
+        return Response(model_version_data(version, active_id=active.model_version_id))
+
+
+class ModelOnnxApi(APIView):
+    def get(self, request, pk):
+        version = _model_for(request, pk)
+        path = version.path if version else settings.FERWEB_DEFAULT_MODEL
+        filename = f"{version.version}.onnx" if version else "default.onnx"
+        if not path.exists():
+            raise Http404("The model file is missing.")
+        return FileResponse(open(path, "rb"), as_attachment=True, filename=filename,
+                            content_type="application/octet-stream")
+
+
+class ModelActivateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        site_default = serializers.BooleanField(required=False, default=False)
+
+    def post(self, request, pk):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = selectors.model_get_for(request.user, pk)
+        site_default = serializer.validated_data["site_default"]
+        if site_default and not request.user.is_staff:
+            return Response({"site_default": ["only staff can set the site default model"]},
+                            status=status.HTTP_403_FORBIDDEN)
+        services.model_activate(user=request.user, model_version=version, site_default=site_default)
+        active = selectors.active_model_for(request.user)
+        return Response(model_version_data(version, active_id=active.model_version_id))

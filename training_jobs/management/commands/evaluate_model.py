@@ -1,0 +1,96 @@
+"""`manage.py evaluate_model --model PATH --dataset PATH [--json]`: an ONNX model on a dataset file.
+
+ONNX Runtime and NumPy only (no PyTorch), so it checks exactly what a stranger would run.
+"""
+import json
+import time
+
+import numpy as np
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from ferweb.classes import CLASSES
+
+
+def evaluate_onnx(model_path, pixels: np.ndarray, labels: np.ndarray, *, batch_size: int = 256, threads: int = 0):
+    """Probabilities of the model for uint8 faces [N, 48, 48], then the full metric set."""
+    import onnxruntime as ort
+
+    from inference.preprocess import softmax, to_model_input
+    from training_jobs.ml.metrics import evaluate
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    outputs = []
+    for start in range(0, len(pixels), batch_size):
+        logits = session.run(["logits"], {"input": to_model_input(pixels[start:start + batch_size])})[0]
+        outputs.append(softmax(logits.astype(np.float64)))
+    probs = np.concatenate(outputs) if outputs else np.zeros((0, len(CLASSES)))
+    return evaluate(labels, probs)
+
+
+def format_report(metrics: dict) -> str:
+    lines = [
+        f"faces: {metrics['num_samples']}",
+        f"accuracy: {metrics['accuracy']:.4f}",
+        f"macro F1: {metrics['macro_f1']:.4f}",
+        f"macro AUC: {_num(metrics['macro_auc'])}   micro AUC: {_num(metrics['micro_auc'])}",
+        "",
+        f"{'class':<10}{'precision':>10}{'recall':>10}{'F1':>10}{'specif.':>10}{'support':>10}{'AUC':>10}",
+    ]
+    for name in CLASSES:
+        m = metrics["per_class"][name]
+        lines.append(f"{name:<10}{m['precision']:>10.4f}{m['recall']:>10.4f}{m['f1']:>10.4f}"
+                     f"{m['specificity']:>10.4f}{m['support']:>10d}{_num(m['auc']):>10}")
+    lines += ["", "confusion matrix (rows: true, columns: predicted)",
+              " " * 10 + "".join(f"{c[:8]:>9}" for c in CLASSES)]
+    for name, row in zip(CLASSES, metrics["confusion_matrix"]):
+        lines.append(f"{name:<10}" + "".join(f"{v:>9d}" for v in row))
+    return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+class Command(BaseCommand):
+    help = "Evaluate an ONNX model (the FERWeb contract) on a dataset: folder tree, zip or FER2013 CSV."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--model", required=True, help="ONNX file: input [N,1,48,48] in [0,1], output logits [N,7]")
+        parser.add_argument("--dataset", required=True, help="folder tree, zip or FER2013 CSV")
+        parser.add_argument("--split", default="", help="only faces of this split (e.g. test, PrivateTest)")
+        parser.add_argument("--json", action="store_true", help="print one JSON object")
+        parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = its default)")
+
+    def handle(self, *args, **options):
+        from ferweb.datasets.readers import DatasetError, read_dataset
+        from inference.faces import FaceDetector
+
+        started = time.perf_counter()
+        try:
+            data = read_dataset(options["dataset"], detector=FaceDetector(min_face_size=settings.FERWEB_MIN_FACE_SIZE))
+        except (DatasetError, FileNotFoundError) as exc:
+            raise CommandError(f"cannot read {options['dataset']}: {exc}") from None
+        pixels, labels, splits = data.pixels, data.labels, np.asarray(data.splits, dtype=str)
+        if options["split"]:
+            keep = np.char.lower(splits) == options["split"].lower()
+            if not keep.any():
+                raise CommandError(f"no faces in split {options['split']!r}; splits: {', '.join(sorted(set(splits)))}")
+            pixels, labels = pixels[keep], labels[keep]
+        if not len(labels):
+            raise CommandError(f"no faces could be read from {options['dataset']}")
+        try:
+            metrics = evaluate_onnx(options["model"], pixels, labels, threads=options["threads"])
+        except Exception as exc:  # onnxruntime raises its own types for unreadable models
+            raise CommandError(f"cannot run {options['model']}: {exc}") from None
+        metrics["model"] = str(options["model"])
+        metrics["dataset"] = str(options["dataset"])
+        metrics["skipped_files"] = len(data.skipped) + len(data.no_face)
+        metrics["seconds"] = round(time.perf_counter() - started, 2)
+        if options["json"]:
+            self.stdout.write(json.dumps(metrics))
+        else:
+            self.stdout.write(format_report(metrics))

@@ -1,0 +1,116 @@
+"""Pages for runs and models. They render a skeleton plus the data as JSON; runs.js draws the rest."""
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+
+from ferweb.classes import CLASSES
+from ferweb.datasets.models import Dataset
+from training_jobs import api, selectors, services
+from training_jobs.models import TrainingRun
+
+GROUP_TITLES = {
+    "recipe": "Model and optimisation",
+    "schedule": "Learning-rate schedule and stopping",
+    "augmentation": "Augmentation",
+    "data": "Data",
+    "transfer": "Transfer learning",
+    "export": "Evaluation and export",
+    "hardware": "Hardware",
+}
+
+
+def _recipe_groups(values: dict, errors: dict) -> list[dict]:
+    """fields_schema() grouped for the form, each field with its current value and error."""
+    from training_jobs.ml.config import TrainConfig
+
+    catalogue = {a["name"]: a for a in api.architecture_catalogue()}
+    groups: dict[str, dict] = {}
+    for field in TrainConfig.fields_schema():
+        if field["name"] == "init_checkpoint":
+            continue  # set from the fine-tune choices below, never typed as a path
+        field = dict(field)
+        field["value"] = values.get(field["name"], field["default"])
+        field["error"] = errors.get(field["name"], "")
+        field["label"] = field["name"].replace("_", " ")
+        if field["name"] == "architecture":
+            field["options"] = [
+                {"value": c, "label": f"{c} · {catalogue[c]['param_count']:,} parameters" if c in catalogue else c,
+                 "description": catalogue.get(c, {}).get("description", "")}
+                for c in field["choices"]
+            ]
+        elif field["choices"]:
+            field["options"] = [{"value": c, "label": c, "description": ""} for c in field["choices"]]
+        if field["type"] == "float":
+            field["step"] = "any"
+        group = groups.setdefault(field["group"], {"name": field["group"],
+                                                   "title": GROUP_TITLES.get(field["group"], field["group"]),
+                                                   "fields": []})
+        group["fields"].append(field)
+    return list(groups.values())
+
+
+@login_required
+def run_new(request):
+    errors: dict[str, str] = {}
+    values: dict = {}
+    if request.method == "POST":
+        values = {k: v for k, v in request.POST.items() if k != "csrfmiddlewaretoken"}
+        # Unchecked checkboxes are absent from a form post: the form marks which ones it showed.
+        for name in request.POST.getlist("_booleans"):
+            values[name] = name in request.POST
+        values.pop("_booleans", None)
+        own = {
+            "dataset": values.pop("dataset", ""),
+            "name": values.pop("name", ""),
+            "init_from_run": values.pop("init_from_run", "") or None,
+            "init_checkpoint": request.FILES.get("init_checkpoint"),
+        }
+        try:
+            own["dataset"] = int(own["dataset"])
+            own["init_from_run"] = int(own["init_from_run"]) if own["init_from_run"] else None
+            run = api.create_run_for(request.user, own, values)
+        except ValueError:
+            errors["dataset"] = "choose one of your ready datasets"
+        except services.RunError as exc:
+            errors = exc.errors
+        else:
+            return redirect("run-detail", pk=run.pk)
+        values.update(dataset=own["dataset"], name=own["name"], init_from_run=own["init_from_run"])
+    datasets = Dataset.objects.filter(owner=request.user, status=Dataset.Status.READY).order_by("-created_at")
+    earlier = TrainingRun.objects.filter(owner=request.user, status=TrainingRun.Status.SUCCEEDED)
+    return render(request, "runs/new.html", {
+        "groups": _recipe_groups(values, errors),
+        "datasets": datasets,
+        "earlier_runs": earlier,
+        "values": values,
+        "errors": errors,
+        "general_errors": {k: v for k, v in errors.items() if k in ("dataset", "init_from_run", "init_checkpoint")},
+    })
+
+
+@login_required
+def run_list(request):
+    runs = [api.run_data(run, full=False) for run in selectors.run_list_for(request.user)]
+    return render(request, "runs/list.html", {"runs": runs})
+
+
+@login_required
+def run_detail(request, pk):
+    run = selectors.run_get_for(request.user, pk)
+    return render(request, "runs/detail.html", {"run": run, "run_data": api.run_data(run), "classes": CLASSES})
+
+
+@login_required
+def run_compare(request):
+    ids = [part for part in request.GET.get("ids", "").split(",") if part.strip().isdigit()]
+    runs = list(selectors.run_list_for(request.user).filter(pk__in=ids).order_by("pk"))
+    return render(request, "runs/compare.html", {
+        "runs": runs, "runs_data": [api.run_data(run) for run in runs], "classes": CLASSES,
+    })
+
+
+@login_required
+def model_list(request):
+    active = selectors.active_model_for(request.user)
+    versions = [api.model_version_data(v, active_id=active.model_version_id)
+                for v in selectors.model_list_for(request.user)]
+    return render(request, "runs/models.html", {"versions": versions, "active": active})
