@@ -189,6 +189,10 @@ FERWEB_RUN_STALE_SECONDS = envint("FERWEB_RUN_STALE_SECONDS", 300)  # seconds
 FERWEB_DEFAULT_MODEL = Path(os.environ.get("FERWEB_DEFAULT_MODEL", BASE_DIR / "inference" / "models" / "default.onnx"))
 FERWEB_INFERENCE_THREADS = envint("FERWEB_INFERENCE_THREADS", 2)  # ONNX Runtime intra-op threads
 FERWEB_MIN_FACE_SIZE = envint("FERWEB_MIN_FACE_SIZE", 24)  # pixels, in the original image
+FERWEB_FACE_DETECTOR = os.environ.get("FERWEB_FACE_DETECTOR", "auto")  # auto, blazeface or haar
+FERWEB_SERVE_THREADS = envint("FERWEB_SERVE_THREADS", 2)  # web-process threads for webcam frames
+FERWEB_SERVE_MAX_PENDING = envint("FERWEB_SERVE_MAX_PENDING", 8)  # predictions in progress before refusing
+FERWEB_VIDEO_MAX_SECONDS = envint("FERWEB_VIDEO_MAX_SECONDS", 4 * 3600)  # seconds of video one job may read
 
 LOGGING = {
     "version": 1,

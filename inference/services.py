@@ -1,0 +1,244 @@
+"""Writes of the inference app: batch/video jobs from upload to results."""
+import csv
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils import timezone
+
+from .engine import ModelUnavailable, get_engine
+from .models import InferenceJob
+from .preprocess import crop_face
+from .tracking import FaceStats, IoUTracker, SourceError, video_frames, zip_images
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".webm", ".avi", ".mkv", ".mpg", ".mpeg", ".wmv", ".ogv"}
+ZIP_SUFFIXES = {".zip"}
+PROGRESS_EVERY_S = 0.5  # seconds between progress writes and cancellation checks
+
+
+class JobInputError(ValueError):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def job_kind_for(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    if suffix in ZIP_SUFFIXES:
+        return InferenceJob.Kind.IMAGES
+    if suffix in VIDEO_SUFFIXES:
+        return InferenceJob.Kind.VIDEO
+    raise JobInputError(
+        "unsupported_file",
+        f"Unsupported file {name!r}: upload a .zip of photos or a video "
+        f"({', '.join(sorted(VIDEO_SUFFIXES))}).",
+    )
+
+
+@transaction.atomic
+def job_create(*, owner, upload: UploadedFile, every_k: int = 1) -> InferenceJob:
+    """Store the upload and queue the job once the row is committed."""
+    if not 1 <= every_k <= 1000:
+        raise JobInputError("bad_every_k", "every_k must be between 1 and 1000.")
+    kind = job_kind_for(upload.name)
+    job = InferenceJob(owner=owner, kind=kind, every_k=every_k, source_name=Path(upload.name).name[:255])
+    job.source.save(Path(upload.name).name, upload, save=False)
+    job.save()
+    from .tasks import run_inference_job
+
+    transaction.on_commit(lambda: run_inference_job.delay(job.pk))
+    return job
+
+
+@transaction.atomic
+def job_cancel(*, job: InferenceJob) -> InferenceJob:
+    updated = InferenceJob.objects.filter(
+        pk=job.pk, state__in=[InferenceJob.State.QUEUED, InferenceJob.State.RUNNING]
+    ).update(state=InferenceJob.State.CANCELLED, finished_at=timezone.now())
+    job.refresh_from_db()
+    if updated:
+        transaction.on_commit(lambda: _send(job, {"type": "job.progress", **job_event(job)}))
+    return job
+
+
+def job_event(job: InferenceJob) -> dict:
+    return {
+        "id": job.pk, "state": job.state, "progress": round(job.progress, 1), "processed": job.processed,
+        "total": job.total, "num_faces": job.num_faces, "error": job.error,
+        "human_readable_error": job.human_readable_error,
+    }
+
+
+def _send(job: InferenceJob, message: dict):
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(job.group_name, message)
+    except Exception:  # progress is best effort; the row is the truth
+        log.warning("could not publish progress of job %s", job.pk, exc_info=True)
+
+
+def _finish(job_id: int, **fields) -> InferenceJob:
+    """Record the outcome unless the job was cancelled meanwhile."""
+    InferenceJob.objects.filter(pk=job_id, state=InferenceJob.State.RUNNING).update(finished_at=timezone.now(), **fields)
+    job = InferenceJob.objects.get(pk=job_id)
+    _send(job, {"type": "job.progress", **job_event(job)})
+    return job
+
+
+def job_run(*, job_id: int, worker: str = "") -> InferenceJob | None:
+    """Run a queued job to the end.
+
+    1. claim it atomically (a second delivery finds it no longer queued);
+    2. fix the model: the user's active model now, for the whole job;
+    3. stream images or every k-th frame: detect, classify, track, append CSV rows;
+    4. write the summary and the JSON file; mark it succeeded (or failed, with a reason).
+    """
+    claimed = InferenceJob.objects.filter(pk=job_id, state=InferenceJob.State.QUEUED).update(
+        state=InferenceJob.State.RUNNING, started_at=timezone.now(), worker=worker[:200]
+    )
+    if claimed != 1:
+        return None
+    job = InferenceJob.objects.select_related("owner").get(pk=job_id)
+    from training_jobs.selectors import active_model_for
+
+    active = active_model_for(job.owner)
+    job.model_path, job.model_version = str(active.path), active.version
+    job.save(update_fields=["model_path", "model_version"])
+    try:
+        summary = _process(job)
+    except (SourceError, ModelUnavailable) as exc:
+        code = getattr(exc, "code", "no_model")
+        message = getattr(exc, "message", None) or str(exc)
+        return _finish(job.pk, state=InferenceJob.State.FAILED, error=code, human_readable_error=message)
+    except Exception as exc:
+        log.exception("inference job %s failed", job.pk)
+        return _finish(job.pk, state=InferenceJob.State.FAILED, error="internal",
+                       human_readable_error=f"The job stopped on an unexpected error: {exc}")
+    if summary is None:  # cancelled
+        return InferenceJob.objects.get(pk=job.pk)
+    return _finish(job.pk, state=InferenceJob.State.SUCCEEDED, progress=100.0, summary=summary)
+
+
+def _process(job: InferenceJob) -> dict | None:
+    engine = get_engine()
+    model = engine.models.get(job.model_path)
+    classes = model.classes
+    source_path = job.source.path
+    if job.kind == InferenceJob.Kind.VIDEO:
+        total, fps, items = video_frames(source_path, every_k=job.every_k, max_seconds=settings.FERWEB_VIDEO_MAX_SECONDS)
+        tracker = IoUTracker(max_missed=max(2, int(round(fps / job.every_k))))
+    else:
+        total, items = zip_images(
+            source_path, max_members=settings.FERWEB_MAX_ARCHIVE_MEMBERS,
+            max_uncompressed=settings.FERWEB_MAX_ARCHIVE_UNCOMPRESSED_BYTES,
+            max_ratio=settings.FERWEB_MAX_COMPRESSION_RATIO,
+        )
+        tracker = None
+    InferenceJob.objects.filter(pk=job.pk).update(total=total)
+    job.results_dir.mkdir(parents=True, exist_ok=True)
+    stats: dict = {}
+    overall = np.zeros(len(classes), np.int64)
+    processed = num_faces = unreadable = 0
+    last_report = time.monotonic()
+    with open(job.csv_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["item", "frame", "time_s", "face_id", "x", "y", "w", "h", "label", *[f"p_{c}" for c in classes]])
+        for item in items:
+            if job.kind == InferenceJob.Kind.VIDEO:
+                frame_index, t, gray = item
+                name = ""
+            else:
+                name, gray, error = item
+                frame_index, t = processed, float(processed)
+                if gray is None:
+                    unreadable += 1
+            faces = engine.detector.detect(gray, thorough=tracker is None) if gray is not None else []
+            crops = np.stack([crop_face(gray, f.box) for f in faces]) if faces else np.zeros((0, 48, 48), np.uint8)
+            probs = engine.classify(model, crops)
+            if tracker is not None:
+                ids = tracker.update([f.box for f in faces])
+            else:
+                ids = [f"{processed + 1}.{i + 1}" for i in range(len(faces))]
+            for face, face_id, p in zip(faces, ids, probs):
+                label = int(np.argmax(p))
+                overall[label] += 1
+                writer.writerow([name, frame_index, f"{t:.3f}", face_id, *face.box, classes[label],
+                                 *[f"{v:.4f}" for v in p]])
+                if tracker is not None:
+                    stats.setdefault(face_id, FaceStats(classes)).add(t, p)
+            num_faces += len(faces)
+            processed += 1
+            now = time.monotonic()
+            if now - last_report >= PROGRESS_EVERY_S:
+                last_report = now
+                handle.flush()
+                if not _report(job, processed, total, num_faces):
+                    return None
+    if tracker is not None:
+        faces_summary = [s.summary(face_id) for face_id, s in sorted(stats.items())]
+    else:
+        faces_summary = []
+    summary = {
+        "kind": job.kind,
+        "items": processed,
+        "unreadable": unreadable,
+        "detections": num_faces,
+        "model_version": job.model_version,
+        "classes": list(classes),
+        "label_counts": {c: int(n) for c, n in zip(classes, overall)},
+        "share": {c: round(float(n) / max(1, int(overall.sum())), 4) for c, n in zip(classes, overall)},
+        "faces": faces_summary,
+    }
+    if job.kind == InferenceJob.Kind.VIDEO:
+        summary["fps"] = round(fps, 3)
+        summary["every_k"] = job.every_k
+    _write_json(job, summary)
+    if not _report(job, processed, processed, num_faces):
+        return None
+    return summary
+
+
+def _report(job: InferenceJob, processed: int, total: int, num_faces: int) -> bool:
+    """Write progress; False when the job was cancelled meanwhile."""
+    total = max(total, processed)
+    progress = 100.0 * processed / total if total else 0.0
+    updated = InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.State.RUNNING).update(
+        processed=processed, total=total, num_faces=num_faces, progress=min(99.9, progress)
+    )
+    if not updated:
+        return False
+    job.processed, job.total, job.num_faces, job.progress = processed, total, num_faces, min(99.9, progress)
+    job.state = InferenceJob.State.RUNNING
+    _send(job, {"type": "job.progress", **job_event(job)})
+    return True
+
+
+def _write_json(job: InferenceJob, summary: dict):
+    """results.json: the summary and every detection, streamed from the CSV row by row."""
+    tmp = job.json_path.with_suffix(".tmp")
+    with open(job.csv_path, newline="") as source, open(tmp, "w") as out:
+        reader = csv.reader(source)
+        header = next(reader)
+        probs_at = header.index("label") + 1
+        out.write('{"job": %d, "source": %s, "summary": %s, "detections": [' % (
+            job.pk, json.dumps(job.source_name), json.dumps({k: v for k, v in summary.items() if k != "faces"})))
+        for i, row in enumerate(reader):
+            record = {
+                "item": row[0] or None, "frame": int(row[1]), "time_s": float(row[2]), "face_id": row[3],
+                "box": [int(v) for v in row[4:8]], "label": row[8],
+                "probabilities": {c: float(v) for c, v in zip(summary["classes"], row[probs_at:])},
+            }
+            out.write(("," if i else "") + json.dumps(record))
+        out.write('], "faces": %s}' % json.dumps(summary["faces"]))
+    tmp.replace(job.json_path)
