@@ -150,13 +150,13 @@ def _layout(names: list[str]) -> list[_Entry]:
 
     The class is the innermost folder; the folder above it is the split when it has a
     split's name (train, test, val, PublicTest...). One wrapping folder around
-    everything is allowed and ignored.
+    everything (a zipped folder of class folders) is allowed and ignored.
     """
     entries = []
     paths = [PurePosixPath(n).parts for n in names]
     wrapped = (
         len(paths) > 0
-        and all(len(p) >= 2 for p in paths)
+        and all(len(p) >= 3 for p in paths)  # wrapper/class/image at least: "x/img.jpg" names a class x
         and len({p[0] for p in paths}) == 1
         and canonical_class(paths[0][0]) is None
         and paths[0][0].lower() not in SPLIT_NAMES

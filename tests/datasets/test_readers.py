@@ -1,0 +1,73 @@
+"""read_dataset on its own (no Django): the entry point evaluate_model uses for folder trees, zips and CSVs."""
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from ferweb.classes import CLASSES
+from ferweb.datasets.readers import DatasetError, Limits, read_dataset
+
+from .conftest import class_tree, fer_csv, make_zip
+
+
+def write_tree(root, files):
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def test_it_reads_a_directory_tree_with_split_folders_and_skips_symlinks(tmp_path):
+    root = write_tree(tmp_path / "data", class_tree(per_class=2, splits=("train", "val")))
+    os.symlink("/etc/passwd", root / "train" / "happy" / "link.png")
+    (root / "train" / ".DS_Store").write_bytes(b"junk")
+    result = read_dataset(root)
+    assert result.source_format == "directory"
+    assert result.pixels.shape == (28, 48, 48) and result.pixels.dtype == np.uint8
+    assert result.labels.dtype == np.int64
+    assert np.bincount(result.labels, minlength=7).tolist() == [4] * 7
+    assert sorted(set(result.splits.tolist())) == ["train", "val"]
+    assert result.skipped == [{"name": "train/happy/link.png", "reason": "symbolic link, not followed"}]
+
+
+def test_it_reads_a_csv_and_a_zip_holding_only_that_csv_the_same_way(tmp_path):
+    text = fer_csv(rows=7, usages=("Training",))
+    (tmp_path / "fer2013.csv").write_text(text)
+    with zipfile.ZipFile(tmp_path / "fer2013.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("fer2013/fer2013.csv", text)
+    plain, zipped = read_dataset(tmp_path / "fer2013.csv"), read_dataset(tmp_path / "fer2013.zip")
+    assert np.array_equal(plain.pixels, zipped.pixels) and np.array_equal(plain.labels, zipped.labels)
+    assert plain.labels.tolist() == list(range(7))
+    assert set(plain.splits.tolist()) == {"Training"}
+    assert plain.source_names[0] == "line 2"
+
+
+def test_a_csv_without_usage_goes_to_train_and_accepts_class_names(tmp_path):
+    pixels = " ".join(["128"] * 2304)
+    (tmp_path / "f.csv").write_text(f"pixels,emotion\n\"{pixels}\",Happiness\n\"{pixels}\",4\n")
+    result = read_dataset(tmp_path / "f.csv")
+    assert result.labels.tolist() == [CLASSES.index("happy"), 4]
+    assert result.splits.tolist() == ["train", "train"]
+
+
+def test_a_split_folder_without_class_folders_is_unlabeled(tmp_path):
+    files = {f"train/{name.split('/')[-1]}": data for name, data in class_tree(per_class=1).items()}
+    with pytest.raises(DatasetError) as error:
+        read_dataset(make_zip(tmp_path / "x.zip", files))
+    assert error.value.code == "unlabeled_images"
+
+
+def test_limits_are_arguments(tmp_path):
+    archive = make_zip(tmp_path / "x.zip", class_tree(per_class=1))
+    with pytest.raises(DatasetError) as error:
+        read_dataset(archive, limits=Limits(max_members=3))
+    assert error.value.message == "Refused: the zip holds 7 files; the limit is 3."
+    assert len(read_dataset(archive, limits=Limits(max_members=7))) == 7
+
+
+def test_progress_is_reported_up_to_the_end(tmp_path):
+    seen = []
+    read_dataset(make_zip(tmp_path / "x.zip", class_tree(per_class=1)), progress=seen.append)
+    assert seen[-1] == 1.0 and all(0 <= value <= 1 for value in seen)
