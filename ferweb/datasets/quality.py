@@ -13,6 +13,7 @@ from ferweb.classes import CLASSES
 BLANK_STD = 4.0
 EXAMPLE_ITEMS = 48
 EXAMPLE_GROUPS = 16
+CHUNK = 4096
 
 BLANK = "blank"
 DUPLICATE = "duplicate"
@@ -22,9 +23,12 @@ FLAGS = (BLANK, DUPLICATE, CROSS_SPLIT_DUPLICATE)
 
 def blank_faces(pixels: np.ndarray) -> np.ndarray:
     """Indices of near-constant faces."""
-    if not len(pixels):
-        return np.empty(0, dtype=np.int64)
-    std = pixels.reshape(len(pixels), -1).std(axis=1)
+    flat = pixels.reshape(len(pixels), -1)
+    # In chunks: a float copy of all of FER2013 at once would take half a gigabyte.
+    std = np.concatenate(
+        [flat[start:start + CHUNK].std(axis=1, dtype=np.float32) for start in range(0, len(flat), CHUNK)]
+        or [np.empty(0, dtype=np.float32)]
+    )
     return np.flatnonzero(std < BLANK_STD)
 
 
@@ -70,9 +74,8 @@ def mean_faces(pixels: np.ndarray, labels: np.ndarray) -> np.ndarray:
     for index in range(len(CLASSES)):
         rows = np.flatnonzero(labels == index)
         if len(rows):
-            # Chunked so a big class never needs a float copy of all its faces at once.
             total = np.zeros(pixels.shape[1:], dtype=np.float64)
-            for start in range(0, len(rows), 4096):
-                total += pixels[rows[start:start + 4096]].sum(axis=0, dtype=np.float64)
+            for start in range(0, len(rows), CHUNK):
+                total += pixels[rows[start:start + CHUNK]].sum(axis=0, dtype=np.float64)
             means[index] = total / len(rows)
     return means
