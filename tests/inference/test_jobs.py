@@ -1,0 +1,137 @@
+"""Batch and video jobs through a real Celery worker on real Redis."""
+import csv
+import io
+import json
+import time
+import zipfile
+
+import cv2
+import numpy as np
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from ferweb.classes import CLASSES
+from inference.synthetic import clutter, draw_face, jpeg, place, scene
+
+
+def make_clip(path, frames=24, fps=8):
+    """Two drawn faces: one walks right, one stays put; MJPG in AVI, as a phone export might be."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
+    background = clutter(seed=4)
+    left, right = draw_face(170, seed=1), draw_face(160, smile=1.0, seed=2)
+    for i in range(frames):
+        frame = background.copy()
+        place(frame, left, 20 + i * 4, 120)
+        place(frame, right, 440, 200)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def wait_for(client, job_id, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/api/jobs/{job_id}/").json()
+        if body["state"] in ("succeeded", "failed", "cancelled"):
+            return body
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} still {body['state']} after {timeout}s")
+
+
+@pytest.mark.worker
+def test_a_video_job_tracks_each_face_and_summarises_it(celery_worker, alice_api, bob_api, model_file, tmp_path):
+    clip = make_clip(tmp_path / "clip.avi")
+    upload = SimpleUploadedFile("clip.avi", clip.read_bytes(), content_type="video/x-msvideo")
+    response = alice_api.post("/api/jobs/", {"file": upload, "every_k": 2}, format="multipart")
+    assert response.status_code == 201, response.content
+    assert response.json()["kind"] == "video"
+    job = wait_for(alice_api, response.json()["id"])
+    assert job["state"] == "succeeded", job
+    assert job["processed"] == 12 and job["progress"] == 100.0
+
+    summary = job["summary"]
+    assert [face["id"] for face in summary["faces"]] == [1, 2]  # two people, two ids, no id churn
+    for face in summary["faces"]:
+        assert face["detections"] == 12
+        assert face["dominant"] in CLASSES
+        assert sum(face["share"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert len(face["timeline"]) == 12 and face["timeline"][-1]["t"] == pytest.approx(22 / 8)
+
+    rows = list(csv.DictReader(io.StringIO(alice_api.get(job["results"]["csv"]).getvalue().decode())))
+    assert len(rows) == 24
+    walker = [row for row in rows if row["face_id"] == "1"]
+    assert [int(r["frame"]) for r in walker] == list(range(0, 24, 2))
+    assert int(walker[-1]["x"]) > int(walker[0]["x"]) + 60  # the box followed the walking face
+
+    data = json.loads(b"".join(alice_api.get(job["results"]["json"]).streaming_content))
+    assert len(data["detections"]) == 24 and data["faces"][0]["id"] == 1
+    assert bob_api.get(f"/api/jobs/{job['id']}/").status_code == 404
+    assert bob_api.get(job["results"]["csv"]).status_code == 404
+
+
+@pytest.mark.worker
+def test_a_zip_of_photos_is_classified_photo_by_photo(celery_worker, alice_api, model_file):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for i in range(3):
+            image, _ = scene([draw_face(170, seed=i)], seed=i)
+            archive.writestr(f"photos/{i}.jpg", jpeg(image))
+        archive.writestr("photos/broken.jpg", b"\xff\xd8\xff not really")
+        archive.writestr("notes.txt", "ignored")
+    upload = SimpleUploadedFile("photos.zip", buffer.getvalue(), content_type="application/zip")
+    job_id = alice_api.post("/api/jobs/", {"file": upload}, format="multipart").json()["id"]
+    job = wait_for(alice_api, job_id)
+    assert job["state"] == "succeeded", job
+    assert job["summary"]["items"] == 4 and job["summary"]["unreadable"] == 1
+    assert job["summary"]["detections"] == 3 == sum(job["summary"]["label_counts"].values())
+
+
+@pytest.mark.worker
+def test_an_unreadable_video_fails_with_a_reason(celery_worker, alice_api, model_file):
+    upload = SimpleUploadedFile("clip.mp4", b"\x00\x00\x00\x18ftypmp42 garbage", content_type="video/mp4")
+    job = wait_for(alice_api, alice_api.post("/api/jobs/", {"file": upload}, format="multipart").json()["id"])
+    assert job["state"] == "failed"
+    assert job["error"] == "unreadable_video"
+    assert "could not be opened" in job["human_readable_error"] or "no frame" in job["human_readable_error"]
+
+
+def test_an_unsupported_upload_lists_the_valid_choices(alice_api, model_file):
+    upload = SimpleUploadedFile("notes.txt", b"hello")
+    response = alice_api.post("/api/jobs/", {"file": upload}, format="multipart")
+    assert response.status_code == 400
+    assert ".zip of photos" in response.json()["detail"] and ".mp4" in response.json()["detail"]
+
+
+def test_jobs_of_others_do_not_exist_but_staff_see_them(alice, alice_api, bob_api, carol_api, model_file, tmp_path):
+    from inference.models import InferenceJob
+
+    job = InferenceJob.objects.create(owner=alice, kind="video", source_name="x.avi", source="inference_uploads/x.avi")
+    assert bob_api.get(f"/api/jobs/{job.pk}/").status_code == 404
+    assert bob_api.post(f"/api/jobs/{job.pk}/cancel/").status_code == 404
+    assert [j["id"] for j in bob_api.get("/api/jobs/").json()] == []
+    assert carol_api.get(f"/api/jobs/{job.pk}/").status_code == 200
+    assert alice_api.post(f"/api/jobs/{job.pk}/cancel/").json()["state"] == "cancelled"
+
+
+def test_the_tracker_keeps_ids_and_retires_lost_faces():
+    from inference.tracking import IoUTracker
+
+    tracker = IoUTracker(max_missed=1)
+    assert tracker.update([(0, 0, 50, 50), (200, 0, 50, 50)]) == [1, 2]
+    assert tracker.update([(205, 2, 50, 50), (4, 1, 50, 50)]) == [2, 1]
+    assert tracker.update([(4, 1, 50, 50)]) == [1]
+    assert tracker.update([]) == []
+    assert tracker.update([(200, 0, 50, 50)]) == [3]  # face 2 was gone too long: a new person
+
+
+def test_face_timelines_stay_bounded_however_long_the_video():
+    from inference.tracking import FaceStats
+
+    stats = FaceStats(CLASSES, max_points=50)
+    probs = np.eye(len(CLASSES))[3]
+    for i in range(10_000):
+        stats.add(i / 25, probs)
+    summary = stats.summary(1)
+    assert len(summary["timeline"]) <= 50
+    assert summary["dominant"] == "happy" and summary["share"]["happy"] == 1.0
+    assert summary["timeline"][-1]["t"] > 390
