@@ -1,0 +1,158 @@
+// Predict page (upload a photo, show boxes and probabilities) and job pages (upload, progress, timeline).
+(function () {
+  const classesEl = document.getElementById("fer-classes");
+  const CLASSES = classesEl ? JSON.parse(classesEl.textContent) : ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
+  const COLORS = { angry: "#e03131", disgust: "#66a80f", fear: "#7048e8", happy: "#f59f00", sad: "#1c7ed6", surprise: "#d6336c", neutral: "#868e96" };
+
+  function csrfToken() {
+    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : "";
+  }
+
+  function show(el, text) { el.textContent = text; el.hidden = !text; }
+
+  function probRows(probabilities) {
+    return CLASSES.map((c) => {
+      const p = probabilities[c] || 0;
+      return `<div class="prob-row"><span>${c}</span><span class="prob-bar"><i style="width:${(p * 100).toFixed(1)}%;background:${COLORS[c]}"></i></span><span class="num">${(p * 100).toFixed(0)}%</span></div>`;
+    }).join("");
+  }
+
+  // ---- /predict/
+  const predictForm = document.getElementById("predict-form");
+  if (predictForm) {
+    const errorEl = document.getElementById("predict-error");
+    const stage = document.getElementById("predict-stage");
+    const img = document.getElementById("predict-image");
+    predictForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      show(errorEl, "");
+      const file = document.getElementById("id_image").files[0];
+      if (!file) { show(errorEl, "Choose a photo first."); return; }
+      const body = new FormData();
+      body.append("image", file);
+      const response = await fetch("/api/predict/", { method: "POST", body, headers: { "X-CSRFToken": csrfToken() }, credentials: "same-origin" });
+      const data = await response.json().catch(() => ({}));
+      if (!response.ok) { show(errorEl, data.detail || `The server answered ${response.status}.`); return; }
+      img.src = URL.createObjectURL(file);
+      await img.decode().catch(() => {});
+      stage.hidden = false;
+      stage.querySelectorAll(".box").forEach((b) => b.remove());
+      // EXIF-rotated photos: the browser shows them upright, as the server saw them.
+      const w = img.naturalWidth, h = img.naturalHeight;
+      const list = document.getElementById("predict-faces");
+      list.innerHTML = "";
+      data.faces.forEach((face, i) => {
+        const [x, y, bw, bh] = face.box;
+        const box = document.createElement("div");
+        box.className = "box";
+        Object.assign(box.style, { left: `${(100 * x) / w}%`, top: `${(100 * y) / h}%`, width: `${(100 * bw) / w}%`, height: `${(100 * bh) / h}%`, borderColor: COLORS[face.label] });
+        box.innerHTML = `<span style="background:${COLORS[face.label]}">${i + 1}: ${face.label}</span>`;
+        stage.appendChild(box);
+        const card = document.createElement("div");
+        card.className = "face-card";
+        card.innerHTML = `<p>Face ${i + 1}: <strong data-face-label="${face.label}">${face.label}</strong>${face.too_small ? " (small: less reliable)" : ""}</p>${probRows(face.probabilities)}`;
+        list.appendChild(card);
+      });
+      document.getElementById("predict-message").textContent = data.message;
+      document.getElementById("predict-model").textContent = data.model_version;
+      const t = data.timing_ms;
+      document.getElementById("predict-timing").textContent = `${t.total.toFixed(1)} ms (decode ${t.decode.toFixed(1)}, detect ${t.detect.toFixed(1)}, classify ${t.classify.toFixed(1)})`;
+    });
+  }
+
+  // ---- /jobs/
+  const jobForm = document.getElementById("job-form");
+  if (jobForm) {
+    const errorEl = document.getElementById("job-error");
+    jobForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      show(errorEl, "");
+      const file = document.getElementById("id_file").files[0];
+      if (!file) { show(errorEl, "Choose a zip or a video first."); return; }
+      const body = new FormData(jobForm);
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", "/api/jobs/");
+      xhr.setRequestHeader("X-CSRFToken", csrfToken());
+      document.getElementById("job-upload").hidden = false;
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable) document.getElementById("job-upload-bar").style.width = `${(100 * e.loaded) / e.total}%`;
+      };
+      xhr.onload = () => {
+        let data = {};
+        try { data = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
+        if (xhr.status === 201) location.href = `/jobs/${data.id}/`;
+        else show(errorEl, data.detail || (data.every_k && `every_k: ${data.every_k.join(" ")}`) || `The server answered ${xhr.status}.`);
+      };
+      xhr.onerror = () => show(errorEl, "The upload failed; check the connection and try again.");
+      xhr.send(body);
+    });
+  }
+
+  // ---- /jobs/{id}/
+  const jobEl = document.getElementById("job");
+  if (jobEl) {
+    const id = jobEl.dataset.jobId;
+    let finished = false;
+    const update = (job) => {
+      document.getElementById("job-bar").style.width = `${job.progress}%`;
+      document.getElementById("job-processed").textContent = job.processed;
+      document.getElementById("job-total").textContent = job.total;
+      document.getElementById("job-faces").textContent = job.num_faces;
+      const state = document.getElementById("job-state");
+      state.textContent = job.state;
+      state.className = `badge ${job.state}`;
+      jobEl.dataset.state = job.state;
+      show(document.getElementById("job-error"), job.human_readable_error || "");
+      const done = ["succeeded", "failed", "cancelled"].includes(job.state);
+      document.getElementById("job-cancel").hidden = done;
+      if (done && !finished) {
+        finished = true;
+        fetch(`/api/jobs/${id}/`, { credentials: "same-origin" }).then((r) => r.json()).then(showSummary);
+      }
+    };
+    const showSummary = (job) => {
+      if (job.state !== "succeeded") return;
+      document.getElementById("job-csv").hidden = false;
+      document.getElementById("job-json").hidden = false;
+      const summary = job.summary;
+      document.getElementById("job-summary").hidden = false;
+      window.FerCharts.barChart(document.getElementById("job-share"), CLASSES, [{ name: "share", values: CLASSES.map((c) => summary.share[c] || 0) }], { format: (v) => `${(v * 100).toFixed(0)}%` });
+      const holder = document.getElementById("job-faces-summary");
+      holder.innerHTML = "";
+      if (summary.kind === "images") {
+        holder.innerHTML = `<p class="muted">${summary.items} photos, ${summary.detections} faces${summary.unreadable ? `, ${summary.unreadable} unreadable` : ""}.</p>`;
+      }
+      (summary.faces || []).forEach((face) => {
+        const card = document.createElement("div");
+        card.className = "face-card";
+        card.dataset.faceId = face.id;
+        const shares = CLASSES.filter((c) => face.share[c] > 0).map((c) => `${c} ${(face.share[c] * 100).toFixed(0)}%`).join(", ");
+        card.innerHTML = `<h2>Face #${face.id}: mostly <span data-face-label="${face.dominant}">${face.dominant}</span></h2>
+          <p class="muted">Seen from ${face.first_s.toFixed(1)} s to ${face.last_s.toFixed(1)} s in ${face.detections} frames. Time per emotion: ${shares}.</p>
+          <div class="chart timeline"></div>`;
+        holder.appendChild(card);
+        const series = CLASSES.map((c) => ({ name: c, color: COLORS[c], points: face.timeline.map((p) => [p.t, p.probabilities[c]]) }));
+        window.FerCharts.lineChart(card.querySelector(".timeline"), series, { maxY: 1, xLabel: "seconds", format: (v) => v.toFixed(1) });
+      });
+    };
+    document.getElementById("job-cancel").addEventListener("click", async () => {
+      const r = await fetch(`/api/jobs/${id}/cancel/`, { method: "POST", headers: { "X-CSRFToken": csrfToken() }, credentials: "same-origin" });
+      if (r.ok) update(await r.json());
+    });
+    const poll = async () => {
+      if (finished) return;
+      try { update(await (await fetch(`/api/jobs/${id}/`, { credentials: "same-origin" })).json()); } catch (e) { /* retry */ }
+      setTimeout(poll, 2000);
+    };
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}/ws/jobs/${id}/`);
+    socket.onmessage = (event) => update(JSON.parse(event.data));
+    socket.onclose = () => { if (!finished) poll(); };  // the stream is gone: fall back to polling
+    if (["succeeded", "failed", "cancelled"].includes(jobEl.dataset.state)) update({
+      progress: jobEl.dataset.state === "succeeded" ? 100 : 0, processed: document.getElementById("job-processed").textContent,
+      total: document.getElementById("job-total").textContent, num_faces: document.getElementById("job-faces").textContent,
+      state: jobEl.dataset.state, human_readable_error: document.getElementById("job-error").textContent.trim(),
+    });
+  }
+})();

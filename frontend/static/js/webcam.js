@@ -1,0 +1,205 @@
+// Live webcam: capture, send one JPEG frame at a time over /ws/webcam/, draw what comes back.
+(function () {
+  const CLASSES = JSON.parse(document.getElementById("fer-classes").textContent);
+  const COLORS = { angry: "#e03131", disgust: "#66a80f", fear: "#7048e8", happy: "#f59f00", sad: "#1c7ed6", surprise: "#d6336c", neutral: "#868e96" };
+  const SEND_WIDTH = 640;          // frames are scaled to this width before encoding
+  const MIN_INTERVAL_MS = 33;      // at most ~30 frames per second
+  const SMOOTH_FRAMES = 5;
+  const JPEG_QUALITY = 0.7;
+
+  const video = document.getElementById("video");
+  const overlay = document.getElementById("overlay");
+  const statusEl = document.getElementById("webcam-status");
+  const facesEl = document.getElementById("faces");
+  const fpsEl = document.getElementById("fps");
+  const latencyEl = document.getElementById("latency");
+  const serverEl = document.getElementById("server-ms");
+  const modelEl = document.getElementById("model-version");
+  const smoothBox = document.getElementById("smooth");
+  const toggle = document.getElementById("toggle");
+  const grab = document.createElement("canvas");
+
+  let socket = null, reconnectDelay = 500, inFlight = false, sentAt = 0, lastSend = 0;
+  let paused = false, cameraReady = false, frameSize = { w: 640, h: 480 };
+  let fps = 0, lastReply = 0, latency = 0;
+  const history = new Map();       // face id -> last probability vectors
+
+  function setStatus(text, kind) {
+    statusEl.textContent = text;
+    statusEl.dataset.kind = kind || "info";
+  }
+
+  async function startCamera() {
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      setStatus("This browser cannot use a camera here (it needs HTTPS or localhost, and camera support).", "error");
+      return;
+    }
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
+      video.srcObject = stream;
+      await video.play().catch(() => {});
+      cameraReady = true;
+      setStatus("Camera on. Connecting…", "info");
+      pump();
+    } catch (error) {
+      if (error.name === "NotAllowedError" || error.name === "SecurityError") {
+        setStatus("Camera access was refused. Allow the camera for this site in the browser's address bar, then reload.", "error");
+      } else if (error.name === "NotFoundError" || error.name === "OverconstrainedError" || error.name === "DevicesNotFoundError") {
+        setStatus("No camera found. Connect a camera and reload the page.", "error");
+      } else if (error.name === "NotReadableError") {
+        setStatus("The camera is in use by another application.", "error");
+      } else {
+        setStatus(`The camera could not start (${error.name || error}).`, "error");
+      }
+    }
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    socket = new WebSocket(`${scheme}://${location.host}/ws/webcam/`);
+    socket.binaryType = "arraybuffer";
+    socket.onopen = () => {
+      reconnectDelay = 500;
+      inFlight = false;
+      if (cameraReady) setStatus("Live.", "ok");
+      pump();
+    };
+    socket.onmessage = (event) => handle(JSON.parse(event.data));
+    socket.onclose = (event) => {
+      inFlight = false;
+      if (event.code === 4401) {
+        setStatus("You are logged out: log in again to use the webcam.", "error");
+        return;
+      }
+      setStatus(`Connection to the server lost; reconnecting in ${(reconnectDelay / 1000).toFixed(1)} s…`, "warn");
+      setTimeout(connect, reconnectDelay);
+      reconnectDelay = Math.min(5000, reconnectDelay * 2);
+    };
+  }
+
+  function handle(message) {
+    if (message.type === "ready" || message.type === "pong") return;
+    inFlight = false;
+    const now = performance.now();
+    if (message.type === "busy") {
+      setStatus("The server is busy; frames are being skipped.", "warn");
+      setTimeout(pump, 200);
+      return;
+    }
+    if (message.type === "dropped") { pump(); return; }
+    if (message.type === "error") {
+      setStatus(message.message, "error");
+      setTimeout(pump, 1000);
+      return;
+    }
+    if (message.type !== "prediction") return;
+    latency = latency ? latency * 0.8 + (now - sentAt) * 0.2 : now - sentAt;
+    if (lastReply) fps = fps ? fps * 0.9 + (1000 / (now - lastReply)) * 0.1 : 1000 / (now - lastReply);
+    lastReply = now;
+    fpsEl.textContent = fps.toFixed(1);
+    latencyEl.textContent = `${latency.toFixed(0)} ms`;
+    serverEl.textContent = `${message.timing_ms.total.toFixed(1)} ms (detect ${message.timing_ms.detect.toFixed(1)}, classify ${message.timing_ms.classify.toFixed(1)})`;
+    modelEl.textContent = message.model_version;
+    if (statusEl.dataset.kind !== "ok") setStatus("Live.", "ok");
+    render(message.faces.map(smooth));
+    pump();
+  }
+
+  function smooth(face) {
+    const vector = CLASSES.map((c) => face.probabilities[c] || 0);
+    const past = history.get(face.id) || [];
+    past.push(vector);
+    if (past.length > SMOOTH_FRAMES) past.shift();
+    history.set(face.id, past);
+    if (!smoothBox.checked) return Object.assign({}, face, { shown: vector });
+    const mean = CLASSES.map((_, i) => past.reduce((sum, v) => sum + v[i], 0) / past.length);
+    return Object.assign({}, face, { shown: mean });
+  }
+
+  function render(faces) {
+    const live = new Set(faces.map((f) => f.id));
+    for (const id of history.keys()) if (!live.has(id)) history.delete(id);
+    const rect = video.getBoundingClientRect();
+    overlay.width = rect.width;
+    overlay.height = rect.height;
+    const ctx = overlay.getContext("2d");
+    ctx.clearRect(0, 0, overlay.width, overlay.height);
+    const sx = rect.width / frameSize.w, sy = rect.height / frameSize.h;
+    facesEl.innerHTML = "";
+    if (!faces.length) facesEl.innerHTML = '<p class="muted">No face in view.</p>';
+    faces.forEach((face) => {
+      const best = face.shown.indexOf(Math.max(...face.shown));
+      const label = CLASSES[best];
+      const color = COLORS[label] || "#3b5bdb";
+      const [x, y, w, h] = face.box;
+      ctx.strokeStyle = color;
+      ctx.lineWidth = 3;
+      ctx.strokeRect(x * sx, y * sy, w * sx, h * sy);
+      const text = `#${face.id} ${label} ${(face.shown[best] * 100).toFixed(0)}%`;
+      ctx.font = "600 15px system-ui, sans-serif";
+      const tw = ctx.measureText(text).width;
+      ctx.fillStyle = color;
+      ctx.fillRect(x * sx, Math.max(0, y * sy - 22), tw + 10, 22);
+      ctx.fillStyle = "#fff";
+      ctx.fillText(text, x * sx + 5, Math.max(16, y * sy - 6));
+      // Probability bars under the box.
+      const barTop = (y + h) * sy + 4, barW = w * sx;
+      CLASSES.forEach((c, i) => {
+        ctx.fillStyle = "rgba(0,0,0,.45)";
+        ctx.fillRect(x * sx, barTop + i * 7, barW, 5);
+        ctx.fillStyle = COLORS[c];
+        ctx.fillRect(x * sx, barTop + i * 7, barW * face.shown[i], 5);
+      });
+      facesEl.appendChild(faceCard(face, label));
+    });
+  }
+
+  function faceCard(face, label) {
+    const card = document.createElement("div");
+    card.className = "face-card";
+    card.dataset.faceId = face.id;
+    const title = document.createElement("p");
+    const name = document.createElement("strong");
+    name.dataset.faceLabel = label;
+    name.textContent = label;
+    title.append(`Face #${face.id}: `, name);
+    if (face.too_small) title.append(" (small: less reliable)");
+    card.appendChild(title);
+    CLASSES.forEach((c, i) => {
+      const row = document.createElement("div");
+      row.className = "prob-row";
+      row.innerHTML = `<span>${c}</span><span class="prob-bar"><i style="width:${(face.shown[i] * 100).toFixed(1)}%;background:${COLORS[c]}"></i></span><span class="num">${(face.shown[i] * 100).toFixed(0)}%</span>`;
+      card.appendChild(row);
+    });
+    return card;
+  }
+
+  // Send the next frame when none is in flight, the socket is open and the camera runs.
+  function pump() {
+    if (paused || inFlight || !cameraReady || !socket || socket.readyState !== WebSocket.OPEN) return;
+    if (!video.videoWidth) { setTimeout(pump, 50); return; }
+    const wait = MIN_INTERVAL_MS - (performance.now() - lastSend);
+    if (wait > 0) { setTimeout(pump, wait); return; }
+    const scale = Math.min(1, SEND_WIDTH / video.videoWidth);
+    frameSize = { w: Math.round(video.videoWidth * scale), h: Math.round(video.videoHeight * scale) };
+    grab.width = frameSize.w;
+    grab.height = frameSize.h;
+    grab.getContext("2d").drawImage(video, 0, 0, frameSize.w, frameSize.h);
+    inFlight = true;
+    lastSend = performance.now();
+    grab.toBlob((blob) => {
+      if (!blob || !socket || socket.readyState !== WebSocket.OPEN) { inFlight = false; setTimeout(pump, 100); return; }
+      sentAt = performance.now();
+      socket.send(blob);
+    }, "image/jpeg", JPEG_QUALITY);
+  }
+
+  toggle.addEventListener("click", () => {
+    paused = !paused;
+    toggle.textContent = paused ? "Resume" : "Pause";
+    if (paused) setStatus("Paused.", "info"); else pump();
+  });
+
+  connect();
+  startCamera();
+})();
