@@ -70,6 +70,12 @@ class DatasetListCreateApi(APIView):
                    413: OpenApiResponse(description="The upload is over FERWEB_MAX_UPLOAD_BYTES.")},
     )
     def post(self, request):
+        if not request.META.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" in request.META:
+            # Django parses no multipart body without a length: say so instead of "no file".
+            return Response(
+                {"detail": "Length required: send the upload with a Content-Length header (browsers and curl -F do)."},
+                status=status.HTTP_411_LENGTH_REQUIRED,
+            )
         serializer = self.DatasetUploadSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data["file"]

@@ -28,7 +28,7 @@ def _findings(dataset: Dataset) -> list[dict]:
     across = quality.get("duplicates_across_splits", {})
     return [
         {"key": "blank", "title": "Blank or near-constant faces", "count": blank.get("count", 0),
-         "help": "Pixels that barely vary: no expression to learn.", "items": blank.get("items", [])},
+         "help": "Pixels that barely vary: no expression to learn.", "faces": blank.get("items", [])},
         {"key": "duplicates_within_split", "title": "Exact duplicates within a split",
          "count": within.get("extra_copies", 0), "groups": within.get("examples", []),
          "help": f"{within.get('groups', 0)} groups of identical faces in the same split; they over-weight a face."},

@@ -47,6 +47,7 @@ def test_the_dataset_page_shows_the_analysis(alice, bob, carol, alice_api, uploa
     assert html.count(f'src="/api/datasets/{pk}/items/') >= 29  # 29 samples + the blank face
     assert 'data-finding="blank"' in html and "Blank or near-constant faces: <span class=\"finding-count\">1</span>" in html
     assert "<code>train/sad/broken.jpg</code> — not an image or corrupt" in html
+    assert "&#x27;key&#x27;" not in html  # findings render their faces, not their dict
     assert logged_in(bob).get(f"/datasets/{pk}/").status_code == 404
     assert logged_in(carol).get(f"/datasets/{pk}/").status_code == 200
 
