@@ -232,40 +232,57 @@ def dataset_import_sweep(*, worker: str, stale_after: float | None = None, max_a
 
     An import counts as dead when the worker now starting has the name of the worker that
     ran it (names are unique among live workers), or when its heartbeat is older than
-    `stale_after` seconds. Each recovery is claimed atomically on the heartbeat it saw, so
-    two workers starting together never both recover the same import.
+    `stale_after` seconds.
     """
-    from .tasks import import_dataset
-
     stale_after = settings.FERWEB_IMPORT_STALE_SECONDS if stale_after is None else stale_after
-    max_attempts = settings.FERWEB_IMPORT_MAX_ATTEMPTS if max_attempts is None else max_attempts
     cutoff = timezone.now() - timedelta(seconds=stale_after)
     outcome = {"requeued": [], "failed": []}
     dead = Dataset.objects.filter(status=Dataset.Status.IMPORTING, heartbeat_at__isnull=False).filter(
         Q(import_worker=worker) | Q(heartbeat_at__lt=cutoff)
     )
     for dataset in dead:
-        seen = Dataset.objects.filter(id=dataset.id, status=Dataset.Status.IMPORTING, heartbeat_at=dataset.heartbeat_at)
-        if dataset.attempts >= max_attempts:
-            message = (
-                f"The import stopped {dataset.attempts} times because its worker ended (crashed, killed or out of "
-                f"memory) and was given up. Upload the file again; if it keeps failing, it may be too large for "
-                f"this server."
-            )
-            if seen.update(
-                status=Dataset.Status.FAILED, error="worker_lost", human_readable_error=message,
-                finished_at=timezone.now(), heartbeat_at=None,
-            ):
-                _remove_files(dataset, source=True)
-                Dataset.objects.filter(id=dataset.id).update(source="")
-                outcome["failed"].append(dataset.id)
-        elif seen.update(heartbeat_at=None, import_worker="", progress=0):
-            DatasetItem.objects.filter(dataset_id=dataset.id).delete()
-            import_dataset.delay(dataset.id)
-            outcome["requeued"].append(dataset.id)
+        result = _recover(dataset, max_attempts)
+        if result:
+            outcome[result].append(dataset.id)
     if outcome["requeued"] or outcome["failed"]:
         logger.warning("recovered crashed dataset imports: %s", outcome)
     return outcome
+
+
+def dataset_import_recover(*, dataset_id: int, worker: str, max_attempts: int | None = None) -> str | None:
+    """A redelivered import whose claim is held by this worker's name: the process running it died
+    (a pool child killed, e.g. out of memory, while the worker lived on). Recover it like the sweep does."""
+    dataset = Dataset.objects.filter(
+        id=dataset_id, status=Dataset.Status.IMPORTING, heartbeat_at__isnull=False, import_worker=worker
+    ).first()
+    return _recover(dataset, max_attempts) if dataset else None
+
+
+def _recover(dataset: Dataset, max_attempts: int | None) -> str | None:
+    """Re-queue a dead import, or fail it after its last attempt. Claimed atomically on the
+    heartbeat that was seen, so two workers starting together never both recover it."""
+    from .tasks import import_dataset
+
+    max_attempts = settings.FERWEB_IMPORT_MAX_ATTEMPTS if max_attempts is None else max_attempts
+    seen = Dataset.objects.filter(id=dataset.id, status=Dataset.Status.IMPORTING, heartbeat_at=dataset.heartbeat_at)
+    if dataset.attempts >= max_attempts:
+        message = (
+            f"The import stopped {dataset.attempts} times because its worker ended (crashed, killed or out of "
+            f"memory) and was given up. Upload the file again; if it keeps failing, it may be too large for "
+            f"this server."
+        )
+        if seen.update(
+            status=Dataset.Status.FAILED, error="worker_lost", human_readable_error=message,
+            finished_at=timezone.now(), heartbeat_at=None,
+        ):
+            _remove_files(dataset, source=True)
+            Dataset.objects.filter(id=dataset.id).update(source="")
+            return "failed"
+    elif seen.update(heartbeat_at=None, import_worker="", progress=0):
+        DatasetItem.objects.filter(dataset_id=dataset.id).delete()
+        import_dataset.delay(dataset.id)
+        return "requeued"
+    return None
 
 
 # ---------------------------------------------------------------- edits

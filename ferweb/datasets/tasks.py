@@ -13,7 +13,11 @@ logger = logging.getLogger(__name__)
 @shared_task(bind=True, name="ferweb.datasets.tasks.import_dataset", acks_late=True)
 def import_dataset(self, dataset_id: int) -> str:
     """Import one uploaded dataset; returns its final status (or why nothing ran)."""
-    if not services.dataset_import_claim(dataset_id=dataset_id, worker=self.request.hostname or "unknown"):
+    worker = self.request.hostname or "unknown"
+    if not services.dataset_import_claim(dataset_id=dataset_id, worker=worker):
+        if (self.request.delivery_info or {}).get("redelivered"):
+            # Back after its pool process died mid-import (reject_on_worker_lost re-queues it).
+            return services.dataset_import_recover(dataset_id=dataset_id, worker=worker) or "not claimed"
         return "not claimed"  # gone, finished, or another delivery is already running it
     dataset = services.dataset_import(dataset_id=dataset_id)
     return dataset.status if dataset else "deleted"

@@ -1,6 +1,11 @@
 """Imports run by real Celery workers on the real Redis, including a worker killed mid-import."""
+import os
+import signal
+import subprocess
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,6 +16,8 @@ from django.utils import timezone
 from ferweb.classes import CLASSES
 from ferweb.datasets.models import Dataset, DatasetItem
 from ferweb.datasets.services import dataset_import_sweep
+
+from tests.conftest import ROOT, subprocess_env
 
 from .conftest import class_tree, make_zip, photo, zip_bytes
 
@@ -78,6 +85,49 @@ def test_an_import_killed_with_its_worker_is_finished_when_the_worker_restarts(w
     assert dataset.attempts == 2
     assert dataset.num_items == 180 and DatasetItem.objects.filter(dataset=dataset).count() == 180
     assert dataset.class_counts["happy"] == 180
+
+
+@pytest.fixture
+def prefork_worker(transactional_db, settings, tmp_path):
+    """A worker with a prefork pool (as `make run`'s inference worker): its child can die alone."""
+    from ferweb.celery import app
+
+    app.control.purge()
+    log = open(tmp_path / "prefork.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "ferweb", "worker", "-Q", "inference", "-c", "1", "--pool", "prefork",
+         "-l", "INFO", "-n", f"prefork-{time.time_ns()}@localhost"],
+        cwd=ROOT, env=subprocess_env(settings.MEDIA_ROOT), stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    yield proc
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    log.close()
+
+
+def pool_children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_an_import_whose_pool_process_is_killed_is_finished_by_the_same_worker(prefork_worker, alice_api, tmp_path):
+    with open(slow_zip(tmp_path / "photos.zip"), "rb") as handle:
+        response = alice_api.post("/api/datasets/", {"name": "oom", "file": handle}, format="multipart")
+    pk = response.json()["id"]
+    wait_for(lambda: Dataset.objects.filter(pk=pk, heartbeat_at__isnull=False).exists(), timeout=90, interval=0.01)
+    children = pool_children(prefork_worker.pid)
+    assert len(children) == 1
+    os.kill(children[0], signal.SIGKILL)  # what the out-of-memory killer does
+    assert Dataset.objects.get(pk=pk).status == "importing", "the import ended before the kill: make slow_zip slower"
+
+    dataset = wait_for(lambda: finished(pk), timeout=120)
+    assert dataset.status == "ready", dataset.human_readable_error
+    assert dataset.attempts == 2 and dataset.num_items == 180
+    assert prefork_worker.poll() is None  # the worker itself lived on
 
 
 def test_a_crashed_import_is_failed_with_a_reason_after_its_last_attempt(transactional_db, alice, settings):
