@@ -1,0 +1,169 @@
+"""The webcam consumer over a real channel layer, and the page in headless Chromium with a fake camera."""
+import asyncio
+import json
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+
+from ferweb.asgi import application
+from ferweb.classes import CLASSES
+from inference.synthetic import FER_ZIP, clutter, draw_face, jpeg, place, scene, upscale
+
+from ..conftest import signup
+
+
+def communicator(user):
+    comm = WebsocketCommunicator(application, "/ws/webcam/", headers=[(b"origin", b"http://127.0.0.1")])
+    comm.scope["user"] = user
+    return comm
+
+
+async def connect(user):
+    comm = communicator(user)
+    connected, _ = await comm.connect()
+    assert connected
+    assert json.loads(await comm.receive_from(timeout=5)) == {"type": "ready"}
+    return comm
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_webcam_socket_answers_each_frame_with_tracked_faces(alice, model_file, two_face_photo):
+    image, truths = two_face_photo
+
+    async def run():
+        comm = await connect(alice)
+        replies = []
+        for shift in (0, 6):
+            moved = np.roll(image, shift, axis=1)
+            await comm.send_to(bytes_data=jpeg(moved))
+            replies.append(json.loads(await comm.receive_from(timeout=10)))
+        await comm.disconnect()
+        return replies
+
+    first, second = asyncio.run(run())
+    assert first["type"] == "prediction" and first["model_version"] == "default"
+    assert [face["id"] for face in first["faces"]] == [1, 2]
+    assert [face["id"] for face in second["faces"]] == [1, 2]  # same people, same ids
+    for face in first["faces"]:
+        assert face["label"] in CLASSES and len(face["probabilities"]) == 7
+    assert set(first["timing_ms"]) == {"decode", "detect", "classify", "total", "reply"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_frame_while_one_is_in_flight_is_dropped_not_queued(alice, model_file, two_face_jpeg):
+    async def run():
+        comm = await connect(alice)
+        for _ in range(3):
+            await comm.send_to(bytes_data=two_face_jpeg)
+        replies = [json.loads(await comm.receive_from(timeout=10)) for _ in range(3)]
+        await comm.disconnect()
+        return replies
+
+    kinds = sorted(reply["type"] for reply in asyncio.run(run()))
+    assert kinds == ["dropped", "dropped", "prediction"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bad_frames_get_an_error_reply_and_the_socket_stays_open(alice, model_file, two_face_jpeg):
+    async def run():
+        comm = await connect(alice)
+        await comm.send_to(bytes_data=b"not a jpeg")
+        bad = json.loads(await comm.receive_from(timeout=10))
+        await comm.send_to(bytes_data=two_face_jpeg)
+        good = json.loads(await comm.receive_from(timeout=10))
+        await comm.disconnect()
+        return bad, good
+
+    bad, good = asyncio.run(run())
+    assert bad["type"] == "error" and bad["error"] == "not_an_image"
+    assert good["type"] == "prediction"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_anonymous_webcam_sockets_are_closed(model_file):
+    async def run():
+        comm = communicator(AnonymousUser())
+        connected, code = await comm.connect()
+        return connected, code
+
+    assert asyncio.run(run()) == (False, 4401)
+
+
+def test_the_pages_need_a_login_and_render(client, alice):
+    assert client.get("/webcam/").status_code == 302
+    client.force_login(alice)
+    for url in ("/webcam/", "/predict/", "/jobs/"):
+        response = client.get(url)
+        assert response.status_code == 200
+    assert b'id="fer-classes"' in client.get("/webcam/").content
+
+
+def fake_camera_faces() -> tuple[np.ndarray, str]:
+    """A FER2013 face the detector finds, upscaled, when the training zip is present; else a drawn one.
+
+    The suite must also pass from a clean clone, where the zip is not around.
+    """
+    from inference.faces import FaceDetector
+
+    if FER_ZIP.exists():
+        from inference.synthetic import fer_faces
+
+        detector = FaceDetector()
+        for _, face in fer_faces(40, seed=3):
+            big = upscale(face, 240)
+            frame = clutter(seed=2)
+            place(frame, big, 200, 120)
+            if detector.detect(frame):
+                return big, "fer2013"
+    return draw_face(240, seed=1), "drawn"
+
+
+def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 15):
+    """Raw YUV 4:2:0 frames, the format Chromium's fake capture device plays in a loop."""
+    h, w = frames[0].shape[:2]
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            out.write(b"FRAME\n")
+            out.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+
+
+@pytest.fixture
+def served_model(model_file, monkeypatch):
+    """The contract model for server processes started by the test (they read the environment)."""
+    monkeypatch.setenv("FERWEB_DEFAULT_MODEL", str(model_file))
+    return model_file
+
+
+@pytest.mark.browser
+def test_the_webcam_page_labels_the_face_the_fake_camera_shows(served_model, live_asgi, browser_factory, tmp_path):
+    face, _ = fake_camera_faces()
+    frames = []
+    for i in range(10):
+        frame = clutter(seed=2)
+        place(frame, face, 200 + i, 120)
+        frames.append(frame)
+    video = tmp_path / "camera.y4m"
+    write_y4m(video, frames)
+    browser = browser_factory(extra_args=[
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={video}",
+    ])
+    page = browser.new_page()
+    page.set_default_timeout(30_000)
+    signup(page, live_asgi.url, "webcamuser")
+    page.goto(f"{live_asgi.url}/webcam/")
+    label = page.locator("[data-face-label]").first
+    try:
+        label.wait_for()
+    except Exception:
+        raise AssertionError(f"no labelled face; status: {page.locator('#webcam-status').inner_text()!r}")
+    assert label.get_attribute("data-face-label") in CLASSES
+    assert label.inner_text() == label.get_attribute("data-face-label")
+    page.wait_for_function("document.getElementById('fps').textContent !== '–'")
+    assert page.locator("#webcam-status").get_attribute("data-kind") == "ok"
