@@ -43,6 +43,19 @@ class IdentityResidual(nn.Module):
         return self.relu(out + x)
 
 
+def zero_init_residuals(model: nn.Module) -> nn.Module:
+    """Last BN of every ResNet branch starts at 0, so each block starts as the identity.
+
+    Deep ResNets then begin with bounded activations and train more smoothly (Goyal et al., 2017).
+    """
+    for module in model.modules():
+        if isinstance(module, BasicBlock):
+            nn.init.zeros_(module.bn2.weight)
+        elif isinstance(module, Bottleneck):
+            nn.init.zeros_(module.bn3.weight)
+    return model
+
+
 def he_init(model: nn.Module) -> nn.Module:
     """He-normal weights, zero biases, BN at (1, 0): the papers' initialisation."""
     for module in model.modules():
@@ -213,7 +226,7 @@ class ResNet(nn.Module):
         super().__init__()
         self.features = ResNetBackbone(block, layers)
         self.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(self.features.out_features, num_classes))
-        he_init(self)
+        zero_init_residuals(he_init(self))
 
     def forward(self, x):
         return self.classifier(self.features(x))
@@ -229,7 +242,7 @@ class HybridResNet(nn.Module):
         self.resnet50 = ResNetBackbone(Bottleneck, (3, 4, 6, 3))
         fused = self.resnet34.out_features + self.resnet50.out_features
         self.classifier = nn.Sequential(nn.Dropout(0.3), nn.Linear(fused, num_classes))
-        he_init(self)
+        zero_init_residuals(he_init(self))
 
     def forward(self, x):
         return self.classifier(torch.cat([self.resnet34(x), self.resnet50(x)], dim=1))

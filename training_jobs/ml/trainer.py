@@ -103,7 +103,9 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
     else:
-        torch.use_deterministic_algorithms(False)
+        if torch.are_deterministic_algorithms_enabled():  # a previous run in this worker turned it on
+            torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
         torch.backends.cudnn.benchmark = True
 
 
@@ -145,7 +147,7 @@ class Schedule:
                 min_lr=config.min_lr)
         elif config.scheduler == "onecycle":
             self._set(self._onecycle(0))
-        elif config.warmup:
+        elif self.warmup:
             self._set(self._value(0))
 
     @property

@@ -1,0 +1,193 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from training_jobs.ml.config import TrainConfig
+from training_jobs.ml.data import TrainData
+from training_jobs.ml.trainer import TrainingCancelled, class_weights, main, train
+
+from .conftest import drawn_faces
+
+QUICK = {"architecture": "light_residual", "optimizer": "adam", "learning_rate": 2e-3, "batch_size": 32,
+         "occlusion_per_class": 0, "num_threads": 1}  # one thread: CI machines are shared, OpenMP spins
+
+
+def test_drawn_mouths_are_learned_well_above_chance(mouth_data, tmp_path):
+    events = []
+    config = TrainConfig.from_dict({**QUICK, "epochs": 8, "occlusion_per_class": 1})
+    result = train(config, mouth_data, workdir=tmp_path, on_event=events.append)
+
+    assert result.metrics["accuracy"] >= 0.8  # chance is 1/3
+    assert result.best_val_accuracy == max(h["val_accuracy"] for h in result.history)
+    assert result.metrics["per_class"]["happy"]["support"] == 8
+    assert result.param_count == 551_175 and result.epochs_run == 8 and not result.stopped_early
+    assert "validation" in result.test_split_name
+    # Events: a status first, then batches and epochs in order, then the evaluation.
+    assert events[0]["type"] == "run.status" and events[0]["status"] == "running"
+    epochs = [e for e in events if e["type"] == "run.epoch"]
+    assert [e["epoch"] for e in epochs] == list(range(1, 9)) and epochs == result.history
+    assert epochs[-1]["progress"] == 100 and epochs[-1]["eta_seconds"] == 0
+    batches = [e for e in events if e["type"] == "run.batch"]
+    progress = [e["progress"] for e in batches]
+    assert progress == sorted(progress) and batches[-1]["batch"] == batches[-1]["batches"] == 7
+    assert all(e["images_per_s"] > 0 for e in batches)
+    assert events[-1]["type"] == "run.status" and events[-1]["status"] == "evaluating"
+    # One occlusion map per class, with the face it belongs to.
+    assert sorted(item["label"] for item in result.occlusion) == ["happy", "sad", "surprise"]
+    assert np.array(result.occlusion[0]["face"]).shape == (48, 48)
+    assert (tmp_path / "best.pt").exists() and (tmp_path / "last.pt").exists()
+
+
+def test_batch_events_are_throttled(mouth_data, tmp_path):
+    events = []
+    config = TrainConfig.from_dict({**QUICK, "architecture": "basic_cnn", "epochs": 1, "batch_size": 4,
+                                    "max_batches_per_epoch": 30})
+    train(config, mouth_data, workdir=tmp_path, on_event=events.append)
+    batches = [e for e in events if e["type"] == "run.batch"]
+    seconds = sum(e["seconds"] for e in events if e["type"] == "run.epoch")
+    assert 1 <= len(batches) <= seconds * 4 + 2 and len(batches) < 30
+
+
+def test_cancel_stops_within_one_batch(mouth_data, tmp_path):
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        return len(calls) > 3
+
+    config = TrainConfig.from_dict({**QUICK, "epochs": 5})
+    with pytest.raises(TrainingCancelled):
+        train(config, mouth_data, workdir=tmp_path, should_stop=should_stop)
+    assert len(calls) == 4  # asked before every batch, stopped at the first yes
+    assert not (tmp_path / "last.pt").exists()
+
+
+def test_a_resumed_run_continues_at_the_right_epoch_and_ends_like_an_uninterrupted_one(mouth_data, tmp_path):
+    config = TrainConfig.from_dict({**QUICK, "epochs": 3, "max_batches_per_epoch": 2, "deterministic": True})
+    straight = train(config, mouth_data, workdir=tmp_path / "straight")
+
+    batches = []
+
+    def stop_in_third_epoch():
+        batches.append(1)
+        return len(batches) > 4
+
+    with pytest.raises(TrainingCancelled):
+        train(config, mouth_data, workdir=tmp_path / "killed", should_stop=stop_in_third_epoch)
+    assert torch.load(tmp_path / "killed" / "last.pt", weights_only=False)["epoch"] == 2
+
+    events = []
+    resumed = train(config, mouth_data, workdir=tmp_path / "killed", on_event=events.append)
+    assert resumed.resumed_from_epoch == 2 and "resumed after epoch 2" in events[0]["message"]
+    assert [e["epoch"] for e in events if e["type"] == "run.epoch"] == [3]
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    for a, b in zip(straight.history, resumed.history):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
+
+
+def test_a_finished_run_is_not_trained_again_on_resume(mouth_data, tmp_path):
+    config = TrainConfig.from_dict({**QUICK, "epochs": 1, "max_batches_per_epoch": 1})
+    first = train(config, mouth_data, workdir=tmp_path)
+    events = []
+    again = train(config, mouth_data, workdir=tmp_path, on_event=events.append)
+    assert not [e for e in events if e["type"] == "run.epoch"]
+    assert again.metrics["accuracy"] == first.metrics["accuracy"] and len(again.history) == 1
+
+
+def test_early_stopping_ends_the_run_after_patience_epochs_without_improvement(mouth_data, tmp_path):
+    config = TrainConfig.from_dict({**QUICK, "epochs": 6, "learning_rate": 1e-7, "early_stopping_patience": 1,
+                                    "max_batches_per_epoch": 1, "batch_size": 8})
+    result = train(config, mouth_data, workdir=tmp_path)
+    first_flat = next((i for i, h in enumerate(result.history) if not h["improved"]), None)
+    if first_flat is None:  # improved every single epoch: nothing to stop
+        assert len(result.history) == 6 and not result.stopped_early
+    else:
+        assert result.stopped_early and len(result.history) == first_flat + 1 < 6
+
+
+def test_fine_tuning_with_a_frozen_backbone_keeps_the_backbone_as_loaded(mouth_data, tmp_path):
+    base = TrainConfig.from_dict({**QUICK, "epochs": 1, "max_batches_per_epoch": 2})
+    train(base, mouth_data, workdir=tmp_path / "base")
+    loaded = torch.load(tmp_path / "base" / "best.pt", weights_only=True)["model"]
+
+    batches = []
+    tune = base.replace(epochs=3, freeze_backbone_epochs=1, init_checkpoint=str(tmp_path / "base" / "best.pt"),
+                        optimizer="sgd", learning_rate=0.05)
+    with pytest.raises(TrainingCancelled):
+        train(tune, mouth_data, workdir=tmp_path / "tune", should_stop=lambda: batches.append(1) or len(batches) > 2)
+    after = torch.load(tmp_path / "tune" / "last.pt", weights_only=False)
+    assert after["history"][0]["frozen_backbone"] is True
+    state = after["model"]
+    for name, tensor in loaded.items():
+        if name.startswith("classifier."):
+            continue
+        assert torch.equal(state[name], tensor), name  # weights and BN statistics untouched
+    assert not torch.equal(state["classifier.0.weight"], loaded["classifier.0.weight"])
+
+
+def test_class_weights_are_inverse_frequency():
+    labels = np.array([3] * 60 + [0] * 30 + [1] * 10)
+    weights = class_weights(labels)
+    assert weights[3] == pytest.approx(100 / (7 * 60)) and weights[1] == pytest.approx(100 / (7 * 10))
+    assert weights[2] == 0  # absent class
+
+
+@pytest.mark.parametrize("optimizer,scheduler", [("sgd", "cosine"), ("rmsprop", "onecycle"), ("adamw", "none"),
+                                                 ("nadam", "plateau")])
+def test_every_optimizer_and_schedule_trains(optimizer, scheduler, mouth_data, tmp_path):
+    config = TrainConfig.from_dict({**QUICK, "optimizer": optimizer, "scheduler": scheduler, "epochs": 2,
+                                    "learning_rate": 1e-3, "max_batches_per_epoch": 2, "warmup_epochs": 1,
+                                    "mixup_alpha": 0.2, "cutmix_alpha": 0.2, "erasing_prob": 0.3,
+                                    "label_smoothing": 0.1, "weight_decay": 1e-4})
+    result = train(config, mouth_data, workdir=tmp_path)
+    lrs = [h["lr"] for h in result.history]
+    assert all(np.isfinite(h["train_loss"]) for h in result.history) and all(lr > 0 for lr in lrs)
+    if scheduler == "cosine":
+        assert lrs[1] < config.learning_rate  # past the warm-up, on the way down
+
+
+def test_own_validation_and_test_splits_are_used(tmp_path):
+    pixels, labels = drawn_faces(20, seed=4)
+    splits = np.array(["Training"] * 42 + ["PublicTest"] * 9 + ["PrivateTest"] * 9)
+    config = TrainConfig.from_dict({**QUICK, "epochs": 1, "max_batches_per_epoch": 1})
+    result = train(config, TrainData(pixels, labels, splits), workdir=tmp_path)
+    assert result.test_split_name == "PrivateTest" and result.metrics["num_samples"] == 9
+    assert result.splits["val"] == 9 and result.splits["train"] == 42
+
+
+def test_the_command_line_trains_exports_and_writes_metrics(tmp_path, capsys):
+    pixels, labels = drawn_faces(10, seed=5)
+    dataset = tmp_path / "faces.npz"
+    np.savez(dataset, pixels=pixels, labels=labels, splits=np.full(len(labels), "train"))
+    code = main([str(dataset), "--workdir", str(tmp_path / "run"), "--onnx", str(tmp_path / "m.onnx"),
+                 "--metrics-json", str(tmp_path / "m.json"), "--architecture", "light_residual", "--epochs", "1",
+                 "--batch-size", "16", "--occlusion-per-class", "0", "--tta-flip", "true"])
+    assert code == 0
+    out = json.loads((tmp_path / "m.json").read_text())
+    assert out["config"]["tta_flip"] is True and out["onnx"]["max_abs_diff"] < 1e-4
+    assert (tmp_path / "m.onnx").exists() and "accuracy" in capsys.readouterr().out
+
+
+def test_the_command_line_explains_a_bad_recipe(tmp_path, capsys):
+    assert main([str(tmp_path / "x.npz"), "--workdir", str(tmp_path), "--optimizer", "lion"]) == 2
+    assert "sgd, adam, adamw, rmsprop, nadam" in capsys.readouterr().err
+
+
+def test_the_library_imports_no_django():
+    code = ("import sys, training_jobs.ml.trainer, training_jobs.ml.export, training_jobs.ml.occlusion, "
+            "training_jobs.ml.benchmark; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('django', 'celery', 'ferweb')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_class_order_is_the_contracts():
+    from ferweb.classes import CLASSES as contract
+    from training_jobs.ml import CLASSES
+
+    assert CLASSES == contract
