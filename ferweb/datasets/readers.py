@@ -18,6 +18,7 @@ import io
 import os
 import stat
 import time
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -372,7 +373,7 @@ def _read_zip(path, *, detector, drop_unknown_classes, limits, progress) -> Read
         names, csvs = _zip_members(files)
         if not names and len(csvs) == 1:
             with zf.open(csvs[0]) as raw:
-                return _read_csv_stream(io.TextIOWrapper(raw, encoding="utf-8", newline=""), progress, "zip+csv")
+                return _read_csv_stream(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), progress, "zip+csv")
         if not names:
             raise DatasetError("empty_archive", "The zip holds no images (only hidden or system files).")
         entries, dropped = _check_classes(_layout(names), drop_unknown_classes)
@@ -388,7 +389,7 @@ def check_zip(path, *, drop_unknown_classes: bool = False, limits: Limits = Limi
         names, csvs = _zip_members(files)
         if not names and len(csvs) == 1:
             with zf.open(csvs[0]) as raw:
-                _check_csv_header(io.TextIOWrapper(raw, encoding="utf-8", newline="").readline())
+                _check_csv_header(io.TextIOWrapper(raw, encoding="utf-8-sig", newline="").readline())
             return {"format": "zip+csv", "files": 1}
         if not names:
             raise DatasetError("empty_archive", "The zip holds no images (only hidden or system files).")
@@ -448,6 +449,32 @@ def _check_csv_header(line: str) -> list[str]:
     return header
 
 
+def _parse_pixels(field: str, line: int) -> np.ndarray:
+    """2304 space-separated integers 0-255 -> uint8 48x48; DatasetError naming the line otherwise."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            face = np.fromstring(field, dtype=np.int64, sep=" ")  # the fast path for well-formed rows
+    except ValueError:
+        face = np.empty(0, dtype=np.int64)
+    if face.size != PIXELS_PER_FACE or field.strip().count(" ") != PIXELS_PER_FACE - 1:
+        # Not one clean row of single-spaced numbers: look closer, to say exactly what is wrong.
+        values = field.split()
+        if len(values) != PIXELS_PER_FACE:
+            raise DatasetError(
+                "csv_row",
+                f"Line {line}: pixels must be {PIXELS_PER_FACE} integers (48x48) separated by spaces, "
+                f"found {len(values)} values.",
+            )
+        bad = next((v for v in values if not v.isdigit()), None)
+        if bad is not None:
+            raise DatasetError("csv_row", f"Line {line}: pixels must be integers from 0 to 255, found {bad[:20]!r}.")
+        face = np.array(values, dtype=np.int64)
+    if face.min() < 0 or face.max() > 255:
+        raise DatasetError("csv_row", f"Line {line}: pixels must be integers from 0 to 255.")
+    return face.astype(np.uint8).reshape(FACE_SIZE, FACE_SIZE)
+
+
 def _read_csv_stream(text: io.TextIOBase, progress: ProgressFn | None, source_format: str, size: int = 0) -> ReadResult:
     """Stream the rows: memory holds the faces, never the whole file."""
     reader = csv.reader(text)
@@ -482,23 +509,9 @@ def _read_csv_stream(text: io.TextIOBase, progress: ProgressFn | None, source_fo
                     f"Line {line}: emotion {raw_label!r} is not a class: use 0-6 or a name "
                     f"({_valid_classes()}).",
                 )
-            values = row[col_pixels].split()
-            if len(values) != PIXELS_PER_FACE:
-                raise DatasetError(
-                    "csv_row",
-                    f"Line {line}: pixels must be {PIXELS_PER_FACE} integers (48x48) separated by spaces, "
-                    f"found {len(values)} values.",
-                )
-            try:
-                face = np.array(values, dtype=np.int32)
-            except ValueError:
-                raise DatasetError(
-                    "csv_row", f"Line {line}: pixels must be integers from 0 to 255; found a value that is not."
-                ) from None
-            if face.min() < 0 or face.max() > 255:
-                raise DatasetError("csv_row", f"Line {line}: pixels must be integers from 0 to 255.")
+            face = _parse_pixels(row[col_pixels], line)
             split = row[col_usage].strip() if col_usage is not None and row[col_usage].strip() else DEFAULT_SPLIT
-            out.add(face.astype(np.uint8).reshape(FACE_SIZE, FACE_SIZE), label, split, f"line {line}")
+            out.add(face, label, split, f"line {line}")
             if size and line % 256 == 0:
                 out.tick(text.buffer.tell() / size if hasattr(text, "buffer") else 0.0)
     except (csv.Error, UnicodeDecodeError) as error:
@@ -546,7 +559,7 @@ def check_dataset(path, *, drop_unknown_classes: bool = False, limits: Limits = 
     if kind == "zip":
         return check_zip(path, drop_unknown_classes=drop_unknown_classes, limits=limits)
     if kind == "csv":
-        with open(path, encoding="utf-8", errors="replace", newline="") as text:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as text:
             _check_csv_header(text.readline())
         return {"format": "csv"}
     return {"format": kind}
@@ -577,6 +590,6 @@ def read_dataset(
             path, detector=detector, drop_unknown_classes=drop_unknown_classes, limits=limits, progress=progress
         )
     size = path.stat().st_size
-    with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
+    with open(path, "rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
         return _read_csv_stream(text, progress, "csv", size=size)
 

@@ -71,3 +71,18 @@ def test_progress_is_reported_up_to_the_end(tmp_path):
     seen = []
     read_dataset(make_zip(tmp_path / "x.zip", class_tree(per_class=1)), progress=seen.append)
     assert seen[-1] == 1.0 and all(0 <= value <= 1 for value in seen)
+
+
+def test_a_csv_with_a_byte_order_mark_and_windows_line_ends_reads(tmp_path):
+    pixels = " ".join(["90"] * 2304)
+    (tmp_path / "f.csv").write_bytes(f"\ufeffemotion,pixels,Usage\r\n3,{pixels},PrivateTest\r\n".encode("utf-8"))
+    result = read_dataset(tmp_path / "f.csv")
+    assert result.labels.tolist() == [3] and result.splits.tolist() == ["PrivateTest"]
+
+
+def test_a_pixel_that_is_not_an_integer_is_named_with_its_line(tmp_path):
+    pixels = " ".join(["90"] * 2303 + ["9O"])
+    (tmp_path / "f.csv").write_text(f"emotion,pixels\n3,{' '.join(['1'] * 2304)}\n3,{pixels}\n")
+    with pytest.raises(DatasetError) as error:
+        read_dataset(tmp_path / "f.csv")
+    assert error.value.message == "Line 3: pixels must be integers from 0 to 255, found '9O'."
