@@ -39,6 +39,10 @@ SPLIT_NAMES = {
     "publictest", "privatetest", "holdout",
 }
 IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
+IMAGE_EXTENSIONS = {
+    ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm",
+    ".pnm", ".jp2", ".heic", ".avif",
+}
 CSV_COLUMNS = ("emotion", "pixels")
 PIXELS_PER_FACE = FACE_SIZE * FACE_SIZE
 # Members this small never count as bombs: JPEGs of blank faces compress very well.
@@ -212,6 +216,25 @@ def _check_classes(entries: list[_Entry], drop_unknown_classes: bool) -> tuple[l
     return kept, dropped
 
 
+def _plan(names: list[str], drop_unknown_classes: bool) -> tuple[list[_Entry], dict, list[dict]]:
+    """(entries to read, dropped class folders, files set aside) for a list of member paths.
+
+    Files with a non-image extension (README.md, labels.json...) are set aside first, so
+    they neither need a class folder nor make a folder look like a class.
+    """
+    images, extras = [], []
+    for name in names:
+        suffix = PurePosixPath(name).suffix.lower()
+        if suffix and suffix not in IMAGE_EXTENSIONS:
+            extras.append({"name": name, "reason": "not an image (by its extension)"})
+        else:
+            images.append(name)
+    if not images:
+        raise DatasetError("no_images", f"No images found, only other files ({_listing(e['name'] for e in extras)}).")
+    entries, dropped = _check_classes(_layout(images), drop_unknown_classes)
+    return entries, dropped, extras
+
+
 class _Collector:
     """Accumulates faces in growing arrays and reports throttled progress."""
 
@@ -376,10 +399,12 @@ def _read_zip(path, *, detector, drop_unknown_classes, limits, progress) -> Read
                 return _read_csv_stream(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), progress, "zip+csv")
         if not names:
             raise DatasetError("empty_archive", "The zip holds no images (only hidden or system files).")
-        entries, dropped = _check_classes(_layout(names), drop_unknown_classes)
-        return _read_images(
+        entries, dropped, extras = _plan(names, drop_unknown_classes)
+        result = _read_images(
             entries, zf.read, detector=detector, progress=progress, source_format="zip", dropped=dropped
         )
+        result.skipped[:0] = extras
+        return result
 
 
 def check_zip(path, *, drop_unknown_classes: bool = False, limits: Limits = Limits()) -> dict:
@@ -393,7 +418,7 @@ def check_zip(path, *, drop_unknown_classes: bool = False, limits: Limits = Limi
             return {"format": "zip+csv", "files": 1}
         if not names:
             raise DatasetError("empty_archive", "The zip holds no images (only hidden or system files).")
-        entries, dropped = _check_classes(_layout(names), drop_unknown_classes)
+        entries, dropped, _ = _plan(names, drop_unknown_classes)
         return {"format": "zip", "files": len(entries), "dropped": dropped}
 
 
@@ -426,12 +451,12 @@ def _read_directory(root: Path, *, detector, drop_unknown_classes, limits, progr
         return read_dataset(root / csvs[0], progress=progress)
     if not images:
         raise DatasetError("empty_archive", f"The folder {root} holds no images.")
-    entries, dropped = _check_classes(_layout(images), drop_unknown_classes)
+    entries, dropped, extras = _plan(images, drop_unknown_classes)
     result = _read_images(
         entries, lambda name: (root / name).read_bytes(), detector=detector, progress=progress,
         source_format="directory", dropped=dropped,
     )
-    result.skipped.extend(symlinks)
+    result.skipped[:0] = extras + symlinks
     return result
 
 

@@ -86,3 +86,14 @@ def test_a_pixel_that_is_not_an_integer_is_named_with_its_line(tmp_path):
     with pytest.raises(DatasetError) as error:
         read_dataset(tmp_path / "f.csv")
     assert error.value.message == "Line 3: pixels must be integers from 0 to 255, found '9O'."
+
+
+def test_other_files_beside_the_images_are_skipped_not_taken_for_classes(tmp_path):
+    files = {f"fer/{name}": data for name, data in class_tree(per_class=1, splits=("train",)).items()}
+    files.update({"fer/README.md": b"# faces", "LICENSE.txt": b"CC", "fer/train/labels.json": b"{}"})
+    result = read_dataset(make_zip(tmp_path / "x.zip", files))
+    assert len(result) == 7 and set(result.splits.tolist()) == {"train"}
+    assert sorted(m["name"] for m in result.skipped) == ["LICENSE.txt", "fer/README.md", "fer/train/labels.json"]
+    with pytest.raises(DatasetError) as error:
+        read_dataset(make_zip(tmp_path / "y.zip", {"notes.txt": b"x", "data.json": b"{}"}))
+    assert error.value.message == "No images found, only other files (data.json, notes.txt)."
