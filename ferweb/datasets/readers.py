@@ -27,6 +27,7 @@ from typing import Callable
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from ferweb.classes import CLASS_INDEX, CLASSES, canonical_class
 from inference.preprocess import FACE_SIZE, crop_face, resize_face
@@ -47,6 +48,8 @@ CSV_COLUMNS = ("emotion", "pixels")
 PIXELS_PER_FACE = FACE_SIZE * FACE_SIZE
 # Members this small never count as bombs: JPEGs of blank faces compress very well.
 RATIO_CHECK_MIN_BYTES = 1024 * 1024
+# Face crops are a few kilobytes; only bigger files can be pixel bombs worth a header check.
+HEADER_CHECK_MIN_BYTES = 32 * 1024
 LISTED_NAMES = 10
 
 
@@ -66,6 +69,7 @@ class Limits:
     max_members: int = 200_000
     max_uncompressed_bytes: int = 4 * 1024**3
     max_compression_ratio: int = 200
+    max_image_pixels: int = 50_000_000  # one decoded image (a PNG of zeros can hide gigabytes)
 
 
 @dataclass
@@ -124,6 +128,16 @@ class FaceExtractor:
         if not usable:
             return [], "faces too small" if found else "no face found"
         return [crop_face(gray, face.box) for face in usable], ""
+
+
+def image_pixels(data: bytes) -> int | None:
+    """Width x height from the image header alone (Pillow reads no pixels); None when unknown."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Exception:  # any format Pillow cannot identify: OpenCV decides
+        return None
+    return width * height
 
 
 def decode_gray(data: bytes) -> np.ndarray | None:
@@ -283,6 +297,7 @@ def _read_images(
     progress: ProgressFn | None,
     source_format: str,
     dropped: dict,
+    limits: Limits,
 ) -> ReadResult:
     extractor = FaceExtractor(detector)
     out = _Collector(len(entries), progress)
@@ -290,10 +305,14 @@ def _read_images(
     detected = 0
     total = max(1, len(entries))
     for i, entry in enumerate(entries):
+        out.tick(i / total)
         try:
             data = read_bytes(entry.name)
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
             skipped.append({"name": entry.name, "reason": f"unreadable: {error}"})
+            continue
+        if len(data) > HEADER_CHECK_MIN_BYTES and (image_pixels(data) or 0) > limits.max_image_pixels:
+            skipped.append({"name": entry.name, "reason": f"image over {limits.max_image_pixels:,} pixels"})
             continue
         gray = decode_gray(data)
         if gray is None:
@@ -310,7 +329,6 @@ def _read_images(
             detected += len(faces)
             for k, face in enumerate(faces, start=1):
                 out.add(face, label, entry.split, f"{entry.name}#{k}")
-        out.tick((i + 1) / total)
     return out.result(source_format, skipped=skipped, no_face=no_face, dropped=dropped, detected=detected)
 
 
@@ -401,7 +419,8 @@ def _read_zip(path, *, detector, drop_unknown_classes, limits, progress) -> Read
             raise DatasetError("empty_archive", "The zip holds no images (only hidden or system files).")
         entries, dropped, extras = _plan(names, drop_unknown_classes)
         result = _read_images(
-            entries, zf.read, detector=detector, progress=progress, source_format="zip", dropped=dropped
+            entries, zf.read, detector=detector, progress=progress, source_format="zip", dropped=dropped,
+            limits=limits,
         )
         result.skipped[:0] = extras
         return result
@@ -454,7 +473,7 @@ def _read_directory(root: Path, *, detector, drop_unknown_classes, limits, progr
     entries, dropped, extras = _plan(images, drop_unknown_classes)
     result = _read_images(
         entries, lambda name: (root / name).read_bytes(), detector=detector, progress=progress,
-        source_format="directory", dropped=dropped,
+        source_format="directory", dropped=dropped, limits=limits,
     )
     result.skipped[:0] = extras + symlinks
     return result

@@ -8,7 +8,7 @@ import pytest
 from ferweb.classes import CLASSES
 from ferweb.datasets.readers import DatasetError, Limits, read_dataset
 
-from .conftest import class_tree, fer_csv, make_zip
+from .conftest import class_tree, encode, fer_csv, make_zip
 
 
 def write_tree(root, files):
@@ -97,3 +97,12 @@ def test_other_files_beside_the_images_are_skipped_not_taken_for_classes(tmp_pat
     with pytest.raises(DatasetError) as error:
         read_dataset(make_zip(tmp_path / "y.zip", {"notes.txt": b"x", "data.json": b"{}"}))
     assert error.value.message == "No images found, only other files (data.json, notes.txt)."
+
+
+def test_a_pixel_bomb_is_skipped_from_its_header_without_decoding(tmp_path):
+    bomb = encode(np.zeros((7000, 8000), np.uint8))
+    assert len(bomb) < 200 * 1024  # tiny on disk, 56 megapixels once decoded
+    files = {**class_tree(per_class=1, classes=("happy",)), "happy/bomb.png": bomb}
+    result = read_dataset(make_zip(tmp_path / "x.zip", files))
+    assert len(result) == 1
+    assert result.skipped == [{"name": "happy/bomb.png", "reason": "image over 50,000,000 pixels"}]
