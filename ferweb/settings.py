@@ -163,7 +163,9 @@ CELERY_TASK_ALWAYS_EAGER = envbool("FERWEB_CELERY_EAGER", "False")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 500, "expiry": 30},
+        # redis-py 8 reads with a 5 s socket timeout by default, the same as channels-redis's
+        # blocking pop: idle consumers then die with "Timeout reading". Read longer than the pop.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}], "capacity": 500, "expiry": 30},
     }
 }
 
@@ -190,6 +192,8 @@ FERWEB_DEFAULT_MODEL = Path(os.environ.get("FERWEB_DEFAULT_MODEL", BASE_DIR / "i
 FERWEB_INFERENCE_THREADS = envint("FERWEB_INFERENCE_THREADS", 2)  # ONNX Runtime intra-op threads
 FERWEB_MIN_FACE_SIZE = envint("FERWEB_MIN_FACE_SIZE", 24)  # pixels, in the original image
 FERWEB_FACE_DETECTOR = os.environ.get("FERWEB_FACE_DETECTOR", "auto")  # auto, blazeface or haar
+# Serve a model's INT8 variant (written by `manage.py quantize_model` only when accurate enough).
+FERWEB_PREFER_INT8 = envbool("FERWEB_PREFER_INT8", "True")
 FERWEB_SERVE_THREADS = envint("FERWEB_SERVE_THREADS", 2)  # web-process threads for webcam frames
 FERWEB_SERVE_MAX_PENDING = envint("FERWEB_SERVE_MAX_PENDING", 8)  # predictions in progress before refusing
 FERWEB_VIDEO_MAX_SECONDS = envint("FERWEB_VIDEO_MAX_SECONDS", 4 * 3600)  # seconds of video one job may read

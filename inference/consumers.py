@@ -22,6 +22,9 @@ class WebcamConsumer(AsyncWebsocketConsumer):
     clients); when the shared pool is full the reply is `busy`. Nothing is stored.
     """
 
+    # No channel layer: nothing is sent to a webcam socket from elsewhere, so it needs no Redis listener.
+    channel_layer_alias = "no-channel-layer"
+
     async def connect(self):
         self.user = self.scope.get("user")
         if self.user is None or not self.user.is_authenticated:

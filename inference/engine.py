@@ -76,12 +76,23 @@ def load_model(path: Path, threads: int) -> LoadedModel:
     )
 
 
-class ModelCache:
-    """Sessions keyed by (path, mtime, size); one stat() per lookup keeps reloads automatic."""
+def int8_path_for(path) -> Path:
+    """Where `manage.py quantize_model` puts a model's INT8 variant (only when it kept the accuracy)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.int8.onnx")
 
-    def __init__(self, threads: int, max_models: int = 4):
+
+class ModelCache:
+    """Sessions keyed by (path, mtime, size); one stat() per lookup keeps reloads automatic.
+
+    With prefer_int8, a model's INT8 variant serves in its place when it exists and is not
+    older than the float file (a retrained float model wins until it is quantized again).
+    """
+
+    def __init__(self, threads: int, max_models: int = 4, prefer_int8: bool = False):
         self.threads = threads
         self.max_models = max_models
+        self.prefer_int8 = prefer_int8
         self._models: dict[tuple, LoadedModel] = {}
         self._lock = threading.Lock()
 
@@ -91,6 +102,14 @@ class ModelCache:
             stat = path.stat()
         except FileNotFoundError:
             raise ModelUnavailable(f"No model available: {path} does not exist. Train and activate a model, or restore the default model file.")
+        if self.prefer_int8:
+            try:
+                int8_stat = int8_path_for(path).stat()
+            except FileNotFoundError:
+                pass
+            else:
+                if int8_stat.st_mtime_ns >= stat.st_mtime_ns:
+                    path, stat = int8_path_for(path), int8_stat
         key = (str(path), stat.st_mtime_ns, stat.st_size)
         model = self._models.get(key)
         if model is not None:
@@ -204,8 +223,9 @@ def no_face_message(faces: list[Face], min_face_size: int) -> str:
 class Engine:
     """Model cache + detector + batcher: what the web process and the workers share."""
 
-    def __init__(self, *, threads: int, min_face_size: int, batcher: bool = True, detector: str = "auto"):
-        self.models = ModelCache(threads)
+    def __init__(self, *, threads: int, min_face_size: int, batcher: bool = True, detector: str = "auto",
+                 prefer_int8: bool = False):
+        self.models = ModelCache(threads, prefer_int8=prefer_int8)
         self.detector = FaceDetector(min_face_size=min_face_size, backend=detector)
         self.batcher = Batcher() if batcher else None
         self.min_face_size = min_face_size
@@ -252,6 +272,7 @@ def get_engine() -> Engine:
                     threads=settings.FERWEB_INFERENCE_THREADS,
                     min_face_size=settings.FERWEB_MIN_FACE_SIZE,
                     detector=settings.FERWEB_FACE_DETECTOR,
+                    prefer_int8=settings.FERWEB_PREFER_INT8,
                 )
     return _engine
 

@@ -9,7 +9,7 @@ Two backends, chosen by measurement (`manage.py compare_face_detectors`, README)
 Both detect on a downscaled copy; boxes are mapped back so crops keep full resolution.
 """
 import importlib.util
-import threading
+import queue
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,8 @@ DETECT_MAX_SIDE = 320
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 BLAZEFACE_FILE = "face_detection_short_range.tflite"
 TILE_THRESHOLD = 0.65
+TILE_FRACTION = 0.6
+TILE_MIN_SIDE = 400  # pixels; below this a tile would hold too little to help
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,7 @@ class BlazeFace:
     SIZE = 128
 
     def __init__(self, model_path: Path, threshold: float = 0.4, threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interpreter = Interpreter(model_path=str(model_path), num_threads=threads)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]["index"]
-        outputs = {d["name"]: d["index"] for d in self.interpreter.get_output_details()}
-        self.regressors, self.scores = outputs["regressors"], outputs["classificators"]
+        self.model_path, self.threads = str(model_path), threads
         self.threshold = threshold
         centers = []
         for grid, per_cell in ((16, 2), (8, 6)):
@@ -80,8 +76,30 @@ class BlazeFace:
                 for x in range(grid):
                     centers.extend([((x + 0.5) / grid, (y + 0.5) / grid)] * per_cell)
         self.anchors = np.array(centers, dtype=np.float32)
-        # One interpreter is not safe to share between threads.
-        self.lock = threading.Lock()
+        # An interpreter must not be shared between threads: callers borrow one from this pool
+        # (a new one when all are busy), so concurrent requests detect in parallel.
+        self.idle: queue.SimpleQueue = queue.SimpleQueue()
+
+    def _new_interpreter(self):
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=self.model_path, num_threads=self.threads)
+        interpreter.allocate_tensors()
+        outputs = {d["name"]: d["index"] for d in interpreter.get_output_details()}
+        return (interpreter, interpreter.get_input_details()[0]["index"], outputs["regressors"], outputs["classificators"])
+
+    def _run(self, tensor):
+        try:
+            state = self.idle.get_nowait()
+        except queue.Empty:
+            state = self._new_interpreter()
+        try:
+            interpreter, input_index, regressors, classificators = state
+            interpreter.set_tensor(input_index, tensor)
+            interpreter.invoke()
+            return interpreter.get_tensor(regressors)[0].copy(), interpreter.get_tensor(classificators)[0, :, 0].copy()
+        finally:
+            self.idle.put(state)
 
     def __call__(self, gray: np.ndarray) -> tuple[list, list]:
         """Boxes and scores in the pixel space of `gray` (letterboxed to a square first)."""
@@ -94,11 +112,7 @@ class BlazeFace:
         square[oy:oy + small.shape[0], ox:ox + small.shape[1]] = small
         # The model wants RGB; a gray frame is the same value in all three channels.
         tensor = np.repeat((square.astype(np.float32) * (2 / 255.0) - 1.0)[None, :, :, None], 3, axis=3)
-        with self.lock:
-            self.interpreter.set_tensor(self.input, tensor)
-            self.interpreter.invoke()
-            raw = self.interpreter.get_tensor(self.regressors)[0]
-            logits = self.interpreter.get_tensor(self.scores)[0, :, 0]
+        raw, logits = self._run(tensor)
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
         keep = np.where(scores >= self.threshold)[0]
         boxes = []
@@ -157,11 +171,11 @@ class FaceDetector:
     def _blazeface(self, gray, thorough):
         boxes, scores = self.blazeface(gray)
         height, width = gray.shape[:2]
-        if thorough and max(height, width) > 2 * BlazeFace.SIZE:
-            # 3x3 tiles of half the image each, overlapping by half: faces down to ~1/8 of the side.
-            th, tw = height // 2, width // 2
-            for ty in (0, height // 4, height - th):
-                for tx in (0, width // 4, width - tw):
+        if thorough and max(height, width) >= TILE_MIN_SIDE:
+            # 2x2 tiles of 60% of each side, overlapping by 20%: faces down to ~1/8 of the side.
+            th, tw = int(height * TILE_FRACTION), int(width * TILE_FRACTION)
+            for ty in (0, height - th):
+                for tx in (0, width - tw):
                     for (x, y, w, h), score in zip(*self.blazeface(gray[ty:ty + th, tx:tx + tw])):
                         # A face cut by an inner tile edge is seen whole by a neighbouring tile.
                         cut = (x < 2 and tx > 0) or (y < 2 and ty > 0) or \

@@ -1,0 +1,150 @@
+"""INT8 static quantization of a model, kept only when it is as accurate as the float model.
+
+    python manage.py quantize_model --model inference/models/default.onnx \
+        --dataset ../shared/datasets/fer2013/fer2013-train.zip
+
+1. split the zip's faces (seeded): a validation part and a calibration part from the rest;
+2. calibrate ONNX Runtime's static quantizer (QDQ, per-channel INT8 weights) on the calibration faces;
+3. measure accuracy and latency of both models on the validation part;
+4. write <model>.int8.onnx only when its accuracy is within --max-drop points of the float model.
+The engine serves the INT8 file in place of the float one when it exists and is newer
+(FERWEB_PREFER_INT8). The validation faces should be ones the model was not trained on.
+"""
+import json
+import random
+import statistics
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+from django.core.management.base import BaseCommand, CommandError
+
+from ferweb.classes import CLASS_INDEX, canonical_class
+from inference.engine import int8_path_for, load_model
+from inference.preprocess import resize_face, softmax, to_model_input
+
+
+def read_faces(path: Path, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `limit` random faces of a folder-per-class zip, as uint8 [N, 48, 48] and labels."""
+    with zipfile.ZipFile(path) as archive:
+        members = []
+        for name in archive.namelist():
+            parts = name.split("/")
+            if len(parts) >= 2 and name.lower().endswith((".jpg", ".jpeg", ".png")):
+                label = canonical_class(parts[-2])
+                if label is not None:
+                    members.append((name, CLASS_INDEX[label]))
+        members.sort()
+        random.Random(seed).shuffle(members)
+        members = members[:limit]
+        faces = np.stack([
+            resize_face(cv2.imdecode(np.frombuffer(archive.read(name), np.uint8), cv2.IMREAD_GRAYSCALE))
+            for name, _ in members
+        ])
+    return faces, np.array([label for _, label in members])
+
+
+class FaceReader:
+    """onnxruntime.quantization's CalibrationDataReader protocol over uint8 faces."""
+
+    def __init__(self, faces: np.ndarray, input_name: str, batch: int = 64):
+        self.batches = iter([{input_name: to_model_input(faces[i:i + batch])} for i in range(0, len(faces), batch)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+    def rewind(self):
+        raise NotImplementedError
+
+
+def accuracy(model, faces, labels) -> float:
+    probs = np.concatenate([softmax(model.logits(to_model_input(faces[i:i + 256]))) for i in range(0, len(faces), 256)])
+    return float((probs.argmax(1) == labels).mean())
+
+
+def latency(model) -> tuple[float, float]:
+    one = np.random.default_rng(0).random((1, 1, 48, 48), dtype=np.float32)
+    many = np.random.default_rng(1).random((256, 1, 48, 48), dtype=np.float32)
+    for _ in range(20):
+        model.logits(one)
+    times = []
+    for _ in range(300):
+        t0 = time.perf_counter()
+        model.logits(one)
+        times.append((time.perf_counter() - t0) * 1000)
+    t0 = time.perf_counter()
+    for _ in range(5):
+        model.logits(many)
+    return statistics.median(times), 5 * 256 / (time.perf_counter() - t0)
+
+
+class Command(BaseCommand):
+    help = "Quantize a model to INT8 (static, calibrated on training faces); keep it if accuracy holds."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--model", required=True)
+        parser.add_argument("--dataset", required=True, help="Folder-per-class zip (e.g. the FER2013 training zip).")
+        parser.add_argument("--calibration", type=int, default=1000, help="Faces used to calibrate.")
+        parser.add_argument("--validation", type=int, default=3000, help="Faces used to compare accuracy.")
+        parser.add_argument("--max-drop", type=float, default=0.5, help="Accuracy points the INT8 model may lose.")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args, **opts):
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        source = Path(opts["model"])
+        if not source.exists():
+            raise CommandError(f"No model at {source}.")
+        faces, labels = read_faces(Path(opts["dataset"]), opts["calibration"] + opts["validation"], opts["seed"])
+        val_faces, val_labels = faces[:opts["validation"]], labels[:opts["validation"]]
+        cal_faces = faces[opts["validation"]:]
+        float_model = load_model(source, threads=2)
+        target = int8_path_for(source)
+        with tempfile.TemporaryDirectory() as tmp:
+            prepared = Path(tmp) / "prepared.onnx"
+            quant_pre_process(str(source), str(prepared))
+            quantized = Path(tmp) / "int8.onnx"
+            quantize_static(
+                str(prepared), str(quantized), FaceReader(cal_faces, float_model.input_name),
+                quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+            )
+            int8_model = load_model(quantized, threads=2)
+            acc_float, acc_int8 = accuracy(float_model, val_faces, val_labels), accuracy(int8_model, val_faces, val_labels)
+            lat_float, lat_int8 = latency(float_model), latency(int8_model)
+            drop = 100 * (acc_float - acc_int8)
+            offered = drop <= opts["max_drop"]
+            if offered:
+                model = onnx.load(str(quantized))
+                del model.metadata_props[:]
+                for key, value in {**float_model.metadata, "fer.quantized": "int8",
+                                   "fer.int8": json.dumps({"float_accuracy": acc_float, "int8_accuracy": acc_int8,
+                                                           "calibration_faces": len(cal_faces),
+                                                           "validation_faces": len(val_faces)})}.items():
+                    entry = model.metadata_props.add()
+                    entry.key, entry.value = key, value
+                onnx.save(model, str(target))
+            elif target.exists():
+                target.unlink()
+        report = {
+            "model": str(source), "validation_faces": len(val_faces), "calibration_faces": len(cal_faces),
+            "float": {"accuracy": acc_float, "median_ms_batch1": lat_float[0], "faces_per_s_batch256": lat_float[1]},
+            "int8": {"accuracy": acc_int8, "median_ms_batch1": lat_int8[0], "faces_per_s_batch256": lat_int8[1]},
+            "accuracy_drop_points": drop, "offered": offered, "int8_path": str(target) if offered else None,
+        }
+        if opts["json"]:
+            self.stdout.write(json.dumps(report))
+            return
+        self.stdout.write(f"validation: {len(val_faces)} faces, calibration: {len(cal_faces)} faces")
+        self.stdout.write("| model | accuracy | median ms, batch 1 | faces/s, batch 256 |\n| --- | --- | --- | --- |")
+        for name in ("float", "int8"):
+            r = report[name]
+            self.stdout.write(f"| {name} | {r['accuracy']:.2%} | {r['median_ms_batch1']:.3f} | {r['faces_per_s_batch256']:,.0f} |")
+        verdict = f"offered: wrote {target}" if offered else f"not offered (limit {opts['max_drop']} points)"
+        self.stdout.write(f"accuracy drop {drop:.2f} points: {verdict}")
