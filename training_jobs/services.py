@@ -334,7 +334,7 @@ def _train_evaluate_export(run: TrainingRun, on_event=None) -> None:
     metrics = dict(result.metrics)
     metrics.update(temperature=result.temperature, stopped_early=result.stopped_early, notes=result.notes,
                    device=result.device, resumed_from_epoch=result.resumed_from_epoch)
-    metrics["occlusion"] = occlusion_summary(result.model, data, config)
+    metrics["occlusion"] = occlusion_summary(result.model, data, config, temperature=result.temperature)
     run.metrics = metrics
     run.progress = 98.0
     run.save(update_fields=["metrics", "progress"])
@@ -345,8 +345,12 @@ def _train_evaluate_export(run: TrainingRun, on_event=None) -> None:
     _finish(run, TrainingRun.Status.SUCCEEDED, progress=100.0)
 
 
-def occlusion_summary(model, data, config, per_class: int = 2) -> list[dict]:
-    """Occlusion maps for the first few held-out faces of every class present."""
+def occlusion_summary(model, data, config, *, temperature: float = 1.0, per_class: int = 2) -> list[dict]:
+    """Occlusion maps for the first few held-out faces of every class present, ready to draw:
+    the face as a PNG data URL and the drop of its true class's probability on a 24x24 grid."""
+    import base64
+
+    import cv2
     import numpy as np
 
     from ferweb.classes import CLASSES
@@ -360,11 +364,21 @@ def occlusion_summary(model, data, config, per_class: int = 2) -> list[dict]:
     if not len(picked):
         return []
     faces, labels = data.pixels[picked], data.labels[picked]
-    maps = occlusion_maps(model, faces, labels)
-    return [
-        {"label": CLASSES[int(label)], "face": face.astype(int).tolist(), "map": np.round(np.asarray(m), 4).tolist()}
-        for face, label, m in zip(faces, labels, maps)
-    ]
+    result = occlusion_maps(model, faces, labels, temperature=temperature)
+    items = []
+    for k, (face, label) in enumerate(zip(faces, labels)):
+        ok, png = cv2.imencode(".png", face)
+        coarse = result.pixel_maps[k].reshape(24, 2, 24, 2).mean(axis=(1, 3))
+        items.append({
+            "label": CLASSES[int(label)],
+            "predicted": CLASSES[int(result.predicted[k])],
+            "base_prob": round(float(result.base_probs[k]), 4),
+            "face": "data:image/png;base64," + base64.b64encode(png.tobytes()).decode(),
+            "map": np.round(coarse, 3).tolist(),
+            "patch": result.patch,
+            "stride": result.stride,
+        })
+    return items
 
 
 # ---------------------------------------------------------------- models

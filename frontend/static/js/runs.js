@@ -168,38 +168,31 @@
     }));
   }
 
+  // Each face with a red veil where hiding it lowers the probability of its true class.
   function drawOcclusion(container, items) {
     container.innerHTML = "";
     if (!items || !items.length) {
       container.append(make("p", { className: "muted", text: "No occlusion maps for this run." }));
       return;
     }
-    const scale = 3;
+    const side = 144;
     for (const item of items) {
-      const face = item.face, map = item.map;
-      const size = face.length;
-      const canvas = make("canvas", { width: size * scale, height: size * scale, "data-class": item.label });
-      const ctx = canvas.getContext("2d");
-      const image = ctx.createImageData(size, size);
-      const rows = map.length, cols = map[0].length;
-      const peak = Math.max(1e-6, ...map.flat().map((v) => Math.max(0, v)));
-      for (let y = 0; y < size; y++) {
-        for (let x = 0; x < size; x++) {
-          const g = face[y][x];
-          const drop = Math.max(0, map[Math.min(rows - 1, Math.floor((y * rows) / size))][Math.min(cols - 1, Math.floor((x * cols) / size))]) / peak;
-          const a = 0.65 * drop;
-          const i = 4 * (y * size + x);
-          image.data[i] = Math.round(g * (1 - a) + 255 * a);
-          image.data[i + 1] = Math.round(g * (1 - a));
-          image.data[i + 2] = Math.round(g * (1 - a));
-          image.data[i + 3] = 255;
-        }
-      }
-      const small = make("canvas", { width: size, height: size });
-      small.getContext("2d").putImageData(image, 0, 0);
-      ctx.imageSmoothingEnabled = false;
-      ctx.drawImage(small, 0, 0, size * scale, size * scale);
-      container.append(make("figure", {}, [canvas, make("figcaption", { text: item.label })]));
+      const map = item.map, rows = map.length, cols = map[0].length;
+      const peak = Math.max(1e-6, ...map.flat());
+      const overlay = make("canvas", { width: cols, height: rows });
+      const ctx = overlay.getContext("2d");
+      const image = ctx.createImageData(cols, rows);
+      map.forEach((row, y) => row.forEach((value, x) => {
+        const i = 4 * (y * cols + x);
+        image.data[i] = 230; image.data[i + 1] = 20; image.data[i + 2] = 20;
+        image.data[i + 3] = Math.round(200 * Math.max(0, value) / peak);
+      }));
+      ctx.putImageData(image, 0, 0);
+      overlay.style.width = overlay.style.height = `${side}px`;
+      const face = make("img", { src: item.face, alt: `${item.label} face`, width: side, height: side });
+      const caption = `${item.label} · p=${fmt(item.base_prob, 2)}` + (item.predicted !== item.label ? ` (predicted ${item.predicted})` : "");
+      container.append(make("figure", { className: "occlusion", "data-class": item.label },
+                            [make("div", { className: "stack" }, [face, overlay]), make("figcaption", { text: caption })]));
     }
   }
 
