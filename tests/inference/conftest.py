@@ -15,6 +15,13 @@ def model_file(tmp_path, settings):
 
 
 @pytest.fixture
+def served_model(model_file, monkeypatch):
+    """The contract model for server and worker processes started by the test (they read the environment)."""
+    monkeypatch.setenv("FERWEB_DEFAULT_MODEL", str(model_file))
+    return model_file
+
+
+@pytest.fixture
 def two_face_photo():
     """A 640x480 cluttered BGR photo with two drawn faces; returns (image, true boxes left to right)."""
     return scene([draw_face(170, seed=1), draw_face(150, smile=1.0, seed=2)], seed=7)

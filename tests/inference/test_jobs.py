@@ -135,3 +135,33 @@ def test_face_timelines_stay_bounded_however_long_the_video():
     assert len(summary["timeline"]) <= 50
     assert summary["dominant"] == "happy" and summary["share"]["happy"] == 1.0
     assert summary["timeline"][-1]["t"] > 390
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_job_socket_sends_the_state_then_forwards_progress_to_the_owner_only(alice, bob):
+    import asyncio
+
+    from channels.layers import get_channel_layer
+    from channels.testing import WebsocketCommunicator
+
+    from ferweb.asgi import application
+    from inference.models import InferenceJob
+
+    job = InferenceJob.objects.create(owner=alice, kind="video", source_name="x.avi", source="inference_uploads/x.avi")
+
+    async def run(user):
+        comm = WebsocketCommunicator(application, f"/ws/jobs/{job.pk}/", headers=[(b"origin", b"http://127.0.0.1")])
+        comm.scope["user"] = user
+        connected, code = await comm.connect()
+        if not connected:
+            return code, None, None
+        first = json.loads(await comm.receive_from(timeout=5))
+        await get_channel_layer().group_send(job.group_name, {"type": "job.progress", "id": job.pk, "state": "running", "progress": 42.0})
+        second = json.loads(await comm.receive_from(timeout=5))
+        await comm.disconnect()
+        return None, first, second
+
+    _, first, second = asyncio.run(run(alice))
+    assert first["state"] == "queued" and first["id"] == job.pk
+    assert second == {"type": "job.progress", "id": job.pk, "state": "running", "progress": 42.0}
+    assert asyncio.run(run(bob))[0] == 4404

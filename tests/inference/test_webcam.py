@@ -133,13 +133,6 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 15):
             out.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
 
 
-@pytest.fixture
-def served_model(model_file, monkeypatch):
-    """The contract model for server processes started by the test (they read the environment)."""
-    monkeypatch.setenv("FERWEB_DEFAULT_MODEL", str(model_file))
-    return model_file
-
-
 @pytest.mark.browser
 def test_the_webcam_page_labels_the_face_the_fake_camera_shows(served_model, live_asgi, browser_factory, tmp_path):
     face, _ = fake_camera_faces()

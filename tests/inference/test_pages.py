@@ -1,0 +1,38 @@
+"""The predict and job pages in headless Chromium against Daphne and a worker process."""
+import pytest
+
+from ferweb.classes import CLASSES
+
+from ..conftest import signup
+from .test_jobs import make_clip
+
+
+@pytest.mark.browser
+def test_a_user_predicts_a_photo_then_follows_a_video_job_to_its_timeline(
+    served_model, live_asgi, page, tmp_path, two_face_jpeg
+):
+    signup(page, live_asgi.url, "pageuser")
+    photo = tmp_path / "two.jpg"
+    photo.write_bytes(two_face_jpeg)
+    page.goto(f"{live_asgi.url}/predict/")
+    page.set_input_files("#id_image", str(photo))
+    page.click("#predict-form button[type=submit]")
+    page.wait_for_selector("#predict-faces [data-face-label]")
+    labels = page.locator("#predict-faces [data-face-label]")
+    assert labels.count() == 2
+    assert all(labels.nth(i).get_attribute("data-face-label") in CLASSES for i in range(2))
+    assert page.locator("#predict-stage .box").count() == 2
+    assert page.inner_text("#predict-message") == "2 faces found."
+
+    page.goto(f"{live_asgi.url}/jobs/")
+    page.set_input_files("#id_file", str(make_clip(tmp_path / "clip.avi")))
+    page.fill("#id_every_k", "3")
+    page.click("#job-form button[type=submit]")
+    page.wait_for_url(f"{live_asgi.url}/jobs/*/")
+    page.wait_for_function("document.getElementById('job').dataset.state === 'succeeded'", timeout=60_000)
+    assert page.locator("#job-bar").evaluate("el => el.style.width") == "100%"
+    page.wait_for_selector("#job-faces-summary .face-card")
+    assert page.locator("#job-faces-summary .face-card").count() == 2
+    assert page.locator("#job-faces-summary [data-face-label]").first.get_attribute("data-face-label") in CLASSES
+    assert page.locator("#job-faces-summary .timeline svg path").count() == 2 * len(CLASSES)
+    assert page.locator("#job-csv").is_visible() and page.locator("#job-json").is_visible()
