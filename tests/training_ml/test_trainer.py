@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from training_jobs.ml.config import TrainConfig
+from training_jobs.ml.config import ConfigError, TrainConfig
 from training_jobs.ml.data import TrainData
 from training_jobs.ml.trainer import TrainingCancelled, class_weights, main, train
 
@@ -191,3 +191,27 @@ def test_the_class_order_is_the_contracts():
     from training_jobs.ml import CLASSES
 
     assert CLASSES == contract
+
+
+def test_a_student_distils_from_a_teacher_and_keeps_a_weight_average(mouth_data, tmp_path):
+    teacher = TrainConfig.from_dict({**QUICK, "architecture": "basic_cnn", "epochs": 1, "max_batches_per_epoch": 2})
+    train(teacher, mouth_data, workdir=tmp_path / "teacher")
+    student = TrainConfig.from_dict({**QUICK, "epochs": 1, "max_batches_per_epoch": 3, "ema_decay": 0.99,
+                                     "teacher_checkpoint": str(tmp_path / "teacher" / "best.pt")})
+    result = train(student, mouth_data, workdir=tmp_path / "student")
+    assert np.isfinite(result.history[0]["train_loss"])
+    last = torch.load(tmp_path / "student" / "last.pt", weights_only=False)
+    assert last["ema"]["updates"] == 3
+    # best.pt (what is evaluated and exported) holds the averaged weights, not the raw ones.
+    best = torch.load(tmp_path / "student" / "best.pt", weights_only=True)["model"]
+    name = "classifier.0.weight"
+    assert torch.equal(best[name], last["ema"]["model"][name])
+    assert not torch.equal(best[name], last["model"][name])
+
+
+def test_a_missing_teacher_or_starting_checkpoint_is_a_config_error(mouth_data, tmp_path):
+    for field in ("teacher_checkpoint", "init_checkpoint"):
+        config = TrainConfig.from_dict({**QUICK, "epochs": 1, field: str(tmp_path / "nope.pt")})
+        with pytest.raises(ConfigError) as caught:
+            train(config, mouth_data, workdir=tmp_path / field)
+        assert field in caught.value.errors

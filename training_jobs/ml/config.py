@@ -74,6 +74,8 @@ class TrainConfig:
                             group="augmentation")
     cutmix_alpha: float = _f(0.0, "CutMix Beta(alpha, alpha) strength (0 = off).", min=0.0, max=10.0,
                              group="augmentation")
+    ema_decay: float = _f(0.0, "Keep an exponential moving average of the weights with this decay and "
+                                "evaluate/export it (0 = off; 0.999 is typical).", min=0.0, max=0.99999)
     # Data.
     validation_fraction: float = _f(0.1, "Stratified share of training data held out for validation when the "
                                           "dataset has no validation split.", min=0.01, max=0.5, group="data")
@@ -85,6 +87,12 @@ class TrainConfig:
                               group="transfer")
     freeze_backbone_epochs: int = _f(0, "Train only the classifier for this many first epochs.", min=0, max=1000,
                                      group="transfer")
+    teacher_checkpoint: str = _f("", "Distil from this trained checkpoint (a best.pt of an earlier run); empty = "
+                                     "no teacher.", group="transfer")
+    distill_weight: float = _f(0.5, "Share of the loss that matches the teacher's softened predictions.",
+                               min=0.0, max=1.0, group="transfer")
+    distill_temperature: float = _f(4.0, "Softening temperature of the distillation targets.", min=1.0, max=20.0,
+                                    group="transfer")
     # Evaluation and export.
     tta_flip: bool = _f(False, "Average the prediction with that of the mirrored face (also in the exported "
                                "model).", group="export")

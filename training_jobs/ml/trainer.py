@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import math
 import os
@@ -30,7 +31,8 @@ from torch import nn
 
 from training_jobs.ml import CLASSES
 from training_jobs.ml.architectures import (
-    build_model, count_parameters, freeze_backbone_statistics, load_init_checkpoint, set_backbone_trainable,
+    ARCHITECTURES, build_model, count_parameters, extract_state_dict, freeze_backbone_statistics,
+    load_init_checkpoint, set_backbone_trainable,
 )
 from training_jobs.ml.augment import AugmentParams, augment_batch, mix_batch
 from training_jobs.ml.calibration import calibration_report, fit_temperature
@@ -195,6 +197,62 @@ class Schedule:
             self.plateau.load_state_dict(state["plateau"])
 
 
+class WeightAverage:
+    """Exponential moving average of a model's weights and BN statistics, kept in a shadow copy.
+
+    The decay ramps up as (1 + n) / (10 + n) over the first updates, so short runs still average
+    recent weights rather than the initial ones.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.updates = 0
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for shadow, current in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if shadow.dtype.is_floating_point:
+                shadow.mul_(d).add_(current.detach(), alpha=1 - d)
+            else:
+                shadow.copy_(current)
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.updates = state["updates"]
+
+
+def load_teacher(path: str, device: torch.device) -> nn.Module:
+    """A frozen model from a checkpoint that names its architecture (our best.pt and last.pt do)."""
+    try:
+        checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ConfigError({"teacher_checkpoint": f"{path} does not exist"}) from None
+    architecture = checkpoint.get("architecture") if isinstance(checkpoint, dict) else None
+    if architecture not in ARCHITECTURES:
+        raise ConfigError({"teacher_checkpoint": "the checkpoint does not say which architecture it holds (one "
+                                                 f"of {', '.join(ARCHITECTURES)}); use a best.pt of a FERWeb run"})
+    teacher = build_model(architecture)
+    teacher.load_state_dict(extract_state_dict(checkpoint))
+    teacher.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) on temperature-softened outputs, scaled by T^2 (Hinton et al., 2015)."""
+    return F.kl_div(F.log_softmax(student_logits / temperature, dim=1), F.log_softmax(teacher_logits / temperature, dim=1),
+                    log_target=True, reduction="batchmean") * temperature ** 2
+
+
 def to_input(pixels_u8: torch.Tensor) -> torch.Tensor:
     """uint8 [N, 48, 48] -> float [N, 1, 48, 48] in [0, 1] (inference.preprocess.to_model_input)."""
     return pixels_u8.unsqueeze(1).float().div_(255.0)
@@ -285,11 +343,18 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
             notes.append("last.pt was written with another recipe; started from scratch")
             checkpoint = None
     if checkpoint is None and config.init_checkpoint:
-        report = load_init_checkpoint(model, config.init_checkpoint)
+        try:
+            report = load_init_checkpoint(model, config.init_checkpoint)
+        except FileNotFoundError:
+            raise ConfigError({"init_checkpoint": f"{config.init_checkpoint} does not exist"}) from None
+        except (ValueError, RuntimeError) as exc:
+            raise ConfigError({"init_checkpoint": f"cannot start from this checkpoint: {exc}"}) from None
         notes.append(f"initialised from {Path(config.init_checkpoint).name}: {report.summary()}")
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    teacher = load_teacher(config.teacher_checkpoint, device) if config.teacher_checkpoint else None
+    ema = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
     optimizer = make_optimizer(config, model.parameters())
     schedule = Schedule(config, optimizer, steps_per_epoch)
     weights = class_weights(data.labels[splits.train]).to(device) if config.class_weighting else None
@@ -314,6 +379,8 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
         schedule.load_state_dict(checkpoint["schedule"])
         if checkpoint.get("scaler"):
             scaler.load_state_dict(checkpoint["scaler"])
+        if ema is not None and checkpoint.get("ema"):
+            ema.load_state_dict(checkpoint["ema"])
         _set_rng_state(checkpoint["rng"])
         history = checkpoint["history"]
         start_epoch = checkpoint["epoch"]
@@ -363,11 +430,18 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
             with autocast():
                 logits = model(x)
                 loss = F.cross_entropy(logits.float(), target, weight=weights, label_smoothing=config.label_smoothing)
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits = teacher(x).float()
+                    loss = (1 - config.distill_weight) * loss + config.distill_weight * distillation_loss(
+                        logits.float(), teacher_logits, config.distill_temperature)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             schedule.step_batch()
+            if ema is not None:
+                ema.update(model)
 
             n = len(y)
             seen += n
@@ -382,7 +456,9 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
                       "images_per_s": round(window_images / max(now - window_start, 1e-6), 1)})
                 last_event, window_images, window_start = now, 0, now
 
-        val_logits = predict_logits(model, val_pixels, device=device, tta_flip=config.tta_flip, autocast=autocast)
+        eval_model = ema.model if ema is not None else model
+        val_logits = predict_logits(eval_model, val_pixels, device=device, tta_flip=config.tta_flip,
+                                    autocast=autocast)
         val_loss = float(F.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(val_labels)))
         val_acc = float((val_logits.argmax(1) == val_labels).mean())
         lr_used = schedule.lr
@@ -391,7 +467,7 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
         improved = val_acc > best_acc
         if improved:
             best_acc, best_epoch, since_best = val_acc, epoch, 0
-            _atomic_save({"format": CHECKPOINT_FORMAT, "model": model.state_dict(), "epoch": epoch,
+            _atomic_save({"format": CHECKPOINT_FORMAT, "model": eval_model.state_dict(), "epoch": epoch,
                           "val_accuracy": val_acc, "config": config.to_dict(), "architecture": config.architecture,
                           "classes": list(CLASSES)}, best_path)
         else:
@@ -413,6 +489,7 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
         _atomic_save({
             "format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(), "scaler": scaler.state_dict() if use_amp else None,
+            "ema": ema.state_dict() if ema is not None else None,
             "epoch": epoch, "history": history, "best_val_accuracy": best_acc, "best_epoch": best_epoch,
             "epochs_without_improvement": since_best, "stopped_early": stopped_early,
             "wall_time_s": wall_before + time.monotonic() - attempt_start, "rng": _rng_state(),
