@@ -13,6 +13,7 @@ EXPECTED_PARAMETERS = {
     "resnet34": 21_279_431,
     "resnet50": 23_513_543,
     "hybrid_resnet34_50": 44_792_967,
+    "compact_resnet": 1_421_655,  # our own design
 }
 
 
