@@ -340,9 +340,23 @@ def _train_evaluate_export(run: TrainingRun, on_event=None) -> None:
     run.save(update_fields=["metrics", "progress"])
     publish(run.pk, _status_event(run, "exporting to ONNX"))
 
-    model_version_from_run(run=run, model=result.model, metrics=metrics,
-                           temperature=result.temperature, tta_flip=config.tta_flip)
+    model_version_from_run(run=run, model=result.model, metrics=metrics, temperature=result.temperature,
+                           tta_flip=config.tta_flip, check_faces=held_out_faces(data, config, limit=16))
     _finish(run, TrainingRun.Status.SUCCEEDED, progress=100.0)
+
+
+def held_out_indices(data, config):
+    """The test faces of the same seeded split the trainer used: never trained on."""
+    from training_jobs.ml.data import split_data
+
+    return split_data(data, validation_fraction=config.validation_fraction, seed=config.seed).test
+
+
+def held_out_faces(data, config, *, limit: int):
+    """The first held-out faces as the model sees them: float32 [N, 1, 48, 48] in [0, 1]."""
+    from inference.preprocess import to_model_input
+
+    return to_model_input(data.pixels[held_out_indices(data, config)[:limit]])
 
 
 def occlusion_summary(model, data, config, *, temperature: float = 1.0, per_class: int = 2) -> list[dict]:
@@ -354,11 +368,9 @@ def occlusion_summary(model, data, config, *, temperature: float = 1.0, per_clas
     import numpy as np
 
     from ferweb.classes import CLASSES
-    from training_jobs.ml.data import split_data
     from training_jobs.ml.occlusion import occlusion_maps
 
-    # The same seeded split the trainer used, so these faces were never trained on.
-    test = split_data(data, validation_fraction=config.validation_fraction, seed=config.seed).test
+    test = held_out_indices(data, config)
     labels = data.labels[test]
     picked = np.concatenate([test[labels == c][:per_class] for c in range(len(CLASSES))]).astype(np.int64)
     if not len(picked):
@@ -385,8 +397,9 @@ def occlusion_summary(model, data, config, *, temperature: float = 1.0, per_clas
 
 
 def model_version_from_run(*, run: TrainingRun, model, metrics: dict, temperature: float = 1.0,
-                           tta_flip: bool = False) -> ModelVersion:
-    """Export the run's model to ONNX, prove it matches PyTorch, measure it, record it."""
+                           tta_flip: bool = False, check_faces=None) -> ModelVersion:
+    """Export the run's model to ONNX, prove it matches PyTorch (on held-out faces when given),
+    measure it, record it."""
     from training_jobs.ml.export import ExportError, export_onnx, onnx_latency_ms
     from training_jobs.ml.metrics import summary
 
@@ -395,7 +408,8 @@ def model_version_from_run(*, run: TrainingRun, model, metrics: dict, temperatur
     small = {k: v for k, v in summary(metrics).items() if k not in ("occlusion", "notes")}
     try:
         report = export_onnx(model, path, architecture=run.architecture, version=version, metrics=small,
-                             temperature=temperature, tta_flip=tta_flip)
+                             temperature=temperature, tta_flip=tta_flip,
+                             check_batch=check_faces if check_faces is not None and len(check_faces) else None)
     except ExportError as exc:
         raise RunFailure("onnx_parity", f"The exported model was not recorded: {exc}") from None
     latency = onnx_latency_ms(path)

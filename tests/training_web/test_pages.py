@@ -1,0 +1,108 @@
+"""The training pages: the new-run form on the server, and the whole flow in headless Chromium."""
+import re
+import time
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from tests.conftest import signup
+from tests.training_web.conftest import make_ready_dataset
+from training_jobs.models import TrainingRun
+
+
+@pytest.mark.django_db
+class TestNewRunForm:
+    def test_it_offers_every_architecture_with_its_parameter_count(self, client, alice, ready_dataset):
+        client.force_login(alice)
+        page = client.get("/runs/new/").content.decode()
+        assert "adapted_residual · 9,766,391 parameters" in page
+        for name in ("basic_cnn", "light_residual", "resnet34", "resnet50", "hybrid_resnet34_50"):
+            assert f'value="{name}"' in page
+        for optimizer in ("sgd", "adam", "adamw", "rmsprop", "nadam"):
+            assert f'value="{optimizer}"' in page
+        assert ready_dataset.name in page
+        # Defaults from the 2022 paper's recipe.
+        assert re.search(r'name="batch_size"[^>]*value="64"', page)
+        assert '<option value="nadam" data-description="" selected>' in page
+
+    def test_it_shows_what_is_wrong_next_to_the_field(self, client, alice, ready_dataset):
+        client.force_login(alice)
+        response = client.post("/runs/new/", {"dataset": ready_dataset.pk, "architecture": "light_residual",
+                                              "optimizer": "nadam", "epochs": "0", "learning_rate": "fast"})
+        assert response.status_code == 200
+        page = response.content.decode()
+        assert "between 1 and 1000" in page and "must be a number" in page
+        assert not TrainingRun.objects.exists()
+
+    def test_a_valid_form_starts_a_run_and_shows_it(self, client, alice, ready_dataset):
+        client.force_login(alice)
+        response = client.post("/runs/new/", {
+            "dataset": ready_dataset.pk, "architecture": "light_residual", "optimizer": "sgd", "epochs": "3",
+            "batch_size": "16", "learning_rate": "0.01", "_booleans": ["hflip", "class_weighting"], "hflip": "on",
+        })
+        run = TrainingRun.objects.get()
+        assert response.status_code == 302 and response.url == f"/runs/{run.pk}/"
+        assert run.config["optimizer"] == "sgd" and run.config["epochs"] == 3
+        assert run.config["hflip"] is True and run.config["class_weighting"] is False
+        listing = client.get("/runs/").content.decode()
+        assert f'data-run="{run.pk}"' in listing
+
+    def test_compare_and_models_pages_render(self, client, alice, ready_dataset):
+        client.force_login(alice)
+        ids = []
+        for optimizer in ("sgd", "adam"):
+            client.post("/runs/new/", {"dataset": ready_dataset.pk, "architecture": "light_residual",
+                                       "optimizer": optimizer, "epochs": "2"})
+        ids = [str(r.pk) for r in TrainingRun.objects.order_by("pk")]
+        page = client.get(f"/runs/compare/?ids={','.join(ids)}").content.decode()
+        assert "compare-confusion" in page and page.count('"optimizer"') >= 2
+        assert client.get("/models/").status_code == 200
+
+
+@pytest.mark.browser
+def test_a_run_launched_from_the_form_streams_live_and_ends_with_its_evaluation(live_asgi, page):
+    signup(page, live_asgi.url, "dora")
+    dora = get_user_model().objects.get(username="dora")
+    dataset = make_ready_dataset(dora, per_class=80, name="dora's drawn faces")
+
+    page.goto(f"{live_asgi.url}/runs/new/")
+    page.select_option("#id_dataset", str(dataset.pk))
+    page.select_option("#id_architecture", "light_residual")
+    assert "Mutaliyev" in page.inner_text("#architecture-description")
+    page.fill("#id_epochs", "10")
+    page.fill("#id_batch_size", "16")
+    page.fill("#id_num_threads", "1")
+    page.fill("#id_seed", "1")
+    page.uncheck("#id_temperature_scaling")  # its floor on drawn faces scales logits 20x
+    page.click("#start-run")
+    page.wait_for_url(re.compile(r".*/runs/\d+/$"))
+    page.evaluate("window.__samePage = true")
+
+    seen = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        seen.append(float(page.get_attribute("#run-progress", "aria-valuenow")))
+        if page.inner_text("#run-status") in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.1)
+    assert page.inner_text("#run-status") == "succeeded", page.inner_text("#run-error")
+    moving = sorted({v for v in seen if 0 < v < 100})
+    assert len(moving) >= 3, f"the bar did not move live: {sorted(set(seen))}"
+    assert seen == sorted(seen)
+    assert page.evaluate("window.__samePage") is True, "the page reloaded"
+
+    # The evaluation appears without a reload: curves, confusion matrices, ROC, occlusion, download.
+    page.wait_for_selector("#evaluation:not([hidden])")
+    assert page.locator("#loss-chart svg path").count() >= 2
+    assert page.locator("#confusion-counts svg rect").count() == 49
+    assert page.locator("#confusion-normalized svg rect").count() == 49
+    assert page.locator("#roc-chart svg path").count() >= 3
+    assert "AUC" in page.inner_text("#roc-chart")
+    assert page.locator("#per-class-table tr[data-class=happy]").count() == 1
+    assert page.locator("#occlusion figure").count() >= 3
+    assert page.get_attribute("#download-onnx", "href").endswith("/onnx/")
+    page.click("#make-active")
+    page.wait_for_function("document.querySelector('#make-active').textContent === 'Active'")
+    run = TrainingRun.objects.get(owner=dora)
+    assert run.status == "succeeded"
+    assert dora.active_model_choice.model_version.run_id == run.pk
