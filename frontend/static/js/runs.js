@@ -161,7 +161,7 @@
     const roc = metrics.roc || {};
     const colors = { angry: "#e03131", disgust: "#66a80f", fear: "#7048e8", happy: "#f59f00", sad: "#1c7ed6",
                      surprise: "#d6336c", neutral: "#868e96" };
-    return classes.filter((c) => roc[c] && roc[c].fpr).map((c) => ({
+    return classes.filter((c) => roc[c] && roc[c].fpr && roc[c].fpr.length).map((c) => ({
       name: `${c} (AUC ${fmt(roc[c].auc)})`,
       points: roc[c].fpr.map((x, i) => [x, roc[c].tpr[i]]),
       color: colors[c],
