@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "channels",
     "ferweb.accounts",
     "ferweb.datasets",
+    "ferweb.labeling",
     "training_jobs",
     "inference",
     "frontend",
@@ -140,6 +141,8 @@ FERWEB_MAX_COMPRESSION_RATIO = envint("FERWEB_MAX_COMPRESSION_RATIO", 200)  # un
 # Dataset imports: a worker that restarts, or an import silent this long, counts as crashed.
 FERWEB_IMPORT_STALE_SECONDS = envint("FERWEB_IMPORT_STALE_SECONDS", 300)  # seconds without a heartbeat
 FERWEB_IMPORT_MAX_ATTEMPTS = envint("FERWEB_IMPORT_MAX_ATTEMPTS", 2)  # tries before a crashed import is failed
+# Labeling: a photo-processing job silent this long is taken over by the next worker that asks.
+FERWEB_LABELING_STALE_SECONDS = envint("FERWEB_LABELING_STALE_SECONDS", 120)  # seconds without a heartbeat
 
 # Redis: Celery broker and the Channels layer.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include("ferweb.datasets.urls")),
+    path("", include("ferweb.labeling.urls")),
     path("", include("training_jobs.urls")),
     path("", include("inference.urls")),
     path("", include("frontend.urls")),

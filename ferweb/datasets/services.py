@@ -75,6 +75,47 @@ def dataset_create(*, owner, name: str, upload: UploadedFile, drop_unknown_class
     return dataset
 
 
+def dataset_create_from_faces(
+    *, owner, name: str, pixels: np.ndarray, labels, splits, source_names: list[str],
+    source_name: str = "", source_format: str = "labeling",
+) -> Dataset:
+    """A ready dataset from faces that are already cropped and labeled (e.g. on the Labeling page).
+
+    Stored by the same code as an import (packed array, items, quality findings, counts),
+    so training and the dataset pages cannot tell the two apart. Raises ValueError on bad input.
+    """
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    labels = np.asarray(labels, dtype=np.int64)
+    splits = np.asarray(splits, dtype=str)
+    if pixels.ndim != 3 or pixels.shape[1:] != (48, 48):
+        raise ValueError(f"pixels must be uint8 [N, 48, 48], got shape {list(pixels.shape)}")
+    if not len(pixels):
+        raise ValueError("a dataset needs at least one face")
+    if not (len(labels) == len(splits) == len(source_names) == len(pixels)):
+        raise ValueError("pixels, labels, splits and source_names must have the same length")
+    if labels.min() < 0 or labels.max() >= len(CLASSES):
+        raise ValueError(f"labels must be 0-{len(CLASSES) - 1} ({', '.join(CLASSES)})")
+    if any(not s.strip() or len(s) > 32 for s in splits):
+        raise ValueError("a split name is 1-32 characters, e.g. train, val or test")
+    dataset = Dataset.objects.create(
+        owner=owner, name=(name or "").strip()[:200] or "Labeled faces", source_name=source_name[:255],
+        source_format=source_format[:16],
+    )
+    result = ReadResult(
+        pixels=pixels, labels=labels, splits=splits, source_names=[str(n) for n in source_names],
+        source_format=source_format,
+    )
+    try:
+        with transaction.atomic():
+            _store(dataset, result)
+    except BaseException:
+        _remove_files(dataset, source=False)
+        dataset.delete()
+        raise
+    dataset.refresh_from_db()
+    return dataset
+
+
 # ---------------------------------------------------------------- import job
 
 

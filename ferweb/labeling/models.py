@@ -1,0 +1,117 @@
+"""Labeling: photos go in, faces come out with a proposed label, a person confirms them."""
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+
+from ferweb.classes import CLASSES
+
+CLASS_CHOICES = list(enumerate(CLASSES))
+
+
+def photo_upload_to(photo: "LabelingPhoto", filename: str) -> str:
+    return f"labeling/{photo.labeling_set_id}/{Path(filename).name}"
+
+
+class LabelingSet(models.Model):
+    """A batch of photos being labeled, and the job that finds and classifies their faces."""
+
+    class Status(models.TextChoices):
+        PROCESSING = "processing"
+        READY = "ready"
+        FAILED = "failed"
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="labeling_sets")
+    name = models.CharField(max_length=200)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.READY, db_index=True)
+    progress = models.FloatField(default=0, help_text="Share of the photos processed, 0-100.")
+    error = models.CharField(max_length=64, blank=True, help_text="Machine-readable error code.")
+    human_readable_error = models.TextField(blank=True, help_text="What went wrong, for a person.")
+    photos_total = models.PositiveIntegerField(default=0, help_text="Photos uploaded (zip members counted one by one).")
+    photos_done = models.PositiveIntegerField(default=0, help_text="Photos processed so far.")
+    report = models.JSONField(
+        default=dict, blank=True,
+        help_text="{unreadable: [{name, reason}], no_face: [{name, reason}], model: {version, error}}.",
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of the processing job; empty while none runs."
+    )
+    worker = models.CharField(max_length=255, blank=True, help_text="Celery worker processing the photos.")
+    datasets = models.ManyToManyField(
+        "datasets.Dataset", blank=True, related_name="labeling_sets", help_text="Datasets created from this set."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.name} (#{self.pk})"
+
+    @property
+    def storage_dir(self) -> Path:
+        return Path(settings.MEDIA_ROOT) / "labeling" / str(self.pk)
+
+
+class LabelingPhoto(models.Model):
+    """One uploaded file waiting to be searched for faces; a zip is expanded into photos first."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        DONE = "done"
+        NO_FACE = "no_face"
+        UNREADABLE = "unreadable"
+        EXPANDED = "expanded", "expanded (a zip)"
+
+    labeling_set = models.ForeignKey(LabelingSet, on_delete=models.CASCADE, related_name="photos")
+    name = models.CharField(max_length=255, help_text="File name as uploaded; zip members as zip/member.")
+    file = models.FileField(upload_to=photo_upload_to, max_length=500, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    reason = models.CharField(max_length=255, blank=True, help_text="Why no face came out of it.")
+    num_faces = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["labeling_set", "status"])]
+
+    def __str__(self):
+        return self.name
+
+
+class LabelingFace(models.Model):
+    """A 48x48 face crop with the model's proposal and the person's decision."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        CONFIRMED = "confirmed"
+        SKIPPED = "skipped"
+
+    labeling_set = models.ForeignKey(LabelingSet, on_delete=models.CASCADE, related_name="faces")
+    photo = models.ForeignKey(LabelingPhoto, on_delete=models.SET_NULL, null=True, blank=True, related_name="faces")
+    crop_png = models.BinaryField(help_text="The 48x48 grayscale crop as PNG (the same crop training sees).")
+    source_name = models.CharField(max_length=255, help_text="Photo name, with #k for its k-th face.")
+    box = models.JSONField(default=list, help_text="[x, y, w, h] in the upright photo, pixels.")
+    proposed_label = models.PositiveSmallIntegerField(choices=CLASS_CHOICES, null=True, blank=True)
+    proposed_probability = models.FloatField(null=True, blank=True, help_text="Probability of the proposed label.")
+    probabilities = models.JSONField(default=dict, blank=True, help_text="{class: p} from the model.")
+    model_version = models.CharField(max_length=200, blank=True, help_text="Model that made the proposal.")
+    confirmed_label = models.PositiveSmallIntegerField(choices=CLASS_CHOICES, null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["labeling_set", "status"])]
+
+    def __str__(self):
+        return f"{self.source_name} ({self.status})"
+
+    @property
+    def proposed_class(self) -> str | None:
+        return None if self.proposed_label is None else CLASSES[self.proposed_label]
+
+    @property
+    def confirmed_class(self) -> str | None:
+        return None if self.confirmed_label is None else CLASSES[self.confirmed_label]

@@ -1,0 +1,59 @@
+"""Reads of labeling: who sees which sets and faces, and the counts the pages show."""
+from django.db.models import Count, QuerySet
+from django.http import Http404
+
+from ferweb.classes import CLASSES
+
+from .models import LabelingFace, LabelingSet
+
+
+def sets_for(user) -> QuerySet[LabelingSet]:
+    """The sets a user may see: their own; staff see all."""
+    if not user.is_authenticated:
+        return LabelingSet.objects.none()
+    queryset = LabelingSet.objects.select_related("owner")
+    return queryset if user.is_staff else queryset.filter(owner=user)
+
+
+def set_get_for(user, pk) -> LabelingSet:
+    """The set, or 404 when it does not exist or belongs to someone else."""
+    labeling_set = sets_for(user).filter(pk=pk).first()
+    if labeling_set is None:
+        raise Http404(f"No labeling set {pk}.")
+    return labeling_set
+
+
+def face_get_for(user, pk) -> LabelingFace:
+    queryset = LabelingFace.objects.select_related("labeling_set")
+    if not user.is_staff:
+        queryset = queryset.filter(labeling_set__owner=user)
+    face = queryset.filter(pk=pk).first() if user.is_authenticated else None
+    if face is None:
+        raise Http404(f"No face {pk}.")
+    return face
+
+
+def faces_of(labeling_set: LabelingSet, status: str | None = None) -> QuerySet[LabelingFace]:
+    """Faces in upload order, without their PNG bytes; `status` filters (None: all)."""
+    queryset = LabelingFace.objects.filter(labeling_set_id=labeling_set.pk).defer("crop_png").order_by("id")
+    return queryset.filter(status=status) if status else queryset
+
+
+def status_counts(labeling_set: LabelingSet) -> dict[str, int]:
+    counts = {s.value: 0 for s in LabelingFace.Status}
+    for row in LabelingFace.objects.filter(labeling_set_id=labeling_set.pk).values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    counts["all"] = sum(counts.values())
+    return counts
+
+
+def confirmed_class_counts(labeling_set: LabelingSet) -> dict[str, int]:
+    """{class: confirmed faces}, every class present."""
+    counts = {name: 0 for name in CLASSES}
+    rows = (
+        LabelingFace.objects.filter(labeling_set_id=labeling_set.pk, status=LabelingFace.Status.CONFIRMED)
+        .values("confirmed_label").annotate(n=Count("id"))
+    )
+    for row in rows:
+        counts[CLASSES[row["confirmed_label"]]] = row["n"]
+    return counts

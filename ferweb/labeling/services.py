@@ -1,0 +1,422 @@
+"""Writes of labeling: upload photos, find and classify their faces, confirm labels, make a dataset."""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import zipfile
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
+
+import cv2
+import numpy as np
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ferweb.classes import CLASSES, CLASS_INDEX
+
+from .models import LabelingFace, LabelingPhoto, LabelingSet
+
+logger = logging.getLogger(__name__)
+
+PHOTO_FORMATS = "JPEG, PNG, WebP, BMP"
+ZIP_SUFFIX = ".zip"
+IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
+LISTED_PHOTOS = 200
+SUMMARY_EVERY_S = 0.5  # seconds between progress writes
+MAX_TEST_SHARE = 0.9
+
+
+class LabelingError(Exception):
+    """A request that cannot be carried out; `code` is machine-readable, the message is for a person."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _label_index(label: str) -> int:
+    if label not in CLASS_INDEX:
+        raise LabelingError("bad_label", f"Unknown label {label!r}: use one of {', '.join(CLASSES)}.")
+    return CLASS_INDEX[label]
+
+
+# ---------------------------------------------------------------- upload
+
+
+@transaction.atomic
+def labeling_set_create(*, owner, name: str, uploads: list) -> LabelingSet:
+    """A new set holding the uploaded photos (or zips of photos); their processing is queued."""
+    _check_uploads(uploads)
+    labeling_set = LabelingSet.objects.create(
+        owner=owner, name=(name or "").strip()[:200] or Path(uploads[0].name or "photos").stem[:200] or "Photos"
+    )
+    labeling_photos_add(labeling_set=labeling_set, uploads=uploads)
+    labeling_set.refresh_from_db()
+    return labeling_set
+
+
+def _check_uploads(uploads: list) -> None:
+    if not uploads:
+        raise LabelingError(
+            "no_files", f"Choose at least one photo ({PHOTO_FORMATS}) or a zip of photos to upload."
+        )
+
+
+@transaction.atomic
+def labeling_photos_add(*, labeling_set: LabelingSet, uploads: list) -> int:
+    """Store the files and queue processing once committed; returns how many files were added.
+
+    The set row is locked, so a job finishing at the same moment either sees the new photos
+    or has already let go of the set (then the queued task claims it again).
+    """
+    from .tasks import process_labeling_set
+
+    _check_uploads(uploads)
+    current = LabelingSet.objects.select_for_update().get(pk=labeling_set.pk)
+    for upload in uploads:
+        name = Path(upload.name or "photo").name[:255] or "photo"
+        photo = LabelingPhoto(labeling_set=current, name=name)
+        photo.file.save(name, upload, save=False)
+        photo.save()
+    summary = _summary(current.pk)
+    LabelingSet.objects.filter(pk=current.pk).update(
+        status=LabelingSet.Status.PROCESSING, error="", human_readable_error="", **summary
+    )
+    # Always queue: a job already running keeps the set claimed and the extra task steps aside.
+    transaction.on_commit(lambda: process_labeling_set.delay(current.pk))
+    return len(uploads)
+
+
+# ---------------------------------------------------------------- processing job
+
+
+def labeling_claim(*, set_id: int, worker: str, redelivered: bool = False) -> bool:
+    """Atomically take a set to process: free, or silent past the stale limit, or (a redelivery
+    after this worker's process died) held by this same worker name."""
+    cutoff = timezone.now() - timedelta(seconds=settings.FERWEB_LABELING_STALE_SECONDS)
+    free = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=cutoff)
+    if redelivered:
+        free |= Q(worker=worker[:255])
+    return (
+        LabelingSet.objects.filter(free, id=set_id, status=LabelingSet.Status.PROCESSING)
+        .update(heartbeat_at=timezone.now(), worker=worker[:255])
+        == 1
+    )
+
+
+class Proposer:
+    """Detector and the owner's active model, fixed for one run of the job."""
+
+    def __init__(self, owner):
+        from inference.engine import ModelUnavailable, get_engine
+        from training_jobs.selectors import active_model_for
+
+        self.engine = get_engine()
+        self.detector = self.engine.detector
+        self.model, self.version, self.error = None, "", ""
+        active = active_model_for(owner)
+        try:
+            self.model = self.engine.models.get(active.path)
+        except ModelUnavailable as error:
+            self.error = str(error)  # faces are still stored, without a proposal
+        else:
+            self.version = active.version if active.model_version_id else self.model.version
+
+    def probabilities(self, crops: np.ndarray) -> np.ndarray | None:
+        if self.model is None or not len(crops):
+            return None
+        return self.engine.classify(self.model, crops)
+
+
+def labeling_process(*, set_id: int, proposer: Proposer | None = None) -> LabelingSet | None:
+    """Process every pending photo of a claimed set, then mark it ready.
+
+    1. take the oldest pending photo: expand a zip into photos, or decode (EXIF upright),
+       detect every face, crop, classify, and store the faces with the photo's outcome in
+       one transaction (a retry after a crash starts that photo over);
+    2. heartbeat and progress after each photo;
+    3. with the set locked, finish only when no photo is pending (uploads may add more).
+    Unreadable files and photos without faces are listed in the report, never fatal.
+    """
+    labeling_set = LabelingSet.objects.select_related("owner").filter(id=set_id).first()
+    if labeling_set is None or labeling_set.status != LabelingSet.Status.PROCESSING:
+        return labeling_set
+    try:
+        proposer = proposer or Proposer(labeling_set.owner)
+        model_report = {"version": proposer.version, "error": proposer.error}
+        last_summary = 0.0
+        while True:
+            photo = LabelingPhoto.objects.filter(labeling_set_id=set_id, status=LabelingPhoto.Status.PENDING).first()
+            if photo is None:
+                if _finish(set_id, model_report):
+                    break
+                continue
+            if photo.name.lower().endswith(ZIP_SUFFIX):
+                _expand_zip(photo)
+            else:
+                _process_photo(photo, proposer)
+            now = time.monotonic()
+            fields = {"heartbeat_at": timezone.now()}
+            if now - last_summary >= SUMMARY_EVERY_S:
+                last_summary = now
+                fields.update(_summary(set_id, model_report))
+            if not LabelingSet.objects.filter(id=set_id, status=LabelingSet.Status.PROCESSING).update(**fields):
+                break  # deleted meanwhile
+    except Exception as error:  # recorded for the user, logged for the operator
+        logger.exception("processing labeling set %s failed", set_id)
+        LabelingSet.objects.filter(id=set_id, status=LabelingSet.Status.PROCESSING).update(
+            status=LabelingSet.Status.FAILED, error="internal_error", heartbeat_at=None,
+            human_readable_error=f"Processing stopped unexpectedly ({type(error).__name__}: {error}). "
+                                 "Upload the remaining photos again to retry them.",
+        )
+    return LabelingSet.objects.filter(id=set_id).first()
+
+
+def _finish(set_id: int, model_report: dict) -> bool:
+    """Mark the set ready unless photos arrived meanwhile (then keep going)."""
+    with transaction.atomic():
+        current = LabelingSet.objects.select_for_update().filter(id=set_id).first()
+        if current is None:
+            return True
+        if LabelingPhoto.objects.filter(labeling_set_id=set_id, status=LabelingPhoto.Status.PENDING).exists():
+            return False
+        LabelingSet.objects.filter(id=set_id).update(
+            status=LabelingSet.Status.READY, heartbeat_at=None, worker="", **_summary(set_id, model_report)
+        )
+    return True
+
+
+def _summary(set_id: int, model_report: dict | None = None) -> dict:
+    """Counters, progress and the report of photos that gave no face, from the photo rows."""
+    photos = LabelingPhoto.objects.filter(labeling_set_id=set_id).exclude(status=LabelingPhoto.Status.EXPANDED)
+    total = photos.count()
+    done = photos.exclude(status=LabelingPhoto.Status.PENDING).count()
+    report = {}
+    for status in (LabelingPhoto.Status.UNREADABLE, LabelingPhoto.Status.NO_FACE):
+        rows = photos.filter(status=status)
+        report[status.value] = {
+            "count": rows.count(),
+            "members": [{"name": n, "reason": r} for n, r in rows.values_list("name", "reason")[:LISTED_PHOTOS]],
+        }
+    report["faces"] = LabelingFace.objects.filter(labeling_set_id=set_id).count()
+    if model_report is not None:
+        report["model"] = model_report
+    else:
+        report["model"] = LabelingSet.objects.filter(id=set_id).values_list("report", flat=True).first().get("model", {})
+    return {
+        "photos_total": total, "photos_done": done, "report": report,
+        "progress": round(100.0 * done / total, 1) if total else 100.0,
+    }
+
+
+def _mark(photo: LabelingPhoto, status: str, reason: str = "") -> None:
+    LabelingPhoto.objects.filter(pk=photo.pk).update(status=status, reason=reason[:255])
+    _remove_file_on_commit(photo)
+
+
+def _remove_file_on_commit(photo: LabelingPhoto) -> None:
+    if photo.file:
+        name, storage = photo.file.name, photo.file.storage
+        transaction.on_commit(lambda: storage.delete(name))
+
+
+def _process_photo(photo: LabelingPhoto, proposer: Proposer) -> None:
+    from inference.decode import ImageDecodeError, decode_image
+    from inference.preprocess import crop_face
+
+    try:
+        with photo.file.open("rb") as handle:
+            data = handle.read()
+    except (FileNotFoundError, ValueError):
+        return _mark(photo, LabelingPhoto.Status.UNREADABLE, "The uploaded file is no longer on the server.")
+    try:
+        gray = decode_image(data)
+    except ImageDecodeError as error:
+        return _mark(photo, LabelingPhoto.Status.UNREADABLE, error.message)
+    found = proposer.detector.detect(gray, thorough=True)
+    usable = [face for face in found if not face.too_small]
+    if not usable:
+        reason = (
+            f"faces too small (under {proposer.detector.min_face_size} px)" if found else "no face found"
+        )
+        return _mark(photo, LabelingPhoto.Status.NO_FACE, reason)
+    crops = np.stack([crop_face(gray, face.box) for face in usable])
+    probs = proposer.probabilities(crops)
+    faces = []
+    for k, (face, crop) in enumerate(zip(usable, crops)):
+        ok, png = cv2.imencode(".png", crop)
+        row = LabelingFace(
+            labeling_set_id=photo.labeling_set_id, photo=photo, crop_png=png.tobytes(),
+            source_name=(f"{photo.name}#{k + 1}" if len(usable) > 1 else photo.name)[-255:],
+            box=[int(v) for v in face.box], model_version=proposer.version,
+        )
+        if probs is not None:
+            classes = proposer.model.classes
+            p = probs[k]
+            best = int(np.argmax(p))
+            row.probabilities = {name: round(float(v), 4) for name, v in zip(classes, p)}
+            if classes[best] in CLASS_INDEX:
+                row.proposed_label = CLASS_INDEX[classes[best]]
+                row.proposed_probability = round(float(p[best]), 4)
+        faces.append(row)
+    with transaction.atomic():
+        LabelingFace.objects.filter(photo=photo).delete()  # a retry after a crash starts the photo over
+        LabelingFace.objects.bulk_create(faces)
+        LabelingPhoto.objects.filter(pk=photo.pk).update(status=LabelingPhoto.Status.DONE, num_faces=len(faces))
+        _remove_file_on_commit(photo)
+
+
+def _expand_zip(photo: LabelingPhoto) -> None:
+    """Turn a zip into one pending photo per member (checked against the import limits first)."""
+    try:
+        archive = zipfile.ZipFile(photo.file.path)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return _mark(photo, LabelingPhoto.Status.UNREADABLE, "Not a readable zip archive.")
+    with archive:
+        members = [m for m in archive.infolist() if not m.is_dir() and not _ignored(m.filename)]
+        refusal = _zip_refusal(members)
+        if refusal:
+            return _mark(photo, LabelingPhoto.Status.UNREADABLE, refusal)
+        if not members:
+            return _mark(photo, LabelingPhoto.Status.NO_FACE, "The zip holds no files.")
+        stem = Path(photo.name).name
+        rows = []
+        for member in members:
+            name = f"{stem}/{member.filename}"[-255:]
+            row = LabelingPhoto(labeling_set_id=photo.labeling_set_id, name=name)
+            try:
+                data = archive.read(member)
+            except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as error:
+                row.status, row.reason = LabelingPhoto.Status.UNREADABLE, f"Could not be extracted ({error})."[:255]
+            else:
+                row.file.save(PurePosixPath(member.filename).name or "photo", ContentFile(data), save=False)
+            rows.append(row)
+    with transaction.atomic():
+        LabelingPhoto.objects.bulk_create(rows)
+        _mark(photo, LabelingPhoto.Status.EXPANDED)
+
+
+def _ignored(name: str) -> bool:
+    parts = PurePosixPath(name).parts
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1].lower() in IGNORED_NAMES
+
+
+def _zip_refusal(members: list) -> str:
+    if len(members) > settings.FERWEB_MAX_ARCHIVE_MEMBERS:
+        return f"The zip holds {len(members):,} files; the limit is {settings.FERWEB_MAX_ARCHIVE_MEMBERS:,}."
+    if sum(m.file_size for m in members) > settings.FERWEB_MAX_ARCHIVE_UNCOMPRESSED_BYTES:
+        return f"The zip unpacks to more than {settings.FERWEB_MAX_ARCHIVE_UNCOMPRESSED_BYTES:,} bytes."
+    for m in members:
+        if m.compress_size and m.file_size > 1024 * 1024 and m.file_size / m.compress_size > settings.FERWEB_MAX_COMPRESSION_RATIO:
+            return f"{m.filename} is compressed more than {settings.FERWEB_MAX_COMPRESSION_RATIO}:1; refusing the zip."
+    return ""
+
+
+def labeling_requeue_stalled(*, worker: str) -> list[int]:
+    """Sets left processing by a dead worker (this name's previous life, or silent too long): queue them again."""
+    from .tasks import process_labeling_set
+
+    cutoff = timezone.now() - timedelta(seconds=settings.FERWEB_LABELING_STALE_SECONDS)
+    stalled = list(
+        LabelingSet.objects.filter(status=LabelingSet.Status.PROCESSING)
+        .filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=cutoff) | Q(worker=worker))
+        .values_list("id", flat=True)
+    )
+    LabelingSet.objects.filter(id__in=stalled, worker=worker).update(heartbeat_at=None, worker="")
+    for set_id in stalled:
+        process_labeling_set.delay(set_id)
+    return stalled
+
+
+# ---------------------------------------------------------------- review
+
+
+@transaction.atomic
+def labeling_face_update(*, face: LabelingFace, label: str | None = None, status: str | None = None) -> LabelingFace:
+    """Confirm (with a label, or the proposal), correct, skip, or reset a face to pending."""
+    choices = [s.value for s in LabelingFace.Status]
+    if status is not None and status not in choices:
+        raise LabelingError("bad_status", f"Unknown status {status!r}: use one of {', '.join(choices)}.")
+    if label is not None:
+        if status not in (None, LabelingFace.Status.CONFIRMED):
+            raise LabelingError("bad_status", f"A label confirms the face; it cannot go with status {status!r}.")
+        face.confirmed_label, face.status = _label_index(label), LabelingFace.Status.CONFIRMED
+    elif status == LabelingFace.Status.CONFIRMED:
+        if face.proposed_label is None:
+            raise LabelingError(
+                "no_proposal", f"This face has no proposal to accept: give its label, one of {', '.join(CLASSES)}."
+            )
+        face.confirmed_label, face.status = face.proposed_label, LabelingFace.Status.CONFIRMED
+    elif status is not None:
+        face.confirmed_label, face.status = None, status
+    else:
+        raise LabelingError("nothing_to_do", "Send a label (one of " + ", ".join(CLASSES) + ") or a status.")
+    face.save(update_fields=["confirmed_label", "status", "updated_at"])
+    return face
+
+
+@transaction.atomic
+def labeling_accept_proposals(*, labeling_set: LabelingSet, min_probability: float) -> int:
+    """Confirm every pending face whose proposal is at least this probable; returns how many."""
+    if not 0.0 <= min_probability <= 1.0:
+        raise LabelingError("bad_threshold", "min_probability is a probability between 0 and 1 (0.9 for 90%).")
+    return LabelingFace.objects.filter(
+        labeling_set_id=labeling_set.pk, status=LabelingFace.Status.PENDING, proposed_label__isnull=False,
+        proposed_probability__gte=min_probability,
+    ).update(confirmed_label=F("proposed_label"), status=LabelingFace.Status.CONFIRMED, updated_at=timezone.now())
+
+
+def stratified_splits(labels: np.ndarray, *, test_share: float, seed: int) -> np.ndarray:
+    """"train" for all, or a seeded `test_share` of each class in "test" (classes of one face stay in train)."""
+    splits = np.full(len(labels), "train", dtype=object)
+    if test_share <= 0:
+        return splits.astype(str)
+    rng = np.random.default_rng(seed)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if len(members) < 2:
+            continue
+        count = min(len(members) - 1, max(1, int(round(len(members) * test_share))))
+        splits[rng.permutation(members)[:count]] = "test"
+    return splits.astype(str)
+
+
+@transaction.atomic
+def labeling_create_dataset(
+    *, labeling_set: LabelingSet, owner, name: str = "", test_share: float = 0.0, seed: int = 0
+):
+    """A ready dataset from the confirmed faces: all in train, or a stratified test share."""
+    from ferweb.datasets.services import dataset_create_from_faces
+
+    if not 0.0 <= test_share <= MAX_TEST_SHARE:
+        raise LabelingError("bad_test_share", f"test_share is between 0 and {MAX_TEST_SHARE} (0.2 for 20%).")
+    rows = list(
+        LabelingFace.objects.filter(labeling_set_id=labeling_set.pk, status=LabelingFace.Status.CONFIRMED)
+        .order_by("id").values_list("crop_png", "confirmed_label", "source_name")
+    )
+    if not rows:
+        raise LabelingError(
+            "nothing_confirmed", "No face is confirmed yet: confirm or correct some faces before creating a dataset."
+        )
+    pixels = np.stack([cv2.imdecode(np.frombuffer(bytes(png), np.uint8), cv2.IMREAD_GRAYSCALE) for png, _, _ in rows])
+    labels = np.asarray([label for _, label, _ in rows], dtype=np.int64)
+    dataset = dataset_create_from_faces(
+        owner=owner, name=(name or "").strip() or f"{labeling_set.name} (labeled)",
+        pixels=pixels, labels=labels, splits=stratified_splits(labels, test_share=test_share, seed=seed),
+        source_names=[source for _, _, source in rows],
+        source_name=f"Labeling set #{labeling_set.pk}: {labeling_set.name}",
+    )
+    labeling_set.datasets.add(dataset)
+    return dataset
+
+
+@transaction.atomic
+def labeling_set_delete(*, labeling_set: LabelingSet) -> None:
+    storage_dir = labeling_set.storage_dir
+    labeling_set.delete()
+    transaction.on_commit(lambda: shutil.rmtree(storage_dir, ignore_errors=True))

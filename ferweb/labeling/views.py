@@ -1,0 +1,44 @@
+"""Labeling pages: the list of sets with the upload form, and the review grid of one set."""
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.shortcuts import render
+
+from ferweb.classes import CLASSES
+
+from . import selectors
+from .api import set_data
+from .models import LabelingFace
+
+FACES_PER_PAGE = 120
+FILTERS = ("pending", "confirmed", "skipped", "all")
+
+
+@login_required
+def set_list(request):
+    return render(request, "labeling/list.html", {
+        "sets": selectors.sets_for(request.user),
+        "max_upload_mb": settings.FERWEB_MAX_UPLOAD_BYTES // (1024 * 1024),
+    })
+
+
+@login_required
+def set_detail(request, pk):
+    labeling_set = selectors.set_get_for(request.user, pk)
+    wanted = request.GET.get("status", "pending")
+    if wanted not in FILTERS:
+        wanted = "pending"
+    faces = selectors.faces_of(labeling_set, None if wanted == "all" else wanted)
+    page = Paginator(faces, FACES_PER_PAGE).get_page(request.GET.get("page"))
+    data = set_data(labeling_set)
+    return render(request, "labeling/detail.html", {
+        "set": labeling_set,
+        "data": data,
+        "classes": CLASSES,
+        "class_keys": [(i + 1, name) for i, name in enumerate(CLASSES)],
+        "filter": wanted,
+        "filters": [(name, data["counts"][name]) for name in FILTERS],
+        "page": page,
+        "faces": page.object_list,
+        "statuses": LabelingFace.Status,
+    })
