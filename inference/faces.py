@@ -192,5 +192,7 @@ class FaceDetector:
         small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
         small = cv2.equalizeHist(small)
         min_side = max(12, int(min(FACE_SIZE / 2, self.min_face_size) * scale))
-        found = self.cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
-        return [tuple(v / scale for v in box) for box in (found if len(found) else [])]
+        found = self.cascade.detectMultiScale(small, scaleFactor=1.1, minNeighbors=6, minSize=(min_side, min_side))
+        boxes = [tuple(v / scale for v in box) for box in (found if len(found) else [])]
+        # The cascade also fires on parts of a face (a mouth and chin): keep the enclosing box.
+        return [boxes[i] for i in nms(boxes, [b[2] * b[3] for b in boxes])]

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".webm", ".avi", ".mkv", ".mpg", ".mpeg", ".wmv", ".ogv"}
 ZIP_SUFFIXES = {".zip"}
+MIN_TRACK_DETECTIONS = 2  # detections before a track counts as a person in the summary
 PROGRESS_EVERY_S = 0.5  # seconds between progress writes and cancellation checks
 
 
@@ -186,7 +187,8 @@ def _process(job: InferenceJob) -> dict | None:
                 if not _report(job, processed, total, num_faces):
                     return None
     if tracker is not None:
-        faces_summary = [s.summary(face_id) for face_id, s in sorted(stats.items())]
+        # A track seen once is more likely a detector blip than a person: the CSV keeps it, the summary not.
+        faces_summary = [s.summary(face_id) for face_id, s in sorted(stats.items()) if s.count >= MIN_TRACK_DETECTIONS]
     else:
         faces_summary = []
     summary = {

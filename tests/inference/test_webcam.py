@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from django.conf import settings
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
@@ -113,7 +114,7 @@ def fake_camera_faces() -> tuple[np.ndarray, str]:
     if FER_ZIP.exists():
         from inference.synthetic import fer_faces
 
-        detector = FaceDetector()
+        detector = FaceDetector(backend=settings.FERWEB_FACE_DETECTOR)
         for _, face in fer_faces(40, seed=3):
             big = upscale(face, 240)
             frame = clutter(seed=2)

@@ -45,7 +45,7 @@ def one_face_frame() -> tuple[bytes, str]:
     """A 640x480 JPEG with one face the detector finds: FER2013 when the zip is here, else drawn."""
     from inference.faces import FaceDetector
 
-    detector = FaceDetector()
+    detector = FaceDetector(backend=settings.FERWEB_FACE_DETECTOR)
     if FER_ZIP.exists():
         for _, face in fer_faces(40, seed=7):
             frame = clutter(seed=1)
