@@ -1,0 +1,313 @@
+// Labeling pages: photo upload with progress, processing progress by polling, and the review grid
+// (click or keys 1-7 / Enter / s / arrows), bulk accept, the confirmed-count chart and dataset creation.
+(function () {
+  const CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
+  const POLL_MS = 800;
+
+  function csrfToken() {
+    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    if (input) return input.value;
+    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  async function api(method, url, body) {
+    const response = await fetch(url, {
+      method,
+      credentials: "same-origin",
+      headers: Object.assign({ Accept: "application/json", "X-CSRFToken": csrfToken() },
+                             body ? { "Content-Type": "application/json" } : {}),
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    let data = null;
+    try { data = await response.json(); } catch (_) { data = null; }
+    if (!response.ok) {
+      const detail = data && (data.detail || Object.entries(data).map(([k, v]) => `${k}: ${[].concat(v).join(" ")}`).join(" "));
+      throw new Error(detail || `HTTP ${response.status}`);
+    }
+    return data;
+  }
+
+  // Calls onUpdate with each state of the set until processing ends; resolves with the final state.
+  function pollSet(id, onUpdate) {
+    return new Promise((resolve, reject) => {
+      const tick = async () => {
+        try {
+          const data = await api("GET", `/api/labeling/sets/${id}/`);
+          onUpdate(data);
+          if (data.status === "processing") setTimeout(tick, POLL_MS);
+          else resolve(data);
+        } catch (error) {
+          reject(error);
+        }
+      };
+      tick();
+    });
+  }
+
+  function xhrError(xhr) {
+    try {
+      const body = JSON.parse(xhr.responseText);
+      if (body.detail) return body.detail;
+      return Object.entries(body).map(([field, messages]) => `${field}: ${[].concat(messages).join(" ")}`).join(" ");
+    } catch (_) {
+      return xhr.status === 413 ? "The upload is too large for this server." : `Upload failed (HTTP ${xhr.status}).`;
+    }
+  }
+
+  // POSTs a multipart form with upload progress; resolves with the JSON answer.
+  function upload(url, body, onProgress) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", url);
+      xhr.setRequestHeader("X-CSRFToken", csrfToken());
+      xhr.setRequestHeader("Accept", "application/json");
+      xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); });
+      xhr.addEventListener("error", () => reject(new Error("The upload was interrupted; check the connection and try again.")));
+      xhr.addEventListener("load", () => {
+        if (xhr.status >= 200 && xhr.status < 300) resolve(JSON.parse(xhr.responseText));
+        else reject(new Error(xhrError(xhr)));
+      });
+      xhr.send(body);
+    });
+  }
+
+  // ------------------------------------------------------------ list page
+  function setupUploadForm(form) {
+    const status = document.getElementById("upload-status");
+    const phase = document.getElementById("upload-phase");
+    const percent = document.getElementById("upload-percent");
+    const bar = document.getElementById("upload-bar");
+    const errorBox = document.getElementById("upload-error");
+    const button = document.getElementById("labeling-upload-button");
+
+    function show(label, fraction, detail) {
+      status.hidden = false;
+      phase.textContent = label;
+      const pct = Math.round(100 * Math.max(0, Math.min(1, fraction)));
+      percent.textContent = detail ? `${detail} (${pct}%)` : `${pct}%`;
+      bar.style.width = `${pct}%`;
+    }
+
+    function fail(message) {
+      errorBox.textContent = message;
+      errorBox.hidden = false;
+      button.disabled = false;
+    }
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      errorBox.hidden = true;
+      const files = form.querySelector("input[type=file]").files;
+      if (!files.length) return fail("Choose at least one photo (JPEG, PNG, WebP, BMP) or a zip of photos.");
+      const body = new FormData(form);
+      body.delete("csrfmiddlewaretoken");
+      button.disabled = true;
+      show("Uploading", 0);
+      try {
+        const created = await upload("/api/labeling/sets/", body, (f) => show("Uploading", f));
+        show("Finding faces", 0);
+        await pollSet(created.id, (data) => show("Finding faces", data.progress / 100, `${data.photos_done}/${data.photos_total} photos`));
+        window.location.href = `/labeling/${created.id}/`;
+      } catch (error) {
+        status.hidden = true;
+        fail(error.message);
+      }
+    });
+  }
+
+  // ------------------------------------------------------------ detail page
+  function drawChart(classCounts) {
+    const chart = document.getElementById("confirmed-chart");
+    if (!chart || !window.FerCharts) return;
+    window.FerCharts.barChart(chart, CLASSES, [{ name: "confirmed", values: CLASSES.map((c) => classCounts[c] || 0) }],
+                              { width: 360, height: 220 });
+  }
+
+  function updateCounts(counts) {
+    for (const [name, value] of Object.entries(counts)) {
+      const node = document.querySelector(`[data-count="${name}"]`);
+      if (node) node.textContent = value;
+    }
+  }
+
+  function renderFace(card, face) {
+    card.dataset.status = face.status;
+    card.dataset.confirmed = face.confirmed_label || "";
+    card.classList.remove("pending", "confirmed", "skipped");
+    card.classList.add(face.status);
+    const decision = card.querySelector(".decision");
+    decision.dataset.faceLabel = face.confirmed_label || "";
+    decision.textContent = face.status === "confirmed" ? `✓ ${face.confirmed_label}` : face.status;
+    card.querySelectorAll("button.cls").forEach((b) => b.classList.toggle("chosen", b.dataset.label === face.confirmed_label));
+  }
+
+  function setupGrid(message) {
+    const grid = document.getElementById("face-grid");
+    if (!grid) return;
+    const cards = () => Array.from(grid.querySelectorAll(".lface"));
+
+    async function decide(card, body, advance) {
+      card.classList.add("saving");
+      try {
+        const data = await api("PATCH", `/api/labeling/faces/${card.dataset.faceId}/`, body);
+        renderFace(card, data.face);
+        updateCounts(data.counts);
+        drawChart(data.class_counts);
+        message.textContent = "";
+        if (advance) move(card, 1);
+      } catch (error) {
+        message.textContent = error.message;
+      } finally {
+        card.classList.remove("saving");
+      }
+    }
+
+    function move(card, step) {
+      const all = cards();
+      const next = all[all.indexOf(card) + step];
+      if (next) next.focus();
+    }
+
+    // Up and down go to the card in the same column of the next row, whatever the grid width.
+    function moveVertical(card, direction) {
+      const all = cards();
+      const left = card.offsetLeft;
+      const top = card.offsetTop;
+      const candidates = all.filter((c) => (direction > 0 ? c.offsetTop > top : c.offsetTop < top));
+      if (!candidates.length) return;
+      const rowTop = direction > 0 ? Math.min(...candidates.map((c) => c.offsetTop)) : Math.max(...candidates.map((c) => c.offsetTop));
+      const row = candidates.filter((c) => c.offsetTop === rowTop);
+      row.sort((a, b) => Math.abs(a.offsetLeft - left) - Math.abs(b.offsetLeft - left));
+      row[0].focus();
+    }
+
+    grid.addEventListener("click", (event) => {
+      const button = event.target.closest("button");
+      const card = event.target.closest(".lface");
+      if (!card) return;
+      if (!button) return card.focus();
+      if (button.dataset.label) decide(card, { label: button.dataset.label }, false);
+      else if (button.dataset.action === "skip") decide(card, { status: "skipped" }, false);
+    });
+
+    grid.addEventListener("keydown", (event) => {
+      const card = event.target.closest(".lface");
+      if (!card || event.altKey || event.ctrlKey || event.metaKey) return;
+      const key = event.key;
+      if (key >= "1" && key <= "7") decide(card, { label: CLASSES[Number(key) - 1] }, true);
+      else if (key === "s" || key === "S") decide(card, { status: "skipped" }, true);
+      else if (key === "Enter" && event.target === card) {
+        if (card.dataset.proposed) decide(card, { status: "confirmed" }, true);
+        else message.textContent = "This face has no proposal: press 1-7 to give its label.";
+      } else if (key === "ArrowRight") move(card, 1);
+      else if (key === "ArrowLeft") move(card, -1);
+      else if (key === "ArrowDown") moveVertical(card, 1);
+      else if (key === "ArrowUp") moveVertical(card, -1);
+      else return;
+      event.preventDefault();
+    });
+  }
+
+  function setupAccept(setId, message) {
+    const form = document.getElementById("accept-form");
+    if (!form) return;
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const percent = Number(form.querySelector("input[name=min_percent]").value);
+      try {
+        const data = await api("POST", `/api/labeling/sets/${setId}/accept/`, { min_probability: percent / 100 });
+        message.textContent = `Accepted ${data.accepted} proposal${data.accepted === 1 ? "" : "s"} at ${percent}% or more.`;
+        updateCounts(data.counts);
+        drawChart(data.class_counts);
+        if (data.accepted) setTimeout(() => window.location.reload(), 600);
+      } catch (error) {
+        message.textContent = error.message;
+      }
+    });
+  }
+
+  function setupDatasetForm(setId) {
+    const form = document.getElementById("dataset-form");
+    if (!form) return;
+    const errorBox = document.getElementById("dataset-error");
+    const links = document.getElementById("dataset-links");
+    const button = document.getElementById("dataset-button");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      errorBox.hidden = true;
+      button.disabled = true;
+      try {
+        const created = await api("POST", `/api/labeling/sets/${setId}/create-dataset/`, {
+          name: form.querySelector("input[name=name]").value,
+          test_share: Number(form.querySelector("input[name=test_percent]").value || 0) / 100,
+          seed: Number(form.querySelector("input[name=seed]").value || 0),
+        });
+        const item = document.createElement("li");
+        const link = document.createElement("a");
+        link.href = created.url;
+        link.id = "new-dataset-link";
+        link.textContent = created.name;
+        const splits = Object.entries(created.split_counts).map(([s, n]) => `${s} ${n}`).join(", ");
+        const note = document.createElement("span");
+        note.className = "muted";
+        note.textContent = ` ${created.num_items} faces (${splits})`;
+        item.append(link, note);
+        links.prepend(item);
+      } catch (error) {
+        errorBox.textContent = error.message;
+        errorBox.hidden = false;
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
+  function setupMorePhotos(setId) {
+    const form = document.getElementById("more-photos-form");
+    if (!form) return;
+    const errorBox = document.getElementById("more-error");
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      errorBox.hidden = true;
+      if (!form.querySelector("input[type=file]").files.length) {
+        errorBox.textContent = "Choose at least one photo (JPEG, PNG, WebP, BMP) or a zip of photos.";
+        errorBox.hidden = false;
+        return;
+      }
+      try {
+        await upload(`/api/labeling/sets/${setId}/photos/`, new FormData(form), () => {});
+        window.location.reload();
+      } catch (error) {
+        errorBox.textContent = error.message;
+        errorBox.hidden = false;
+      }
+    });
+  }
+
+  function setupDetail(data) {
+    const message = document.getElementById("review-message");
+    drawChart(data.class_counts);
+    if (data.status === "processing") {
+      const bar = document.getElementById("processing-bar");
+      const percent = document.getElementById("processing-percent");
+      const count = document.getElementById("processing-count");
+      pollSet(data.id, (state) => {
+        bar.style.width = `${Math.round(state.progress)}%`;
+        percent.textContent = `${Math.round(state.progress)}%`;
+        count.textContent = `${state.photos_done}/${state.photos_total}`;
+      }).then(() => window.location.reload());
+    }
+    setupGrid(message);
+    setupAccept(data.id, message);
+    setupDatasetForm(data.id);
+    setupMorePhotos(data.id);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const form = document.getElementById("labeling-form");
+    if (form) setupUploadForm(form);
+    const payload = document.getElementById("labeling-data");
+    if (payload) setupDetail(JSON.parse(payload.textContent));
+  });
+})();
