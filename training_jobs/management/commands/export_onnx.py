@@ -12,7 +12,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--run", type=int, required=True, help="training run id")
         parser.add_argument("--out", required=True, help="where to write the .onnx file")
-        parser.add_argument("--version", default="", help="fer.version metadata (default: run-<id>-<architecture>)")
+        parser.add_argument("--label", default="", help="fer.version metadata (default: run-<id>-<architecture>)")
 
     def handle(self, *args, **options):
         import torch
@@ -35,7 +35,7 @@ class Command(BaseCommand):
         try:
             report = export_onnx(
                 model, Path(options["out"]), architecture=run.architecture,
-                version=options["version"] or f"run-{run.pk}-{run.architecture}", metrics=metrics,
+                version=options["label"] or f"run-{run.pk}-{run.architecture}", metrics=metrics,
                 temperature=float(run.metrics.get("temperature", 1.0)), tta_flip=bool(run.config.get("tta_flip")),
             )
         except ExportError as exc:

@@ -70,7 +70,7 @@ class Command(BaseCommand):
 
         worker = f"cli-{socket.gethostname()}-{run.pk}"
         try:
-            run = services.run_execute(run_id=run.pk, worker=worker, on_event=ConsoleProgress(sys.stderr))
+            run = services.run_execute(run_id=run.pk, worker=worker, on_event=ConsoleProgress(getattr(self.stderr, "_out", sys.stderr)))
         except KeyboardInterrupt:
             TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)
             services.runs_recover(worker=worker)
