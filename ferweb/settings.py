@@ -157,6 +157,7 @@ CELERY_TASK_DEFAULT_QUEUE = "inference"
 CELERY_TASK_ROUTES = {
     "training_jobs.*": {"queue": "training"},
     "ferweb.datasets.*": {"queue": "inference"},
+    "ferweb.labeling.*": {"queue": "inference"},
     "inference.*": {"queue": "inference"},
 }
 # A task that outlives the visibility timeout is redelivered: keep it above the longest training run.

@@ -215,7 +215,7 @@ def _summary(set_id: int, model_report: dict | None = None) -> dict:
 
 
 def _mark(photo: LabelingPhoto, status: str, reason: str = "") -> None:
-    LabelingPhoto.objects.filter(pk=photo.pk).update(status=status, reason=reason[:255])
+    LabelingPhoto.objects.filter(pk=photo.pk).update(status=status, reason=reason[:255], file="")
     _remove_file_on_commit(photo)
 
 
@@ -267,7 +267,9 @@ def _process_photo(photo: LabelingPhoto, proposer: Proposer) -> None:
     with transaction.atomic():
         LabelingFace.objects.filter(photo=photo).delete()  # a retry after a crash starts the photo over
         LabelingFace.objects.bulk_create(faces)
-        LabelingPhoto.objects.filter(pk=photo.pk).update(status=LabelingPhoto.Status.DONE, num_faces=len(faces))
+        LabelingPhoto.objects.filter(pk=photo.pk).update(
+            status=LabelingPhoto.Status.DONE, num_faces=len(faces), file=""
+        )
         _remove_file_on_commit(photo)
 
 

@@ -10,7 +10,7 @@ from . import services
 logger = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, name="ferweb.labeling.tasks.process_labeling_set", queue="inference", acks_late=True)
+@shared_task(bind=True, name="ferweb.labeling.tasks.process_labeling_set", acks_late=True)
 def process_labeling_set(self, set_id: int) -> str:
     """Find, crop and classify the faces of a set's pending photos; returns its final status."""
     worker = self.request.hostname or "unknown"
