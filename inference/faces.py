@@ -101,7 +101,7 @@ class BlazeFace:
         finally:
             self.idle.put(state)
 
-    def __call__(self, gray: np.ndarray) -> tuple[list, list]:
+    def __call__(self, gray: np.ndarray, threshold: float | None = None) -> tuple[list, list]:
         """Boxes and scores in the pixel space of `gray` (letterboxed to a square first)."""
         h, w = gray.shape[:2]
         side = max(h, w)
@@ -114,14 +114,17 @@ class BlazeFace:
         tensor = np.repeat((square.astype(np.float32) * (2 / 255.0) - 1.0)[None, :, :, None], 3, axis=3)
         raw, logits = self._run(tensor)
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
-        keep = np.where(scores >= self.threshold)[0]
-        boxes = []
-        for i in keep:
-            cx = (raw[i, 0] + self.anchors[i, 0] * self.SIZE - ox) / scale
-            cy = (raw[i, 1] + self.anchors[i, 1] * self.SIZE - oy) / scale
-            bw, bh = raw[i, 2] / scale, raw[i, 3] / scale
-            boxes.append((cx - bw / 2, cy - bh / 2, bw, bh))
-        return boxes, scores[keep].tolist()
+        keep = np.where(scores >= (self.threshold if threshold is None else threshold))[0]
+        if not len(keep):
+            return [], []
+        # Anchor offsets -> boxes in the caller's pixels, all at once.
+        cx = (raw[keep, 0] + self.anchors[keep, 0] * self.SIZE - ox) / scale
+        cy = (raw[keep, 1] + self.anchors[keep, 1] * self.SIZE - oy) / scale
+        bw, bh = raw[keep, 2] / scale, raw[keep, 3] / scale
+        boxes = np.stack([cx - bw / 2, cy - bh / 2, bw, bh], axis=1)
+        # Each face lights up a cluster of anchors: keep the best of each cluster (C++ NMS).
+        chosen = np.array(cv2.dnn.NMSBoxes(boxes.tolist(), scores[keep].tolist(), 0.0, 0.3)).reshape(-1)
+        return [tuple(map(float, boxes[i])) for i in chosen], [float(scores[keep][i]) for i in chosen]
 
 
 class FaceDetector:
@@ -176,7 +179,7 @@ class FaceDetector:
             th, tw = int(height * TILE_FRACTION), int(width * TILE_FRACTION)
             for ty in (0, height - th):
                 for tx in (0, width - tw):
-                    for (x, y, w, h), score in zip(*self.blazeface(gray[ty:ty + th, tx:tx + tw])):
+                    for (x, y, w, h), score in zip(*self.blazeface(gray[ty:ty + th, tx:tx + tw], TILE_THRESHOLD)):
                         # A face cut by an inner tile edge is seen whole by a neighbouring tile.
                         cut = (x < 2 and tx > 0) or (y < 2 and ty > 0) or \
                               (x + w > tw - 2 and tx + tw < width) or (y + h > th - 2 and ty + th < height)
