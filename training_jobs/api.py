@@ -88,6 +88,7 @@ class RunListCreateApi(APIView):
         name = serializers.CharField(max_length=200, required=False, allow_blank=True)
         init_from_run = serializers.IntegerField(required=False, allow_null=True)
         init_checkpoint = serializers.FileField(required=False, allow_null=True)
+        teacher_run = serializers.IntegerField(required=False, allow_null=True)
 
     @extend_schema(request=InputSerializer, responses={201: dict})
     def post(self, request):
@@ -114,14 +115,16 @@ def create_run_for(user, own: dict, config: dict) -> TrainingRun:
     dataset = Dataset.objects.filter(pk=own["dataset"]).first()
     if dataset is None or not (user.is_staff or dataset.owner_id == user.pk):
         raise services.RunError({"dataset": f"no dataset {own['dataset']}; choose one of your ready datasets"})
-    init_from_run = None
-    if own.get("init_from_run"):
-        init_from_run = selectors.run_list_for(user).filter(pk=own["init_from_run"]).first()
-        if init_from_run is None:
-            raise services.RunError({"init_from_run": f"no run {own['init_from_run']}"})
+    earlier = {}
+    for field in ("init_from_run", "teacher_run"):
+        if own.get(field):
+            earlier[field] = selectors.run_list_for(user).filter(pk=own[field]).first()
+            if earlier[field] is None:
+                raise services.RunError({field: f"no run {own[field]}"})
     return services.run_create(
         user=user, dataset=dataset, config=config, name=own.get("name") or "",
-        init_from_run=init_from_run, init_checkpoint=own.get("init_checkpoint"),
+        init_from_run=earlier.get("init_from_run"), init_checkpoint=own.get("init_checkpoint"),
+        teacher_run=earlier.get("teacher_run"),
     )
 
 

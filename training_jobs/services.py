@@ -1,6 +1,7 @@
 """Writes for training runs and model versions. Views, tasks, consumers and commands call these."""
 import logging
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from asgiref.sync import async_to_sync
@@ -78,6 +79,11 @@ def _status_event(run: TrainingRun, message: str = "") -> dict:
 
 # ---------------------------------------------------------------- create / cancel
 
+PATH_FIELDS = {
+    "init_checkpoint": "init_from_run (an earlier run) or upload a checkpoint file as init_checkpoint",
+    "teacher_checkpoint": "teacher_run (an earlier run)",
+}
+
 
 @transaction.atomic
 def run_create(
@@ -88,7 +94,9 @@ def run_create(
     name: str = "",
     init_from_run: TrainingRun | None = None,
     init_checkpoint: UploadedFile | None = None,
+    teacher_run: TrainingRun | None = None,
     queue: bool = True,
+    trusted_paths: bool = False,
 ) -> TrainingRun:
     """1. validate the recipe; 2. check the dataset is ready and the user's (or staff);
     3. lock the dataset (immutable once trained on); 4. record the run; 5. queue it after commit
@@ -107,8 +115,15 @@ def run_create(
         errors["init_from_run"] = f"run {init_from_run.pk} is {init_from_run.status}; fine-tune from a succeeded run"
     if init_from_run is not None and init_checkpoint is not None:
         errors["init_checkpoint"] = "give either an earlier run or a checkpoint file, not both"
-    # The path of the starting weights is ours to set, never the client's.
-    config.pop("init_checkpoint", None)
+    if teacher_run is not None and not (user.is_staff or teacher_run.owner_id == user.pk):
+        errors["teacher_run"] = f"no run {teacher_run.pk}"
+    elif teacher_run is not None and teacher_run.status != TrainingRun.Status.SUCCEEDED:
+        errors["teacher_run"] = f"run {teacher_run.pk} is {teacher_run.status}; distil from a succeeded run"
+    if not trusted_paths:
+        # Checkpoint paths on the server are ours to set (from runs and uploads), never a web client's.
+        for field, instead in PATH_FIELDS.items():
+            if config.pop(field, ""):
+                errors[field] = f"server paths cannot be given here; use {instead}"
     try:
         validated = validate_config(config)
     except RunError as exc:
@@ -118,6 +133,8 @@ def run_create(
 
     if init_from_run is not None:
         validated["init_checkpoint"] = str(best_checkpoint_path(init_from_run))
+    if teacher_run is not None:
+        validated["teacher_checkpoint"] = str(best_checkpoint_path(teacher_run))
     dataset_lock(dataset=dataset)
     run = TrainingRun.objects.create(
         owner=user,
@@ -459,7 +476,7 @@ def runs_recover(*, worker: str, stale_after_s: float | None = None) -> list[int
     already crashed MAX_ATTEMPTS times, or its dataset is gone: then it fails with the reason.
     """
     stale_after_s = settings.FERWEB_RUN_STALE_SECONDS if stale_after_s is None else stale_after_s
-    cutoff = timezone.now() - timezone.timedelta(seconds=stale_after_s)
+    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
     running = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING)
     orphans = list(running.filter(worker=worker)) + list(running.exclude(worker=worker).filter(heartbeat__lt=cutoff))
     requeued = []
@@ -488,4 +505,11 @@ def runs_recover(*, worker: str, stale_after_s: float | None = None) -> list[int
                 publish(run.pk, _status_event(run, f"worker {lost} was lost; resuming from the last epoch"))
                 enqueue(run)
                 requeued.append(run.pk)
+    # A queued run whose message was lost (a broker restarted without its data) would wait forever;
+    # sending it again is harmless, since only one delivery can claim it.
+    with transaction.atomic():
+        for run in TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, cancel_requested=False).exclude(
+            pk__in=requeued
+        ):
+            enqueue(run)
     return requeued

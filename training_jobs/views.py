@@ -25,8 +25,8 @@ def _recipe_groups(values: dict, errors: dict) -> list[dict]:
     catalogue = {a["name"]: a for a in api.architecture_catalogue()}
     groups: dict[str, dict] = {}
     for field in TrainConfig.fields_schema():
-        if field["name"] == "init_checkpoint":
-            continue  # set from the fine-tune choices below, never typed as a path
+        if field["name"] in services.PATH_FIELDS:
+            continue  # set from the choices of earlier runs and uploads, never typed as a path
         field = dict(field)
         field["value"] = values.get(field["name"], field["default"])
         field["error"] = errors.get(field["name"], "")
@@ -62,11 +62,13 @@ def run_new(request):
             "dataset": values.pop("dataset", ""),
             "name": values.pop("name", ""),
             "init_from_run": values.pop("init_from_run", "") or None,
+            "teacher_run": values.pop("teacher_run", "") or None,
             "init_checkpoint": request.FILES.get("init_checkpoint"),
         }
         try:
             own["dataset"] = int(own["dataset"])
-            own["init_from_run"] = int(own["init_from_run"]) if own["init_from_run"] else None
+            for field in ("init_from_run", "teacher_run"):
+                own[field] = int(own[field]) if own[field] else None
             run = api.create_run_for(request.user, own, values)
         except ValueError:
             errors["dataset"] = "choose one of your ready datasets"
@@ -74,7 +76,8 @@ def run_new(request):
             errors = exc.errors
         else:
             return redirect("run-detail", pk=run.pk)
-        values.update(dataset=own["dataset"], name=own["name"], init_from_run=own["init_from_run"])
+        values.update(dataset=own["dataset"], name=own["name"], init_from_run=own["init_from_run"],
+                      teacher_run=own["teacher_run"])
     datasets = Dataset.objects.filter(owner=request.user, status=Dataset.Status.READY).order_by("-created_at")
     earlier = TrainingRun.objects.filter(owner=request.user, status=TrainingRun.Status.SUCCEEDED)
     return render(request, "runs/new.html", {
@@ -83,7 +86,6 @@ def run_new(request):
         "earlier_runs": earlier,
         "values": values,
         "errors": errors,
-        "general_errors": {k: v for k, v in errors.items() if k in ("dataset", "init_from_run", "init_checkpoint")},
     })
 
 

@@ -187,3 +187,53 @@ def test_make_ready_dataset_has_learnable_classes(db, alice):
     dataset = make_ready_dataset(alice, per_class=10)
     assert dataset.num_items == 30
     assert dataset.class_counts == {"happy": 10, "sad": 10, "surprise": 10}
+
+
+@pytest.mark.django_db
+class TestStartingWeights:
+    def test_an_uploaded_checkpoint_is_stored_with_the_run(self, alice_api, ready_dataset):
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        upload = SimpleUploadedFile("imagenet-resnet34.pt", b"torch bytes", content_type="application/octet-stream")
+        response = alice_api.post("/api/runs/", {"dataset": ready_dataset.pk, "architecture": "resnet34",
+                                                 "epochs": "3", "freeze_backbone_epochs": "1",
+                                                 "init_checkpoint": upload}, format="multipart")
+        assert response.status_code == 201, response.content
+        run = TrainingRun.objects.get()
+        assert Path(run.config["init_checkpoint"]).read_bytes() == b"torch bytes"
+        assert run.config["freeze_backbone_epochs"] == 1 and run.config["epochs"] == 3
+
+    def test_clients_cannot_point_at_server_files(self, alice_api, ready_dataset):
+        response = post_run(alice_api, ready_dataset, teacher_checkpoint="/etc/passwd")
+        assert response.status_code == 400
+        assert response.json()["teacher_checkpoint"] == ["server paths cannot be given here; use teacher_run (an earlier run)"]
+        response = alice_api.post("/api/runs/", {"dataset": ready_dataset.pk, "init_checkpoint": "/etc/hosts"})
+        assert response.status_code == 400 and "init_checkpoint" in response.json()
+        assert not TrainingRun.objects.exists()
+
+    def test_a_teacher_is_an_earlier_succeeded_run_of_the_user(self, alice, bob, alice_api, bob_api, ready_dataset):
+        teacher = TrainingRun.objects.create(owner=alice, dataset=ready_dataset, architecture="resnet34",
+                                             optimizer="nadam", status="succeeded")
+        refused = post_run(bob_api, make_ready_dataset(bob, per_class=2), teacher_run=teacher.pk)
+        assert refused.status_code == 400 and refused.json()["teacher_run"] == [f"no run {teacher.pk}"]
+        response = post_run(alice_api, ready_dataset, teacher_run=teacher.pk)
+        assert response.status_code == 201, response.content
+        run = TrainingRun.objects.get(pk=response.json()["id"])
+        assert run.config["teacher_checkpoint"] == str(teacher.workdir / "best.pt")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_progress_socket_needs_a_login(alice, ready_dataset):
+    from asgiref.sync import async_to_sync
+    from channels.testing import WebsocketCommunicator
+
+    from ferweb.asgi import application
+
+    run = TrainingRun.objects.create(owner=alice, dataset=ready_dataset, architecture="light_residual",
+                                     optimizer="nadam")
+
+    async def connect():
+        communicator = WebsocketCommunicator(application, f"/ws/runs/{run.pk}/", headers=[(b"origin", b"http://testserver")])
+        return await communicator.connect()
+
+    assert async_to_sync(connect)() == (False, 4403)

@@ -28,6 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--user", default="", help="owner of the run (default: the only superuser)")
         parser.add_argument("--name", default="", help="name of the run")
         parser.add_argument("--init-from-run", type=int, default=None, help="fine-tune from this run's best weights")
+        parser.add_argument("--teacher-run", type=int, default=None, help="distil from this run's best weights")
         parser.add_argument("--background", action="store_true", help="queue it for the training worker and return")
         add_config_arguments(parser)
 
@@ -38,17 +39,18 @@ class Command(BaseCommand):
         dataset = self._dataset(options["dataset"], user)
         config = {name: options[name] for name in TrainConfig.field_names() if options.get(name) is not None}
         checkpoint_path = config.pop("init_checkpoint", "")
-        init_from_run = None
-        if options["init_from_run"]:
-            init_from_run = TrainingRun.objects.filter(pk=options["init_from_run"]).first()
-            if init_from_run is None:
-                raise CommandError(f"no run {options['init_from_run']}")
+        earlier = {}
+        for field in ("init_from_run", "teacher_run"):
+            if options[field]:
+                earlier[field] = TrainingRun.objects.filter(pk=options[field]).first()
+                if earlier[field] is None:
+                    raise CommandError(f"no run {options[field]}")
         try:
             if checkpoint_path:
                 with open(checkpoint_path, "rb") as handle:
-                    run = self._create(user, dataset, config, options, init_from_run, File(handle, name=Path(checkpoint_path).name))
+                    run = self._create(user, dataset, config, options, earlier, File(handle, name=Path(checkpoint_path).name))
             else:
-                run = self._create(user, dataset, config, options, init_from_run, None)
+                run = self._create(user, dataset, config, options, earlier, None)
         except FileNotFoundError:
             raise CommandError(f"no checkpoint file {checkpoint_path}") from None
         except services.RunError as exc:
@@ -59,10 +61,12 @@ class Command(BaseCommand):
             return
         self._train_here(run)
 
-    def _create(self, user, dataset, config, options, init_from_run, checkpoint):
+    def _create(self, user, dataset, config, options, earlier, checkpoint):
+        # Whoever runs manage.py has the server's files anyway: a --teacher-checkpoint path is fine here.
         return services.run_create(
-            user=user, dataset=dataset, config=config, name=options["name"], init_from_run=init_from_run,
-            init_checkpoint=checkpoint, queue=options["background"],
+            user=user, dataset=dataset, config=config, name=options["name"],
+            init_from_run=earlier.get("init_from_run"), teacher_run=earlier.get("teacher_run"),
+            init_checkpoint=checkpoint, queue=options["background"], trusted_paths=True,
         )
 
     def _train_here(self, run: TrainingRun) -> None:
@@ -70,11 +74,17 @@ class Command(BaseCommand):
 
         worker = f"cli-{socket.gethostname()}-{run.pk}"
         try:
-            run = services.run_execute(run_id=run.pk, worker=worker, on_event=ConsoleProgress(getattr(self.stderr, "_out", sys.stderr)))
+            finished = services.run_execute(
+                run_id=run.pk, worker=worker, on_event=ConsoleProgress(getattr(self.stderr, "_out", sys.stderr))
+            )
         except KeyboardInterrupt:
             TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)
             services.runs_recover(worker=worker)
             raise CommandError(f"interrupted; run {run.pk} cancelled")
+        if finished is None:
+            self.stdout.write(f"a worker took run {run.pk} first; follow it at /runs/{run.pk}/")
+            return
+        run = finished
         if run.status != TrainingRun.Status.SUCCEEDED:
             raise CommandError(f"run {run.pk} {run.status}: {run.error} {run.human_readable_error}")
         m = run.metrics
