@@ -161,3 +161,13 @@ def test_the_webcam_page_labels_the_face_the_fake_camera_shows(served_model, liv
     assert label.inner_text() == label.get_attribute("data-face-label")
     page.wait_for_function("document.getElementById('fps').textContent !== '–'")
     assert page.locator("#webcam-status").get_attribute("data-kind") == "ok"
+
+    # Nothing is kept until the user asks: then the face goes to a labeling set of theirs.
+    from ferweb.labeling.models import LabelingSet
+
+    assert not LabelingSet.objects.exists()
+    page.click("#save-faces")
+    page.wait_for_selector("#save-status a")
+    assert page.inner_text("#save-status").startswith("Saved 1 face to labeling set")
+    saved = LabelingSet.objects.get()
+    assert saved.owner.username == "webcamuser" and saved.photos_total == 1

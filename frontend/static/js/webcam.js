@@ -102,6 +102,7 @@
     modelEl.textContent = message.model_version;
     if (statusEl.dataset.kind !== "ok") setStatus("Live.", "ok");
     render(message.faces.map(smooth));
+    keepFrame(message.faces);
     pump();
   }
 
@@ -193,6 +194,49 @@
       socket.send(blob);
     }, "image/jpeg", JPEG_QUALITY);
   }
+
+  // Saving is the only way a frame is kept: the faces on screen, each with some margin, go to a labeling set.
+  const saveButton = document.getElementById("save-faces");
+  const saveStatus = document.getElementById("save-status");
+  const SET_KEY = "ferweb-webcam-labeling-set";
+  let lastFaces = [], lastFrame = document.createElement("canvas");
+
+  function keepFrame(faces) {
+    lastFaces = faces;
+    lastFrame.width = grab.width;
+    lastFrame.height = grab.height;
+    lastFrame.getContext("2d").drawImage(grab, 0, 0);
+    saveButton.disabled = !faces.length;
+  }
+
+  async function faceBlobs() {
+    return Promise.all(lastFaces.map((face) => new Promise((resolve) => {
+      const [x, y, w, h] = face.box;
+      const side = Math.round(Math.max(w, h) * 1.6);
+      const crop = document.createElement("canvas");
+      crop.width = crop.height = side;
+      crop.getContext("2d").drawImage(lastFrame, x + w / 2 - side / 2, y + h / 2 - side / 2, side, side, 0, 0, side, side);
+      crop.toBlob(resolve, "image/jpeg", 0.92);
+    })));
+  }
+
+  saveButton.addEventListener("click", async () => {
+    const blobs = await faceBlobs();
+    const body = new FormData();
+    blobs.forEach((blob, i) => body.append("files", blob, `webcam-face-${Date.now()}-${i + 1}.jpg`));
+    const headers = { "X-CSRFToken": document.querySelector("input[name=csrfmiddlewaretoken]").value };
+    let setId = localStorage.getItem(SET_KEY);
+    let response = setId ? await fetch(`/api/labeling/sets/${setId}/photos/`, { method: "POST", body, headers, credentials: "same-origin" }) : null;
+    if (!response || response.status === 404) {
+      body.append("name", `Webcam faces ${new Date().toISOString().slice(0, 10)}`);
+      response = await fetch("/api/labeling/sets/", { method: "POST", body, headers, credentials: "same-origin" });
+    }
+    const data = await response.json().catch(() => ({}));
+    saveStatus.hidden = false;
+    if (!response.ok) { saveStatus.textContent = data.detail || `Saving failed (${response.status}).`; return; }
+    localStorage.setItem(SET_KEY, data.id);
+    saveStatus.innerHTML = `Saved ${blobs.length} face${blobs.length === 1 ? "" : "s"} to <a href="/labeling/${data.id}/">labeling set #${data.id}</a>.`;
+  });
 
   toggle.addEventListener("click", () => {
     paused = !paused;
