@@ -2,6 +2,7 @@
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Count, Q
 from django.shortcuts import render
 
 from ferweb.classes import CLASSES
@@ -17,7 +18,9 @@ FILTERS = ("pending", "confirmed", "skipped", "all")
 @login_required
 def set_list(request):
     return render(request, "labeling/list.html", {
-        "sets": selectors.sets_for(request.user),
+        "sets": selectors.sets_for(request.user).annotate(
+            num_faces=Count("faces"), num_confirmed=Count("faces", filter=Q(faces__status=LabelingFace.Status.CONFIRMED))
+        ),
         "max_upload_mb": settings.FERWEB_MAX_UPLOAD_BYTES // (1024 * 1024),
     })
 

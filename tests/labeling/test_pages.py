@@ -25,6 +25,7 @@ def test_the_list_and_review_pages_show_a_set_to_its_owner_only(client, alice, b
     assert listing.status_code == 200
     assert f'href="/labeling/{processed_set.pk}/"'.encode() in listing.content and b"Family album" in listing.content
     assert b'id="labeling-form"' in listing.content
+    assert b'<td class="num">5/5</td>' in listing.content and b'<td class="num">0/4</td>' in listing.content
 
     page = client.get(f"/labeling/{processed_set.pk}/")
     assert page.status_code == 200

@@ -132,3 +132,34 @@ def test_a_set_is_claimed_once_and_a_stale_claim_is_taken_over(alice, photos, se
     assert services.labeling_claim(set_id=labeling_set.pk, worker="w1@host", redelivered=True)
     settings.FERWEB_LABELING_STALE_SECONDS = -1  # every heartbeat is now stale
     assert services.labeling_claim(set_id=labeling_set.pk, worker="w2@host")
+
+
+@pytest.mark.worker
+def test_a_set_left_processing_by_a_dead_worker_is_finished_by_the_next_one(
+    celery_worker, alice, label_model, photos, monkeypatch
+):
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from ferweb.labeling.tasks import process_labeling_set
+
+    with monkeypatch.context() as lost, transaction.atomic():
+        lost.setattr(process_labeling_set, "delay", lambda *args: None)  # its message died with the worker
+        labeling_set = services.labeling_set_create(
+            owner=alice, name="Orphan", uploads=[SimpleUploadedFile("one.jpg", photos["one.jpg"][0])]
+        )
+        # As if a worker had claimed it and died, with no task left in the queue.
+        LabelingSet.objects.filter(pk=labeling_set.pk).update(
+            worker="dead@host", heartbeat_at=timezone.now() - timedelta(hours=1)
+        )
+    assert services.labeling_requeue_stalled(worker="fresh@host") == [labeling_set.pk]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        labeling_set.refresh_from_db()
+        if labeling_set.status != LabelingSet.Status.PROCESSING:
+            break
+        time.sleep(0.2)
+    assert labeling_set.status == LabelingSet.Status.READY and labeling_set.faces.count() == 1
+    assert labeling_set.heartbeat_at is None and labeling_set.worker == ""
