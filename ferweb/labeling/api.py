@@ -68,7 +68,7 @@ def uploaded_files(request) -> list:
     return [*request.FILES.getlist("files"), *request.FILES.getlist("file")]
 
 
-class UploadSerializer(serializers.Serializer):
+class LabelingUploadSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     files = serializers.ListField(
         child=serializers.FileField(allow_empty_file=True), required=False,
@@ -98,7 +98,7 @@ class SetListCreateApi(UploadParsing, APIView):
         return Response([set_data(s, full=False) for s in selectors.sets_for(request.user)])
 
     @extend_schema(
-        request={"multipart/form-data": UploadSerializer},
+        request={"multipart/form-data": LabelingUploadSerializer},
         responses={201: OpenApiResponse(description="{id, status}: faces are found and classified in the background."),
                    400: OpenApiResponse(description="{detail, code}: no files, or too many.")},
     )
@@ -131,7 +131,7 @@ class SetDetailApi(APIView):
 
 class SetPhotosApi(UploadParsing, APIView):
     @extend_schema(
-        request={"multipart/form-data": UploadSerializer},
+        request={"multipart/form-data": LabelingUploadSerializer},
         responses={202: OpenApiResponse(description="{id, status, added}: processing is queued."),
                    400: OpenApiResponse(description="{detail, code}: no files, or too many.")},
     )
@@ -176,7 +176,7 @@ class SetFacesApi(APIView):
 class FaceApi(APIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
 
-    class InputSerializer(serializers.Serializer):
+    class LabelingFaceUpdateSerializer(serializers.Serializer):
         label = serializers.CharField(required=False, help_text=f"Confirms the face with this class: {', '.join(CLASSES)}.")
         status = serializers.CharField(required=False, help_text="confirmed (accepts the proposal), skipped or pending.")
 
@@ -184,10 +184,10 @@ class FaceApi(APIView):
     def get(self, request, pk):
         return Response(face_data(selectors.face_get_for(request.user, pk)))
 
-    @extend_schema(request=InputSerializer, responses={200: OpenApiResponse(description="{face, counts, class_counts}")})
+    @extend_schema(request=LabelingFaceUpdateSerializer, responses={200: OpenApiResponse(description="{face, counts, class_counts}")})
     def patch(self, request, pk):
         face = selectors.face_get_for(request.user, pk)
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.LabelingFaceUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             face = services.labeling_face_update(
@@ -218,13 +218,13 @@ class FacePngApi(APIView):
 class SetAcceptApi(APIView):
     parser_classes = [JSONParser, FormParser]
 
-    class InputSerializer(serializers.Serializer):
+    class LabelingAcceptSerializer(serializers.Serializer):
         min_probability = serializers.FloatField(help_text="Confirm pending proposals at least this probable (0-1).")
 
-    @extend_schema(request=InputSerializer, responses={200: OpenApiResponse(description="{accepted, counts, class_counts}")})
+    @extend_schema(request=LabelingAcceptSerializer, responses={200: OpenApiResponse(description="{accepted, counts, class_counts}")})
     def post(self, request, pk):
         labeling_set = selectors.set_get_for(request.user, pk)
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.LabelingAcceptSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             accepted = services.labeling_accept_proposals(
@@ -242,18 +242,18 @@ class SetAcceptApi(APIView):
 class SetCreateDatasetApi(APIView):
     parser_classes = [JSONParser, FormParser]
 
-    class InputSerializer(serializers.Serializer):
+    class LabelingCreateDatasetSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200, required=False, allow_blank=True)
         test_share = serializers.FloatField(required=False, default=0.0,
                                             help_text="Share of each class put in a test split (0: all train).")
         seed = serializers.IntegerField(required=False, default=0, help_text="Seed of the stratified test split.")
 
-    @extend_schema(request=InputSerializer,
+    @extend_schema(request=LabelingCreateDatasetSerializer,
                    responses={201: OpenApiResponse(description="The new ready dataset: {id, name, status, ..., url}"),
                               400: OpenApiResponse(description="{detail, code}: nothing confirmed, bad test share.")})
     def post(self, request, pk):
         labeling_set = selectors.set_get_for(request.user, pk)
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.LabelingCreateDatasetSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             dataset = services.labeling_create_dataset(
