@@ -71,7 +71,9 @@ def test_a_user_uploads_a_photo_corrects_labels_and_creates_a_dataset(served_lab
     page.wait_for_function(
         f"document.querySelector('#face-grid .lface .decision').dataset.faceLabel === '{correction}'"
     )
-    cards.nth(1).focus()
+    cards.nth(0).focus()
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.dataset.faceId") == cards.nth(1).get_attribute("data-face-id")
     page.keyboard.press("4")  # happy
     page.wait_for_function("document.querySelectorAll('#face-grid .lface.confirmed').length === 2")
     assert cards.nth(1).locator(".decision").get_attribute("data-face-label") == "happy"

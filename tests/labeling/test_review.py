@@ -172,3 +172,11 @@ def test_an_empty_upload_is_refused_with_the_accepted_formats(alice_api, reviewe
             "code": "no_files",
         }
     assert LabelingSet.objects.count() == 1
+
+
+def test_too_many_files_in_one_upload_get_a_400_that_says_to_zip_them(alice_api):
+    files = [SimpleUploadedFile(f"p{i}.jpg", b"x") for i in range(101)]
+    response = alice_api.post("/api/labeling/sets/", {"files": files}, format="multipart")
+    assert response.status_code == 400
+    assert response.json()["code"] == "too_many_files" and "zip" in response.json()["detail"]
+    assert not LabelingSet.objects.exists()
