@@ -24,11 +24,11 @@ class PredictView(APIView):
 
     parser_classes = [MultiPartParser, FormParser]
 
-    class InputSerializer(serializers.Serializer):
+    class PredictInputSerializer(serializers.Serializer):
         image = serializers.FileField(help_text=f"One photo: {ALLOWED_NAMES}.")
 
     @extend_schema(
-        request={"multipart/form-data": InputSerializer},
+        request={"multipart/form-data": PredictInputSerializer},
         parameters=[OpenApiParameter("annotate", bool, description="Also return the image with boxes, as base64 PNG.")],
         responses={200: inline_serializer("Prediction", {
             "model_version": serializers.CharField(),
@@ -68,7 +68,7 @@ class PredictView(APIView):
         return Response(body)
 
 
-class JobOutputSerializer(serializers.ModelSerializer):
+class InferenceJobSerializer(serializers.ModelSerializer):
     results = serializers.SerializerMethodField()
 
     class Meta:
@@ -86,42 +86,42 @@ class JobOutputSerializer(serializers.ModelSerializer):
 class JobListCreateView(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
-    class InputSerializer(serializers.Serializer):
+    class JobUploadSerializer(serializers.Serializer):
         file = serializers.FileField(help_text="A .zip of photos or a video (mp4, webm, avi, ...).")
         every_k = serializers.IntegerField(required=False, default=1, min_value=1, max_value=1000,
                                            help_text="Video: classify every k-th frame.")
 
-    @extend_schema(responses={200: JobOutputSerializer(many=True)})
+    @extend_schema(responses={200: InferenceJobSerializer(many=True)})
     def get(self, request):
         jobs = selectors.job_list_for(request.user)[:100]
-        return Response(JobOutputSerializer(jobs, many=True).data)
+        return Response(InferenceJobSerializer(jobs, many=True).data)
 
-    @extend_schema(request={"multipart/form-data": InputSerializer}, responses={201: JobOutputSerializer})
+    @extend_schema(request={"multipart/form-data": JobUploadSerializer}, responses={201: InferenceJobSerializer})
     def post(self, request):
         upload = request.FILES.get("file")
         if upload is None:
             return error("missing_file", "Send a .zip of photos or a video as multipart field 'file'.", 400)
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.JobUploadSerializer(data=request.data)
         if not serializer.is_valid():
             return Response(serializer.errors, status=400)
         try:
             job = services.job_create(owner=request.user, upload=upload, every_k=serializer.validated_data["every_k"])
         except services.JobInputError as exc:
             return error(exc.code, exc.message, 400)
-        return Response(JobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
+        return Response(InferenceJobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
 class JobDetailView(APIView):
-    @extend_schema(responses={200: JobOutputSerializer})
+    @extend_schema(responses={200: InferenceJobSerializer})
     def get(self, request, pk):
-        return Response(JobOutputSerializer(selectors.job_get_for(request.user, pk)).data)
+        return Response(InferenceJobSerializer(selectors.job_get_for(request.user, pk)).data)
 
 
 class JobCancelView(APIView):
-    @extend_schema(request=None, responses={200: JobOutputSerializer})
+    @extend_schema(request=None, responses={200: InferenceJobSerializer})
     def post(self, request, pk):
         job = services.job_cancel(job=selectors.job_get_for(request.user, pk))
-        return Response(JobOutputSerializer(job).data)
+        return Response(InferenceJobSerializer(job).data)
 
 
 class JobResultsView(APIView):
