@@ -172,7 +172,7 @@ def labeling_process(*, set_id: int, proposer: Proposer | None = None) -> Labeli
         LabelingSet.objects.filter(id=set_id, status=LabelingSet.Status.PROCESSING).update(
             status=LabelingSet.Status.FAILED, error="internal_error", heartbeat_at=None,
             human_readable_error=f"Processing stopped unexpectedly ({type(error).__name__}: {error}). "
-                                 "Upload the remaining photos again to retry them.",
+                                 "Uploading more photos retries the ones left.",
         )
     return LabelingSet.objects.filter(id=set_id).first()
 
@@ -230,6 +230,8 @@ def _process_photo(photo: LabelingPhoto, proposer: Proposer) -> None:
     from inference.preprocess import crop_face
 
     try:
+        if photo.file.size > settings.FERWEB_MAX_IMAGE_BYTES:
+            return _mark(photo, LabelingPhoto.Status.UNREADABLE, _too_large_message())
         with photo.file.open("rb") as handle:
             data = handle.read()
     except (FileNotFoundError, ValueError):
@@ -291,6 +293,10 @@ def _expand_zip(photo: LabelingPhoto) -> None:
         for member in members:
             name = f"{stem}/{member.filename}"[-255:]
             row = LabelingPhoto(labeling_set_id=photo.labeling_set_id, name=name)
+            if member.file_size > settings.FERWEB_MAX_IMAGE_BYTES:
+                row.status, row.reason = LabelingPhoto.Status.UNREADABLE, _too_large_message()
+                rows.append(row)
+                continue
             try:
                 data = archive.read(member)
             except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as error:
@@ -301,6 +307,10 @@ def _expand_zip(photo: LabelingPhoto) -> None:
     with transaction.atomic():
         LabelingPhoto.objects.bulk_create(rows)
         _mark(photo, LabelingPhoto.Status.EXPANDED)
+
+
+def _too_large_message() -> str:
+    return f"Larger than the {settings.FERWEB_MAX_IMAGE_BYTES // (1024 * 1024)} MB limit for one photo."
 
 
 def _ignored(name: str) -> bool:

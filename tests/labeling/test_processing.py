@@ -122,6 +122,18 @@ def test_without_a_model_faces_are_still_stored_without_proposals(alice, tmp_pat
     assert services.labeling_face_update(face=face, label="sad").confirmed_class == "sad"
 
 
+def test_a_photo_over_the_size_limit_is_listed_not_read(alice, label_model, photos, settings):
+    settings.FERWEB_MAX_IMAGE_BYTES = len(photos["one.jpg"][0]) - 1
+    labeling_set = services.labeling_set_create(
+        owner=alice, name="Big", uploads=[SimpleUploadedFile("one.jpg", photos["one.jpg"][0])]
+    )
+    services.labeling_claim(set_id=labeling_set.pk, worker="test@host")
+    done = services.labeling_process(set_id=labeling_set.pk)
+    assert done.status == LabelingSet.Status.READY and done.faces.count() == 0
+    assert done.report["unreadable"]["members"][0]["name"] == "one.jpg"
+    assert "MB limit for one photo" in done.report["unreadable"]["members"][0]["reason"]
+
+
 def test_a_set_is_claimed_once_and_a_stale_claim_is_taken_over(alice, photos, settings):
     labeling_set = services.labeling_set_create(
         owner=alice, name="Claims", uploads=[SimpleUploadedFile("one.jpg", photos["one.jpg"][0])]
