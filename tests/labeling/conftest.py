@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.synthetic import FER_ZIP, clutter, contract_model, draw_face, fer_faces, jpeg, place, upscale
+from inference.synthetic import FER_ZIP, clutter, contract_model, draw_face, fer_faces, jpeg, upscale
 
 FACE_SIDE = 180  # pixels on the canvas
 CANVAS = (480, 640)  # height, width

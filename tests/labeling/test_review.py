@@ -1,4 +1,5 @@
 """Reviewing faces through the API: confirm, correct, skip, bulk accept, create a dataset; who may see what."""
+import cv2
 import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -101,8 +102,6 @@ def test_confirmed_faces_become_a_dataset_training_can_load(alice_api, alice, re
     assert [CLASSES[i] for i in labels] == ["happy", "happy", "sad", "sad"]
     assert set(splits) == {"train"}
     crops = LabelingFace.objects.filter(pk__in=ids).order_by("id")
-    import cv2
-
     for row, face in zip(pixels, crops):
         assert np.array_equal(row, cv2.imdecode(np.frombuffer(bytes(face.crop_png), np.uint8), cv2.IMREAD_GRAYSCALE))
     assert list(dataset.items.values_list("source_name", flat=True)) == [f.source_name for f in crops]
