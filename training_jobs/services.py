@@ -346,12 +346,11 @@ def _train_evaluate_export(run: TrainingRun, on_event=None) -> None:
     run.progress = 96.0
     run.save(update_fields=["history", "param_count", "wall_time_s", "best_epoch", "best_val_accuracy",
                             "eta_seconds", "progress"])
-    publish(run.pk, _status_event(run, "computing occlusion maps"))
 
     metrics = dict(result.metrics)
     metrics.update(temperature=result.temperature, stopped_early=result.stopped_early, notes=result.notes,
                    device=result.device, resumed_from_epoch=result.resumed_from_epoch)
-    metrics["occlusion"] = occlusion_summary(result.model, data, config, temperature=result.temperature)
+    metrics["occlusion"] = occlusion_for_page(result.occlusion)
     run.metrics = metrics
     run.progress = 98.0
     run.save(update_fields=["metrics", "progress"])
@@ -376,38 +375,30 @@ def held_out_faces(data, config, *, limit: int):
     return to_model_input(data.pixels[held_out_indices(data, config)[:limit]])
 
 
-def occlusion_summary(model, data, config, *, temperature: float = 1.0, per_class: int = 2) -> list[dict]:
-    """Occlusion maps for the first few held-out faces of every class present, ready to draw:
+def occlusion_for_page(items: list[dict]) -> list[dict]:
+    """The trainer's occlusion maps made light enough to store with the run and draw:
     the face as a PNG data URL and the drop of its true class's probability on a 24x24 grid."""
     import base64
 
     import cv2
     import numpy as np
 
-    from ferweb.classes import CLASSES
-    from training_jobs.ml.occlusion import occlusion_maps
-
-    test = held_out_indices(data, config)
-    labels = data.labels[test]
-    picked = np.concatenate([test[labels == c][:per_class] for c in range(len(CLASSES))]).astype(np.int64)
-    if not len(picked):
-        return []
-    faces, labels = data.pixels[picked], data.labels[picked]
-    result = occlusion_maps(model, faces, labels, temperature=temperature)
-    items = []
-    for k, (face, label) in enumerate(zip(faces, labels)):
+    out = []
+    for item in items:
+        face = np.asarray(item["face"], dtype=np.uint8)
         ok, png = cv2.imencode(".png", face)
-        coarse = result.pixel_maps[k].reshape(24, 2, 24, 2).mean(axis=(1, 3))
-        items.append({
-            "label": CLASSES[int(label)],
-            "predicted": CLASSES[int(result.predicted[k])],
-            "base_prob": round(float(result.base_probs[k]), 4),
+        drops = np.asarray(item["map"], dtype=np.float32)
+        coarse = drops.reshape(24, drops.shape[0] // 24, 24, drops.shape[1] // 24).mean(axis=(1, 3))
+        out.append({
+            "label": item["label"],
+            "predicted": item.get("predicted_label", item["label"]),
+            "base_prob": item.get("base_prob"),
             "face": "data:image/png;base64," + base64.b64encode(png.tobytes()).decode(),
             "map": np.round(coarse, 3).tolist(),
-            "patch": result.patch,
-            "stride": result.stride,
+            "patch": item.get("patch"),
+            "stride": item.get("stride"),
         })
-    return items
+    return out
 
 
 # ---------------------------------------------------------------- models

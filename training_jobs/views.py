@@ -11,7 +11,7 @@ GROUP_TITLES = {
     "recipe": "Model and optimisation",
     "schedule": "Learning-rate schedule and stopping",
     "augmentation": "Augmentation",
-    "data": "Data",
+    "data": "Validation split and reproducibility",
     "transfer": "Transfer learning",
     "export": "Evaluation and export",
     "hardware": "Hardware",
@@ -115,4 +115,6 @@ def model_list(request):
     active = selectors.active_model_for(request.user)
     versions = [api.model_version_data(v, active_id=active.model_version_id)
                 for v in selectors.model_list_for(request.user)]
+    for version in versions:
+        version["param_count_text"] = f"{version['param_count']:,}" if version["param_count"] else "–"
     return render(request, "runs/models.html", {"versions": versions, "active": active})
