@@ -201,6 +201,7 @@ FERWEB_PREFER_INT8 = envbool("FERWEB_PREFER_INT8", "True")
 FERWEB_SERVE_THREADS = envint("FERWEB_SERVE_THREADS", 2)  # web-process threads for webcam frames
 FERWEB_SERVE_MAX_PENDING = envint("FERWEB_SERVE_MAX_PENDING", 8)  # predictions in progress before refusing
 FERWEB_VIDEO_MAX_SECONDS = envint("FERWEB_VIDEO_MAX_SECONDS", 4 * 3600)  # seconds of video one job may read
+FERWEB_JOB_STALE_SECONDS = envint("FERWEB_JOB_STALE_SECONDS", 120)  # seconds without progress before a job is retaken
 
 LOGGING = {
     "version": 1,

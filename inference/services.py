@@ -3,6 +3,7 @@ import csv
 import json
 import logging
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from .engine import ModelUnavailable, get_engine
@@ -97,18 +99,60 @@ def _finish(job_id: int, **fields) -> InferenceJob:
     return job
 
 
-def job_run(*, job_id: int, worker: str = "") -> InferenceJob | None:
+def job_claim(*, job_id: int, worker: str, redelivered: bool = False) -> bool:
+    """Take a queued job; a redelivered task may also take back a running job whose worker died.
+
+    A job counts as abandoned when it is held by this same worker name (a restarted worker) or
+    has not written progress for FERWEB_JOB_STALE_SECONDS.
+    """
+    now = timezone.now()
+    fields = {"state": InferenceJob.State.RUNNING, "worker": worker[:200], "heartbeat_at": now, "attempts": F("attempts") + 1}
+    if InferenceJob.objects.filter(pk=job_id, state=InferenceJob.State.QUEUED).update(started_at=now, **fields) == 1:
+        return True
+    if not redelivered:
+        return False
+    stale = now - timedelta(seconds=settings.FERWEB_JOB_STALE_SECONDS)
+    abandoned = Q(worker=worker[:200]) | Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True)
+    return InferenceJob.objects.filter(abandoned, pk=job_id, state=InferenceJob.State.RUNNING).update(
+        processed=0, num_faces=0, progress=0, **fields) == 1
+
+
+MAX_ATTEMPTS = 3
+
+
+def job_sweep(*, worker: str) -> list[int]:
+    """At worker start: jobs left running by this worker's previous life or by a silent worker.
+
+    Each goes back to the queue (claimed on the heartbeat that was seen, so two starting
+    workers never both take it), or fails after MAX_ATTEMPTS starts.
+    """
+    stale = timezone.now() - timedelta(seconds=settings.FERWEB_JOB_STALE_SECONDS)
+    from .tasks import run_inference_job
+
+    requeued = []
+    for job in InferenceJob.objects.filter(
+        Q(worker=worker[:200]) | Q(heartbeat_at__lt=stale), state=InferenceJob.State.RUNNING
+    ):
+        seen = InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.State.RUNNING, heartbeat_at=job.heartbeat_at)
+        if job.attempts >= MAX_ATTEMPTS:
+            seen.update(state=InferenceJob.State.FAILED, error="worker_lost", finished_at=timezone.now(),
+                        human_readable_error=f"The job stopped {job.attempts} times because its worker ended "
+                                             "(crashed, killed or out of memory); it was given up.")
+        elif seen.update(state=InferenceJob.State.QUEUED, worker="", processed=0, num_faces=0, progress=0):
+            run_inference_job.delay(job.pk)
+            requeued.append(job.pk)
+    return requeued
+
+
+def job_run(*, job_id: int, worker: str = "", redelivered: bool = False) -> InferenceJob | None:
     """Run a queued job to the end.
 
-    1. claim it atomically (a second delivery finds it no longer queued);
+    1. claim it atomically (a second delivery finds it taken, unless its worker died);
     2. fix the model: the user's active model now, for the whole job;
     3. stream images or every k-th frame: detect, classify, track, append CSV rows;
     4. write the summary and the JSON file; mark it succeeded (or failed, with a reason).
     """
-    claimed = InferenceJob.objects.filter(pk=job_id, state=InferenceJob.State.QUEUED).update(
-        state=InferenceJob.State.RUNNING, started_at=timezone.now(), worker=worker[:200]
-    )
-    if claimed != 1:
+    if not job_claim(job_id=job_id, worker=worker, redelivered=redelivered):
         return None
     job = InferenceJob.objects.select_related("owner").get(pk=job_id)
     from training_jobs.selectors import active_model_for
@@ -216,7 +260,8 @@ def _report(job: InferenceJob, processed: int, total: int, num_faces: int) -> bo
     total = max(total, processed)
     progress = 100.0 * processed / total if total else 0.0
     updated = InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.State.RUNNING).update(
-        processed=processed, total=total, num_faces=num_faces, progress=min(99.9, progress)
+        processed=processed, total=total, num_faces=num_faces, progress=min(99.9, progress),
+        heartbeat_at=timezone.now(),
     )
     if not updated:
         return False

@@ -21,7 +21,8 @@ def make_clip(path, frames=24, fps=8):
     left, right = draw_face(170, seed=1), draw_face(160, smile=1.0, seed=2)
     for i in range(frames):
         frame = background.copy()
-        place(frame, left, 20 + i * 4, 120)
+        step = (i * 4) % 400
+        place(frame, left, 20 + (step if step < 200 else 400 - step), 120)  # walks right, then back
         place(frame, right, 440, 200)
         writer.write(frame)
     writer.release()
@@ -165,3 +166,26 @@ def test_the_job_socket_sends_the_state_then_forwards_progress_to_the_owner_only
     assert first["state"] == "queued" and first["id"] == job.pk
     assert second == {"type": "job.progress", "id": job.pk, "state": "running", "progress": 42.0}
     assert asyncio.run(run(bob))[0] == 4404
+
+
+@pytest.mark.worker
+def test_a_job_whose_worker_is_killed_is_finished_by_the_restarted_worker(worker_process, alice, alice_api, served_model, tmp_path):
+    from inference.models import InferenceJob
+
+    clip = make_clip(tmp_path / "long.avi", frames=900, fps=30)
+    worker = worker_process(queues=("inference",), name="infer-crash@localhost")
+    upload = SimpleUploadedFile("long.avi", clip.read_bytes(), content_type="video/x-msvideo")
+    job_id = alice_api.post("/api/jobs/", {"file": upload, "every_k": 1}, format="multipart").json()["id"]
+    deadline = time.monotonic() + 60
+    while InferenceJob.objects.get(pk=job_id).processed == 0:
+        assert time.monotonic() < deadline, worker.output()[-2000:]
+        time.sleep(0.05)
+    worker.kill()
+    job = InferenceJob.objects.get(pk=job_id)
+    assert job.state == "running" and job.processed < 900
+
+    worker_process(queues=("inference",), name="infer-crash@localhost")  # the same worker, restarted
+    job = wait_for(alice_api, job_id, timeout=120)
+    assert job["state"] == "succeeded" and job["processed"] == 900
+    assert InferenceJob.objects.get(pk=job_id).attempts == 2
+    assert [face["id"] for face in job["summary"]["faces"]] == [1, 2]
