@@ -25,6 +25,7 @@ DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"
 BLAZEFACE_FILE = "face_detection_short_range.tflite"
 TILE_THRESHOLD = 0.65
 TILE_FRACTION = 0.6
+PORTRAIT_FACE_FRACTION = 0.3  # of the shorter side: one face this large means a portrait
 TILE_MIN_SIDE = 400  # pixels; below this a tile would hold too little to help
 
 
@@ -176,7 +177,9 @@ class FaceDetector:
     def _blazeface(self, gray, thorough):
         boxes, scores = self.blazeface(gray)
         height, width = gray.shape[:2]
-        if thorough and max(height, width) >= TILE_MIN_SIDE:
+        # A portrait (one large face) gains little from tiles; group photos do.
+        portrait = len(boxes) == 1 and min(boxes[0][2], boxes[0][3]) >= PORTRAIT_FACE_FRACTION * min(height, width)
+        if thorough and max(height, width) >= TILE_MIN_SIDE and not portrait:
             # 2x2 tiles of 60% of each side, overlapping by 20%: faces down to ~1/8 of the side.
             th, tw = int(height * TILE_FRACTION), int(width * TILE_FRACTION)
             for ty in (0, height - th):
