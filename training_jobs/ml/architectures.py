@@ -334,6 +334,13 @@ ARCHITECTURES: dict[str, ArchitectureSpec] = {
             CompactResNet,
             "FERWeb",
         ),
+        ArchitectureSpec(
+            "fast_resnet",
+            "FERWeb's own, for serving: the compact ResNet down to 3x3, one block per stage "
+            "(1.2M parameters, ~40M multiply-adds per face).",
+            lambda: CompactResNet(widths=(32, 32, 64, 128, 256), blocks=(1, 1, 1, 1)),
+            "FERWeb",
+        ),
     )
 }
 
