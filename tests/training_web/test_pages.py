@@ -4,6 +4,7 @@ import time
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connections
 
 from tests.conftest import signup
 from tests.training_web.conftest import make_ready_dataset
@@ -61,6 +62,14 @@ class TestNewRunForm:
 
 @pytest.mark.browser
 def test_a_run_launched_from_the_form_streams_live_and_ends_with_its_evaluation(live_asgi, page):
+    try:
+        launch_and_watch_a_run(live_asgi, page)
+    finally:
+        # The queries above ran in Playwright's context, whose connection the test teardown never sees.
+        connections.close_all()
+
+
+def launch_and_watch_a_run(live_asgi, page):
     signup(page, live_asgi.url, "dora")
     dora = get_user_model().objects.get(username="dora")
     dataset = make_ready_dataset(dora, per_class=80, name="dora's drawn faces")
