@@ -3,7 +3,8 @@ from functools import lru_cache
 
 from django.conf import settings
 from django.http import FileResponse, Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
@@ -75,6 +76,81 @@ def run_data(run: TrainingRun, *, full: bool = True) -> dict:
     return data
 
 
+
+# ---------------------------------------------------------------- documented shapes (OpenAPI)
+
+
+class ModelVersionOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    run = serializers.IntegerField(allow_null=True)
+    owner = serializers.CharField()
+    architecture = serializers.CharField()
+    version = serializers.CharField()
+    metrics = serializers.DictField(help_text="Held-out metrics without the curves.")
+    param_count = serializers.IntegerField(allow_null=True)
+    latency_ms = serializers.FloatField(allow_null=True, help_text="Median ONNX Runtime CPU latency at batch 1.")
+    parity_max_abs_diff = serializers.FloatField(allow_null=True)
+    is_site_default = serializers.BooleanField()
+    is_active = serializers.BooleanField(help_text="Serves the requesting user's predictions.")
+    created_at = serializers.DateTimeField()
+    onnx_url = serializers.CharField()
+
+
+class RunOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    owner = serializers.CharField()
+    dataset = serializers.DictField()
+    architecture = serializers.CharField()
+    optimizer = serializers.CharField()
+    status = serializers.ChoiceField(choices=TrainingRun.Status.choices)
+    progress = serializers.FloatField(help_text="0-100")
+    eta_seconds = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(help_text="Machine-readable error code.")
+    human_readable_error = serializers.CharField()
+    param_count = serializers.IntegerField(allow_null=True)
+    wall_time_s = serializers.FloatField(allow_null=True)
+    best_epoch = serializers.IntegerField(allow_null=True)
+    best_val_accuracy = serializers.FloatField(allow_null=True)
+    epochs_done = serializers.IntegerField()
+    init_from_run = serializers.IntegerField(allow_null=True)
+    cancel_requested = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    config = serializers.DictField(help_text="The full recipe (TrainConfig).")
+    history = serializers.ListField(child=serializers.DictField(), help_text="One run.epoch event per epoch.")
+    last_batch = serializers.DictField()
+    metrics = serializers.DictField(
+        help_text="accuracy, macro_f1, macro_auc, micro_auc, per_class, confusion_matrix, "
+                  "confusion_matrix_normalized, roc {class: {fpr, tpr, auc}}, ece, occlusion, ...")
+    model_version = ModelVersionOutput(allow_null=True)
+
+
+class RunSummaryOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=TrainingRun.Status.choices)
+    progress = serializers.FloatField()
+    architecture = serializers.CharField()
+    metrics = serializers.DictField(help_text="accuracy, macro_f1, macro_auc, micro_auc")
+    model_version = serializers.IntegerField(allow_null=True)
+
+
+RUN_CREATED = inline_serializer("RunCreated", {"id": serializers.IntegerField(), "status": serializers.CharField()})
+RUN_CANCELLED = inline_serializer("RunCancelled", {
+    "id": serializers.IntegerField(), "status": serializers.CharField(), "cancel_requested": serializers.BooleanField(),
+})
+ARCHITECTURE = inline_serializer("Architecture", {
+    "name": serializers.CharField(), "description": serializers.CharField(), "param_count": serializers.IntegerField(),
+}, many=True)
+RECIPE_FIELD = inline_serializer("RecipeField", {
+    "name": serializers.CharField(), "type": serializers.CharField(), "default": serializers.JSONField(),
+    "choices": serializers.ListField(allow_null=True), "min": serializers.FloatField(allow_null=True),
+    "max": serializers.FloatField(allow_null=True), "help": serializers.CharField(), "group": serializers.CharField(),
+}, many=True)
+FIELD_ERRORS = OpenApiTypes.OBJECT
+
 # ---------------------------------------------------------------- runs
 
 
@@ -90,7 +166,15 @@ class RunListCreateApi(APIView):
         init_checkpoint = serializers.FileField(required=False, allow_null=True)
         teacher_run = serializers.IntegerField(required=False, allow_null=True)
 
-    @extend_schema(request=InputSerializer, responses={201: dict})
+        class Meta:
+            ref_name = "RunCreate"
+
+    @extend_schema(
+        operation_id="runs_create", request=InputSerializer, responses={201: RUN_CREATED, 400: FIELD_ERRORS},
+        description="Start a training run. Besides these fields, every recipe field of GET /api/recipe/ "
+                    "(architecture, optimizer, epochs, batch_size, learning_rate, ...) may be given; missing ones "
+                    "take their defaults. 400 answers map each bad field to messages that list the valid values.",
+    )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -105,6 +189,7 @@ class RunListCreateApi(APIView):
             return Response({k: [v] for k, v in exc.errors.items()}, status=status.HTTP_400_BAD_REQUEST)
         return Response({"id": run.pk, "status": run.status}, status=status.HTTP_201_CREATED)
 
+    @extend_schema(operation_id="runs_list", responses=RunSummaryOutput(many=True))
     def get(self, request):
         runs = selectors.run_list_for(request.user)
         return Response([run_data(run, full=False) for run in runs])
@@ -129,11 +214,13 @@ def create_run_for(user, own: dict, config: dict) -> TrainingRun:
 
 
 class RunDetailApi(APIView):
+    @extend_schema(operation_id="runs_retrieve", responses=RunOutput)
     def get(self, request, pk):
         return Response(run_data(selectors.run_get_for(request.user, pk)))
 
 
 class RunCancelApi(APIView):
+    @extend_schema(operation_id="runs_cancel", request=None, responses={200: RUN_CANCELLED, 409: OpenApiTypes.OBJECT})
     def post(self, request, pk):
         run = selectors.run_get_for(request.user, pk)
         if run.is_finished:
@@ -160,6 +247,7 @@ def architecture_catalogue() -> tuple[dict, ...]:
 
 
 class ArchitectureListApi(APIView):
+    @extend_schema(operation_id="architectures_list", responses=ARCHITECTURE)
     def get(self, request):
         return Response(list(architecture_catalogue()))
 
@@ -167,6 +255,7 @@ class ArchitectureListApi(APIView):
 class RecipeSchemaApi(APIView):
     """Every TrainConfig field with its type, default, choices, range and help."""
 
+    @extend_schema(operation_id="recipe_fields", responses=RECIPE_FIELD)
     def get(self, request):
         from training_jobs.ml.config import TrainConfig
 
@@ -177,6 +266,7 @@ class RecipeSchemaApi(APIView):
 
 
 class ModelListApi(APIView):
+    @extend_schema(operation_id="models_list", responses=ModelVersionOutput(many=True))
     def get(self, request):
         active = selectors.active_model_for(request.user)
         versions = selectors.model_list_for(request.user)
@@ -194,6 +284,8 @@ def _model_for(request, pk: str) -> ModelVersion | None:
 
 
 class ModelDetailApi(APIView):
+    @extend_schema(operation_id="models_retrieve", responses=ModelVersionOutput,
+                   description="`active` in place of the id: the requesting user's active version.")
     def get(self, request, pk):
         version = _model_for(request, pk)
         if version is None:
@@ -203,6 +295,9 @@ class ModelDetailApi(APIView):
 
 
 class ModelOnnxApi(APIView):
+    @extend_schema(operation_id="models_onnx", responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+                   description="The ONNX file; `active` in place of the id: the active one (the shipped default "
+                               "model when none is chosen).")
     def get(self, request, pk):
         version = _model_for(request, pk)
         path = version.path if version else settings.FERWEB_DEFAULT_MODEL
@@ -217,6 +312,10 @@ class ModelActivateApi(APIView):
     class InputSerializer(serializers.Serializer):
         site_default = serializers.BooleanField(required=False, default=False)
 
+        class Meta:
+            ref_name = "ModelActivate"
+
+    @extend_schema(operation_id="models_activate", request=InputSerializer, responses=ModelVersionOutput)
     def post(self, request, pk):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
