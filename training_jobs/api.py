@@ -103,7 +103,7 @@ class RunOutput(serializers.Serializer):
     dataset = serializers.DictField()
     architecture = serializers.CharField()
     optimizer = serializers.CharField()
-    status = serializers.ChoiceField(choices=TrainingRun.Status.choices)
+    status = serializers.CharField(help_text="queued, running, succeeded, failed or cancelled")
     progress = serializers.FloatField(help_text="0-100")
     eta_seconds = serializers.FloatField(allow_null=True)
     error = serializers.CharField(help_text="Machine-readable error code.")
@@ -130,7 +130,7 @@ class RunOutput(serializers.Serializer):
 class RunSummaryOutput(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
-    status = serializers.ChoiceField(choices=TrainingRun.Status.choices)
+    status = serializers.CharField(help_text="queued, running, succeeded, failed or cancelled")
     progress = serializers.FloatField()
     architecture = serializers.CharField()
     metrics = serializers.DictField(help_text="accuracy, macro_f1, macro_auc, micro_auc")

@@ -237,3 +237,20 @@ def test_the_progress_socket_needs_a_login(alice, ready_dataset):
         return await communicator.connect()
 
     assert async_to_sync(connect)() == (False, 4403)
+
+
+@pytest.mark.django_db
+def test_staff_see_runs_and_models_in_the_admin(client, carol, alice, ready_dataset, alice_api):
+    post_run(alice_api, ready_dataset)
+    make_version(alice, "alice-v1")
+    client.force_login(carol)
+    assert "light_residual" in client.get("/admin/training_jobs/trainingrun/").content.decode()
+    assert "alice-v1" in client.get("/admin/training_jobs/modelversion/").content.decode()
+
+
+@pytest.mark.django_db
+def test_the_openapi_schema_documents_the_training_routes(alice_api):
+    schema = alice_api.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    for route in ("/api/runs/", "/api/runs/{id}/", "/api/runs/{id}/cancel/", "/api/architectures/",
+                  "/api/models/", "/api/models/{id}/onnx/", "/api/models/{id}/activate/"):
+        assert route in schema["paths"], route
