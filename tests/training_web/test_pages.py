@@ -87,10 +87,11 @@ def launch_and_watch_a_run(live_asgi, page):
     page.wait_for_url(re.compile(r".*/runs/\d+/$"))
     page.evaluate("window.__samePage = true")
 
-    seen = []
+    seen, texts = [], set()
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         seen.append(float(page.get_attribute("#run-progress", "aria-valuenow")))
+        texts.add(page.inner_text("#run-progress-text"))
         if page.inner_text("#run-status") in ("succeeded", "failed", "cancelled"):
             break
         time.sleep(0.1)
@@ -98,6 +99,7 @@ def launch_and_watch_a_run(live_asgi, page):
     moving = sorted({v for v in seen if 0 < v < 100})
     assert len(moving) >= 3, f"the bar did not move live: {sorted(set(seen))}"
     assert seen == sorted(seen)
+    assert any("ETA" in t and "images/s" in t for t in texts), texts
     assert page.evaluate("window.__samePage") is True, "the page reloaded"
 
     # The evaluation appears without a reload: curves, confusion matrices, ROC, occlusion, download.
