@@ -271,6 +271,7 @@
     function describe() {
       const last = history[history.length - 1];
       const parts = [`${fmt(run.progress, 1)}%`];
+      if (run.status === "queued") parts.push("waiting for a free training worker");
       if (!FINISHED.includes(run.status)) {
         if (lastBatch.epoch) parts.push(`epoch ${lastBatch.epoch}/${lastBatch.epochs} · batch ${lastBatch.batch}/${lastBatch.batches}`);
         else if (last) parts.push(`epoch ${last.epoch}/${last.epochs}`);
