@@ -91,3 +91,38 @@ def test_activating_a_model_version_switches_predictions_at_once(alice, alice_ap
     assert after["faces"][0]["probabilities"] != before["faces"][0]["probabilities"]
     # bob did not choose it: he still gets the default model.
     assert post(bob_api, two_face_jpeg).json()["model_version"] == "default"
+
+
+def test_a_running_server_serves_a_newly_activated_model_without_restart(served_model, live_asgi, alice, alice_api, two_face_jpeg):
+    import http.client
+    import json
+    import uuid
+    from urllib.parse import urlparse
+
+    from django.core.files.base import ContentFile
+    from rest_framework.authtoken.models import Token
+
+    from training_jobs.models import ModelVersion
+
+    token = Token.objects.get_or_create(user=alice)[0].key
+    port = urlparse(live_asgi.url).port
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n\r\n").encode() \
+        + two_face_jpeg + f"\r\n--{boundary}--\r\n".encode()
+
+    def predict():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", "/api/predict/", body=body, headers={
+            "Authorization": f"Token {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        response = conn.getresponse()
+        assert response.status == 200
+        return json.loads(response.read())
+
+    before = predict()
+    other = contract_model(served_model.parent / "v3.onnx", seed=7, version="v3")
+    version = ModelVersion(owner=alice, architecture="synthetic-mlp", version="v3")
+    version.onnx_file.save("v3.onnx", ContentFile(other.read_bytes()))
+    assert alice_api.post(f"/api/models/{version.pk}/activate/", {}, format="json").status_code == 200
+    after = predict()
+    assert (before["model_version"], after["model_version"]) == ("default", "v3")
+    assert after["faces"][0]["probabilities"] != before["faces"][0]["probabilities"]
