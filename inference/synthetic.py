@@ -4,14 +4,17 @@ Faces come from the FER2013 training zip (benchmarks) or are drawn with OpenCV (
 which must not depend on data outside the repository). The drawn face has what a frontal
 cascade keys on: dark eye sockets and brows, a bright nose bridge, a darker mouth.
 """
-import io
+import os
 import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-FER_ZIP = Path("/work/shared/datasets/fer2013/fer2013-train.zip")
+# The FER2013 training split next to the checkout (../shared/datasets/...), or where FERWEB_FER2013_ZIP says.
+FER_ZIP = Path(os.environ.get(
+    "FERWEB_FER2013_ZIP", Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fer2013" / "fer2013-train.zip"
+))
 
 
 def draw_face(size: int = 160, *, smile: float = 0.0, seed: int = 0) -> np.ndarray:
