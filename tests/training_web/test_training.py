@@ -188,3 +188,27 @@ def test_a_run_that_keeps_killing_its_worker_fails_with_the_reason(alice):
 def test_drawn_classes_are_canonical():
     _, labels = drawn_faces(2)
     assert set(labels.tolist()) == {CLASS_INDEX["happy"], CLASS_INDEX["sad"], CLASS_INDEX["surprise"]}
+
+
+@pytest.mark.django_db
+def test_a_run_with_a_stale_heartbeat_is_requeued_by_any_worker(alice, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from training_jobs.services import runs_recover
+
+    dataset = make_ready_dataset(alice, per_class=5)
+    now = timezone.now()
+    stale = TrainingRun.objects.create(owner=alice, dataset=dataset, architecture="light_residual", optimizer="nadam",
+                                       status="running", worker="gone@host", attempts=1,
+                                       heartbeat=now - timedelta(minutes=30))
+    alive = TrainingRun.objects.create(owner=alice, dataset=dataset, architecture="light_residual", optimizer="nadam",
+                                       status="running", worker="busy@host", attempts=1, heartbeat=now)
+    with django_capture_on_commit_callbacks() as sent:
+        assert runs_recover(worker="fresh@host") == [stale.pk]
+    assert len(sent) == 1, "one message re-sent, for the stale run"
+    stale.refresh_from_db()
+    alive.refresh_from_db()
+    assert stale.status == "queued" and stale.worker == ""
+    assert alive.status == "running" and alive.worker == "busy@host"
