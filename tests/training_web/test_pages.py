@@ -117,3 +117,31 @@ def launch_and_watch_a_run(live_asgi, page):
     run = TrainingRun.objects.get(owner=dora)
     assert run.status == "succeeded"
     assert dora.active_model_choice.model_version.run_id == run.pk
+
+
+@pytest.mark.browser
+def test_the_list_updates_live_and_the_cancel_button_stops_the_run(live_asgi, page):
+    try:
+        signup(page, live_asgi.url, "erin")
+        erin = get_user_model().objects.get(username="erin")
+        dataset = make_ready_dataset(erin, per_class=40)
+        from training_jobs.services import run_create
+
+        live_asgi.worker.stop()  # so that the page surely opens on a queued run
+        run = run_create(user=erin, dataset=dataset, config={
+            "architecture": "light_residual", "epochs": 200, "batch_size": 4, "num_threads": 1})
+        page.goto(f"{live_asgi.url}/runs/")
+        badge = page.locator(f'tr[data-run="{run.pk}"] [data-status]')
+        assert badge.inner_text() == "queued"
+        live_asgi.worker.start()
+        badge.filter(has_text="running").wait_for(timeout=60_000)
+
+        page.goto(f"{live_asgi.url}/runs/{run.pk}/")
+        page.wait_for_function("Number(document.querySelector('#run-progress').getAttribute('aria-valuenow')) > 0")
+        page.click("#cancel-run")
+        page.locator("#run-status", has_text="cancelled").wait_for(timeout=15_000)
+        assert page.locator("#cancel-run").is_hidden()
+        run.refresh_from_db()
+        assert run.status == "cancelled" and len(run.history) < 200
+    finally:
+        connections.close_all()
