@@ -286,13 +286,13 @@ def _classify(exc: Exception) -> tuple[str, str]:
 
 
 def _finish(run: TrainingRun, status: str, *, error: str = "", message: str = "", **fields) -> None:
-    run.status = status
-    run.error = error
-    run.human_readable_error = message
-    run.finished_at = timezone.now()
-    for key, value in fields.items():
+    """End the run; only the fields named here are written, so the history the recorder stored stays."""
+    changes = {"status": status, "error": error, "human_readable_error": message, "finished_at": timezone.now(),
+               **fields}
+    for key, value in changes.items():
         setattr(run, key, value)
-    run.save()
+    run.save(update_fields=list(changes))
+    run.refresh_from_db()
     publish(run.pk, _status_event(run, message or status))
 
 

@@ -147,6 +147,7 @@ def test_cancel_stops_a_running_run_within_a_batch(celery_worker, alice, alice_a
     assert time.monotonic() - asked < 5
     run = TrainingRun.objects.get(pk=run_id)
     assert run.error == "cancelled" and len(run.history) < slow["epochs"]
+    assert run.cancel_requested and run.progress > 0, "what was done so far stays on the record"
     assert not run.model_versions.exists()
 
 
