@@ -112,13 +112,16 @@ def main(argv=None) -> int:
     if args.bf16 and not cpu_supports_bf16():
         print("this CPU has no bf16 instructions; timing float32 only", file=sys.stderr)
         args.bf16 = False
+    load_before = os.getloadavg()[0]
     rows = run(args.arch, batches=args.batches, bf16=args.bf16)
+    load_after = os.getloadavg()[0]
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
         print(f"CPU: {os.cpu_count()} cores, torch {torch.__version__}; training throughput at batch 64 over "
               f"{args.batches} batches (fewer if a model needs over 2 minutes), extrapolated to {FER2013_TRAIN:,} "
-              f"faces per epoch.")
+              f"faces per epoch. Load average before/after: {load_before:.1f}/{load_after:.1f} (other work on the "
+              f"same cores slows every number down).")
         print(table(rows))
     return 0
 

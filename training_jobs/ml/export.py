@@ -113,7 +113,10 @@ def export_onnx(model: nn.Module, path, *, architecture: str, version: str, metr
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(["logits"], {"input": batch})[0]
     max_diff = float(np.abs(got - expected).max())
-    top1 = bool((got.argmax(1) == expected.argmax(1)).all())
+    # A face whose two best PyTorch logits are closer than the tolerance has no meaningful top-1.
+    ranked = np.sort(expected, axis=1)
+    tied = (ranked[:, -1] - ranked[:, -2]) < PARITY_ATOL
+    top1 = bool(((got.argmax(1) == expected.argmax(1)) | tied).all())
     if got.shape != (len(batch), len(CLASSES)) or not max_diff < PARITY_ATOL or not top1:
         path.unlink(missing_ok=True)
         raise ExportError(f"ONNX Runtime disagrees with PyTorch: max |diff| {max_diff:.2e} (limit {PARITY_ATOL:g}), "
