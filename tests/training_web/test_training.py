@@ -54,11 +54,14 @@ def test_a_run_trains_to_well_above_chance_and_streams_its_events_in_order(
     dataset = make_ready_dataset(alice, per_class=80)
     events, refused = [], {}
 
+    # Sessions are made here, outside the event loop, so no database connection is left open in it.
+    bob_headers, alice_headers = ws_headers(bob), ws_headers(alice)
+
     async def watch(run_id):
-        intruder = WebsocketCommunicator(application, f"/ws/runs/{run_id}/", headers=ws_headers(bob))
+        intruder = WebsocketCommunicator(application, f"/ws/runs/{run_id}/", headers=bob_headers)
         connected, code = await intruder.connect()
         refused["bob"] = (connected, code)
-        communicator = WebsocketCommunicator(application, f"/ws/runs/{run_id}/", headers=ws_headers(alice))
+        communicator = WebsocketCommunicator(application, f"/ws/runs/{run_id}/", headers=alice_headers)
         connected, _ = await communicator.connect()
         assert connected
         while True:
