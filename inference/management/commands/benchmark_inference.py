@@ -26,7 +26,7 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from inference.engine import Engine, load_model
+from inference.engine import Engine, ModelCache
 from inference.synthetic import FER_ZIP, clutter, contract_model, draw_face, fer_faces, jpeg, place, upscale
 from inference.wsclient import WebSocketClient
 
@@ -94,7 +94,9 @@ class Command(BaseCommand):
         return contract_model(path, version="benchmark"), "no default model found: a random contract-shaped MLP"
 
     def classification(self, model_path):
-        model = load_model(model_path, threads=2)
+        # What the engine would serve: the INT8 variant when present and preferred.
+        model = ModelCache(threads=2, prefer_int8=settings.FERWEB_PREFER_INT8).get(model_path)
+        self.stdout.write(f"serving file: {model.path}")
         rng = np.random.default_rng(0)
         one = rng.random((1, 1, 48, 48), dtype=np.float32)
         for _ in range(50):
@@ -121,7 +123,7 @@ class Command(BaseCommand):
         from inference.decode import decode_image
 
         engine = Engine(threads=settings.FERWEB_INFERENCE_THREADS, min_face_size=settings.FERWEB_MIN_FACE_SIZE,
-                        batcher=False, detector=settings.FERWEB_FACE_DETECTOR)
+                        batcher=False, detector=settings.FERWEB_FACE_DETECTOR, prefer_int8=settings.FERWEB_PREFER_INT8)
         totals, parts = [], {"decode": [], "detect": [], "classify": [], "reply": []}
         for i in range(330):
             t0 = time.perf_counter()
