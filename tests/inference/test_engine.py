@@ -114,9 +114,12 @@ def test_a_running_server_serves_a_newly_activated_model_without_restart(served_
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.request("POST", "/api/predict/", body=body, headers={
             "Authorization": f"Token {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"})
-        response = conn.getresponse()
-        assert response.status == 200
-        return json.loads(response.read())
+        try:
+            response = conn.getresponse()
+            assert response.status == 200
+            return json.loads(response.read())
+        finally:
+            conn.close()
 
     before = predict()
     other = contract_model(served_model.parent / "v3.onnx", seed=7, version="v3")
