@@ -246,6 +246,10 @@ def page(browser_factory):
     page.set_default_timeout(30_000)
     yield page
     context.close()
+    # ORM calls made while Playwright's loop runs open connections teardown would not close.
+    from django.db import connections
+
+    connections.close_all()
 
 
 def signup(page, base_url, username="dora"):
