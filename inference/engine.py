@@ -135,38 +135,40 @@ def classify(model: LoadedModel, faces: np.ndarray) -> np.ndarray:
 
 
 class Batcher:
-    """Classifies faces from many threads in shared ONNX Runtime calls.
+    """Classifies faces from many threads in shared ONNX Runtime calls, without a thread of its own.
 
-    Callers hand in faces and wait on a future; one thread takes everything that is
-    waiting for the same model and runs it as one batch (webcam clients and concurrent
-    API requests share calls instead of competing for the cores).
+    Callers queue their faces; whoever finds no batch running becomes the leader and runs
+    everything waiting (for the same model) as one call, in its own thread. Alone, a caller
+    runs at once with no thread hand-off, which matters when the cores are contended; under
+    load, concurrent API requests and webcam clients share calls.
     """
 
     def __init__(self, max_batch: int = 64):
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread = None
-        self._start_lock = threading.Lock()
-
-    def _ensure_thread(self):
-        if self._thread is None or not self._thread.is_alive():
-            with self._start_lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._loop, name="ferweb-batcher", daemon=True)
-                    self._thread.start()
+        self._leader = threading.Lock()
 
     def classify(self, model: LoadedModel, faces: np.ndarray) -> np.ndarray:
         if len(faces) == 0:
             return classify(model, faces)
-        self._ensure_thread()
         future: Future = Future()
         self._queue.put((model, faces, future))
+        while not future.done():
+            if self._leader.acquire(blocking=False):
+                try:
+                    self._drain()
+                finally:
+                    self._leader.release()
+            else:
+                try:  # a batch is running, perhaps with our faces in it
+                    return future.result(timeout=0.002)
+                except TimeoutError:
+                    pass
         return future.result()
 
-    def _loop(self):
+    def _drain(self):
         while True:
-            waiting = [self._queue.get()]
-            count = len(waiting[0][1])
+            waiting, count = [], 0
             while count < self.max_batch:
                 try:
                     item = self._queue.get_nowait()
@@ -174,6 +176,8 @@ class Batcher:
                     break
                 waiting.append(item)
                 count += len(item[1])
+            if not waiting:
+                return
             by_model: dict[tuple, list] = {}
             for item in waiting:
                 by_model.setdefault(item[0].key, []).append(item)

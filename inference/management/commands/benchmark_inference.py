@@ -80,7 +80,8 @@ class Command(BaseCommand):
         if not opts["skip_live"]:
             rows += self.live(model_path, frame, opts["seconds"], opts["requests"])
         width = max(len(r[0]) for r in rows)
-        self.stdout.write("\n| measurement | result | goal |\n| --- | --- | --- |")
+        self.stdout.write(f"\nload average during the run: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        self.stdout.write("| measurement | result | goal |\n| --- | --- | --- |")
         for name, value, goal in rows:
             self.stdout.write(f"| {name:{width}} | {value} | {goal} |")
 
@@ -200,6 +201,7 @@ class Command(BaseCommand):
             cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
             single = self.rest_load(port, token, frame, requests // 4, clients=1)  # also warms the server's engine
             rest = self.rest_load(port, token, frame, requests)
+            floor = self.rest_load(port, token, None, requests, path="/api/jobs/")
             webcam = asyncio.run(self.two_clients(port, cookie, frame, seconds))
         except Exception:
             self.stderr.write(f"server log {log_path}:\n" + log_path.read_text(errors="replace")[-3000:])
@@ -216,6 +218,8 @@ class Command(BaseCommand):
             (f"POST /api/predict/, 1 client, {single['n']} requests",
              f"p50 {single['p50']:.1f} ms, p95 {single['p95']:.1f} ms ({single['errors']} errors)", "baseline"),
             (f"POST /api/predict/, 4 concurrent clients, {rest['n']} requests", f"p50 {rest['p50']:.1f} ms, p95 {rest['p95']:.1f} ms ({rest['errors']} errors)", "p95 < 50 ms"),
+            (f"GET /api/jobs/ (no inference), 4 concurrent clients, {floor['n']} requests",
+             f"p50 {floor['p50']:.1f} ms, p95 {floor['p95']:.1f} ms ({floor['errors']} errors)", "the server's floor"),
         ]
 
     @staticmethod
@@ -229,18 +233,23 @@ class Command(BaseCommand):
         raise TimeoutError("the benchmark server did not start")
 
     @staticmethod
-    def rest_load(port, token, frame, requests, clients=4):
+    def rest_load(port, token, frame, requests, clients=4, path="/api/predict/"):
+        """`clients` keep-alive connections in threads; frame=None sends a GET (the server's own floor)."""
         boundary = uuid.uuid4().hex
-        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"face.jpg\"\r\n"
-                f"Content-Type: image/jpeg\r\n\r\n").encode() + frame + f"\r\n--{boundary}--\r\n".encode()
-        headers = {"Authorization": f"Token {token}", "Content-Type": f"multipart/form-data; boundary={boundary}"}
+        headers = {"Authorization": f"Token {token}"}
+        method, body = "GET", None
+        if frame is not None:
+            method = "POST"
+            body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"face.jpg\"\r\n"
+                    f"Content-Type: image/jpeg\r\n\r\n").encode() + frame + f"\r\n--{boundary}--\r\n".encode()
+            headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
         latencies, errors, lock = [], [0], threading.Lock()
 
         def client(count, record):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             for _ in range(count):
                 t0 = time.perf_counter()
-                conn.request("POST", "/api/predict/", body=body, headers=headers)
+                conn.request(method, path, body=body, headers=headers)
                 response = conn.getresponse()
                 response.read()
                 elapsed = (time.perf_counter() - t0) * 1000
