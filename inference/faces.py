@@ -26,7 +26,6 @@ BLAZEFACE_FILE = "face_detection_short_range.tflite"
 TILE_THRESHOLD = 0.65
 BOX_LIFT = 0.07  # of the box height
 TILE_FRACTION = 0.6
-PORTRAIT_FACE_FRACTION = 0.3  # of the shorter side: one face this large means a portrait
 TILE_MIN_SIDE = 400  # pixels; below this a tile would hold too little to help
 
 
@@ -181,9 +180,8 @@ class FaceDetector:
     def _blazeface(self, gray, thorough):
         boxes, scores = self.blazeface(gray)
         height, width = gray.shape[:2]
-        # A portrait (one large face) gains little from tiles; group photos do.
-        portrait = len(boxes) == 1 and min(boxes[0][2], boxes[0][3]) >= PORTRAIT_FACE_FRACTION * min(height, width)
-        if thorough and max(height, width) >= TILE_MIN_SIDE and not portrait:
+        # Always tiled, even when a large face was found: a second, harder face is often beside it.
+        if thorough and max(height, width) >= TILE_MIN_SIDE:
             # 2x2 tiles of 60% of each side, overlapping by 20%: faces down to ~1/8 of the side.
             th, tw = int(height * TILE_FRACTION), int(width * TILE_FRACTION)
             for ty in (0, height - th):
