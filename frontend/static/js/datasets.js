@@ -1,46 +1,11 @@
 // Dataset pages: upload with a real progress bar, import progress by polling, and the analysis charts.
 (function () {
   const CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
-  const POLL_MS = 800;
-
-  function csrfToken() {
-    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
-    if (input) return input.value;
-    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : "";
-  }
-
-  async function fetchDataset(id) {
-    const response = await fetch(`/api/datasets/${id}/`, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    return response.json();
-  }
+  const { upload, pollUntilDone } = window.FerWeb;
 
   // Calls onUpdate with each state until the import ends; resolves with the final state.
   function pollImport(id, onUpdate) {
-    return new Promise((resolve, reject) => {
-      const tick = async () => {
-        try {
-          const data = await fetchDataset(id);
-          onUpdate(data);
-          if (data.status === "importing") setTimeout(tick, POLL_MS);
-          else resolve(data);
-        } catch (error) {
-          reject(error);
-        }
-      };
-      tick();
-    });
-  }
-
-  function errorText(xhr) {
-    try {
-      const body = JSON.parse(xhr.responseText);
-      if (body.detail) return body.detail;
-      return Object.entries(body).map(([field, messages]) => `${field}: ${[].concat(messages).join(" ")}`).join(" ");
-    } catch (_) {
-      return xhr.status === 413 ? "The file is too large for this server." : `Upload failed (HTTP ${xhr.status}).`;
-    }
+    return pollUntilDone(`/api/datasets/${id}/`, "importing", onUpdate);
   }
 
   // ------------------------------------------------------------ list page
@@ -75,33 +40,25 @@
       body.delete("csrfmiddlewaretoken");
       if (!form.querySelector("input[name=drop_unknown_classes]").checked) body.delete("drop_unknown_classes");
       button.disabled = true;
-      const xhr = new XMLHttpRequest();
-      xhr.open("POST", "/api/datasets/");
-      xhr.setRequestHeader("X-CSRFToken", csrfToken());
-      xhr.setRequestHeader("Accept", "application/json");
-      xhr.upload.addEventListener("progress", (e) => {
-        if (e.lengthComputable) show("Uploading", e.loaded / e.total);
-      });
-      xhr.addEventListener("error", () => fail("The upload was interrupted; check the connection and try again."));
-      xhr.addEventListener("load", () => {
-        if (xhr.status !== 201) {
-          status.hidden = true;
-          return fail(errorText(xhr));
-        }
-        const created = JSON.parse(xhr.responseText);
-        show("Importing", 0);
-        pollImport(created.id, (data) => show("Importing", data.progress / 100))
-          .then((data) => {
-            if (data.status === "ready") window.location.href = `/datasets/${data.id}/`;
-            else {
-              phase.textContent = "Import failed";
-              fail(data.human_readable_error || data.error);
-            }
-          })
-          .catch((error) => fail(`Could not follow the import: ${error.message}`));
-      });
       show("Uploading", 0);
-      xhr.send(body);
+      upload("/api/datasets/", body, (fraction) => show("Uploading", fraction))
+        .catch((error) => {
+          status.hidden = true;
+          throw error;
+        })
+        .then((created) => {
+          show("Importing", 0);
+          return pollImport(created.id, (data) => show("Importing", data.progress / 100))
+            .catch((error) => { throw new Error(`Could not follow the import: ${error.message}`); });
+        })
+        .then((data) => {
+          if (data.status === "ready") window.location.href = `/datasets/${data.id}/`;
+          else {
+            phase.textContent = "Import failed";
+            fail(data.human_readable_error || data.error);
+          }
+        })
+        .catch((error) => fail(error.message));
     });
   }
 

@@ -4,10 +4,7 @@
   const CLASSES = classesEl ? JSON.parse(classesEl.textContent) : ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
   const COLORS = { angry: "#e03131", disgust: "#66a80f", fear: "#7048e8", happy: "#f59f00", sad: "#1c7ed6", surprise: "#d6336c", neutral: "#868e96" };
 
-  function csrfToken() {
-    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
-    return input ? input.value : "";
-  }
+  const { csrfToken } = window.FerWeb;
 
   function show(el, text) { el.textContent = text; el.hidden = !text; }
 

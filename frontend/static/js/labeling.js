@@ -2,14 +2,7 @@
 // (click or keys 1-7 / Enter / s / arrows), bulk accept, the confirmed-count chart and dataset creation.
 (function () {
   const CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
-  const POLL_MS = 800;
-
-  function csrfToken() {
-    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
-    if (input) return input.value;
-    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return match ? decodeURIComponent(match[1]) : "";
-  }
+  const { csrfToken, upload, pollUntilDone } = window.FerWeb;
 
   async function api(method, url, body) {
     const response = await fetch(url, {
@@ -30,46 +23,7 @@
 
   // Calls onUpdate with each state of the set until processing ends; resolves with the final state.
   function pollSet(id, onUpdate) {
-    return new Promise((resolve, reject) => {
-      const tick = async () => {
-        try {
-          const data = await api("GET", `/api/labeling/sets/${id}/`);
-          onUpdate(data);
-          if (data.status === "processing") setTimeout(tick, POLL_MS);
-          else resolve(data);
-        } catch (error) {
-          reject(error);
-        }
-      };
-      tick();
-    });
-  }
-
-  function xhrError(xhr) {
-    try {
-      const body = JSON.parse(xhr.responseText);
-      if (body.detail) return body.detail;
-      return Object.entries(body).map(([field, messages]) => `${field}: ${[].concat(messages).join(" ")}`).join(" ");
-    } catch (_) {
-      return xhr.status === 413 ? "The upload is too large for this server." : `Upload failed (HTTP ${xhr.status}).`;
-    }
-  }
-
-  // POSTs a multipart form with upload progress; resolves with the JSON answer.
-  function upload(url, body, onProgress) {
-    return new Promise((resolve, reject) => {
-      const xhr = new XMLHttpRequest();
-      xhr.open("POST", url);
-      xhr.setRequestHeader("X-CSRFToken", csrfToken());
-      xhr.setRequestHeader("Accept", "application/json");
-      xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); });
-      xhr.addEventListener("error", () => reject(new Error("The upload was interrupted; check the connection and try again.")));
-      xhr.addEventListener("load", () => {
-        if (xhr.status >= 200 && xhr.status < 300) resolve(JSON.parse(xhr.responseText));
-        else reject(new Error(xhrError(xhr)));
-      });
-      xhr.send(body);
-    });
+    return pollUntilDone(`/api/labeling/sets/${id}/`, "processing", onUpdate);
   }
 
   // ------------------------------------------------------------ list page

@@ -2,12 +2,7 @@
 (function () {
   const FINISHED = ["succeeded", "failed", "cancelled"];
 
-  function csrfToken() {
-    const match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    if (match) return decodeURIComponent(match[1]);
-    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
-    return input ? input.value : "";
-  }
+  const { csrfToken } = window.FerWeb;
 
   async function api(url, options) {
     options = options || {};
