@@ -1,17 +1,14 @@
 """Reads of the inference app; other users' jobs do not exist for a user (404), staff see all."""
 from django.db.models import QuerySet
-from django.http import Http404
+
+from ferweb.access import get_visible_or_404, visible_to
 
 from .models import InferenceJob
 
 
 def job_list_for(user) -> QuerySet:
-    queryset = InferenceJob.objects.select_related("owner")
-    return queryset if user.is_staff else queryset.filter(owner=user)
+    return visible_to(user, InferenceJob.objects.select_related("owner"))
 
 
 def job_get_for(user, pk) -> InferenceJob:
-    try:
-        return job_list_for(user).get(pk=pk)
-    except (InferenceJob.DoesNotExist, ValueError, TypeError):
-        raise Http404("No such job.")
+    return get_visible_or_404(user, InferenceJob.objects.select_related("owner"), pk, "No such job.")

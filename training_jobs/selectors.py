@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.http import Http404
 
+from ferweb.access import get_visible_or_404, visible_to
 from training_jobs.models import ModelVersion, TrainingRun
 
 
@@ -36,22 +37,17 @@ def active_model_for(user) -> ActiveModel:
     return ActiveModel(path=chosen.path, version=chosen.version, model_version_id=chosen.pk)
 
 
-def _visible(queryset: QuerySet, user, owner_field: str = "owner") -> QuerySet:
-    if user.is_staff:
-        return queryset
-    return queryset.filter(**{owner_field: user})
+def _runs() -> QuerySet:
+    return TrainingRun.objects.select_related("dataset", "owner").prefetch_related("model_versions")
 
 
 def run_list_for(user) -> QuerySet:
-    return _visible(TrainingRun.objects.select_related("dataset", "owner"), user).prefetch_related("model_versions")
+    return visible_to(user, _runs())
 
 
 def run_get_for(user, pk) -> TrainingRun:
     """The run, if `user` may see it; 404 otherwise (other users' runs do not exist for them)."""
-    try:
-        return run_list_for(user).get(pk=pk)
-    except (TrainingRun.DoesNotExist, ValueError, TypeError):
-        raise Http404("No such run.")
+    return get_visible_or_404(user, _runs(), pk, "No such run.")
 
 
 def model_list_for(user) -> QuerySet:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 from django.db.models import QuerySet
-from django.http import Http404
 
+from ferweb.access import get_visible_or_404, visible_to
 from ferweb.classes import CLASSES
 
 from .models import Dataset, DatasetItem
@@ -12,18 +12,12 @@ from .models import Dataset, DatasetItem
 
 def datasets_for(user) -> QuerySet[Dataset]:
     """The datasets a user may see: their own; staff see all."""
-    if not user.is_authenticated:
-        return Dataset.objects.none()
-    queryset = Dataset.objects.select_related("owner")
-    return queryset if user.is_staff else queryset.filter(owner=user)
+    return visible_to(user, Dataset.objects.select_related("owner"))
 
 
 def dataset_get_for(user, pk) -> Dataset:
     """The dataset, or 404 when it does not exist or belongs to someone else."""
-    dataset = datasets_for(user).filter(pk=pk).first()
-    if dataset is None:
-        raise Http404(f"No dataset {pk}.")
-    return dataset
+    return get_visible_or_404(user, Dataset.objects.select_related("owner"), pk, f"No dataset {pk}.")
 
 
 def dataset_arrays(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -2,6 +2,7 @@
 from django.db.models import Count, QuerySet
 from django.http import Http404
 
+from ferweb.access import get_visible_or_404, visible_to
 from ferweb.classes import CLASSES
 
 from .models import LabelingFace, LabelingSet
@@ -9,18 +10,12 @@ from .models import LabelingFace, LabelingSet
 
 def sets_for(user) -> QuerySet[LabelingSet]:
     """The sets a user may see: their own; staff see all."""
-    if not user.is_authenticated:
-        return LabelingSet.objects.none()
-    queryset = LabelingSet.objects.select_related("owner")
-    return queryset if user.is_staff else queryset.filter(owner=user)
+    return visible_to(user, LabelingSet.objects.select_related("owner"))
 
 
 def set_get_for(user, pk) -> LabelingSet:
     """The set, or 404 when it does not exist or belongs to someone else."""
-    labeling_set = sets_for(user).filter(pk=pk).first()
-    if labeling_set is None:
-        raise Http404(f"No labeling set {pk}.")
-    return labeling_set
+    return get_visible_or_404(user, LabelingSet.objects.select_related("owner"), pk, f"No labeling set {pk}.")
 
 
 def face_get_for(user, pk) -> LabelingFace:
