@@ -73,12 +73,10 @@ def test_a_run_trains_to_well_above_chance_and_streams_its_events_in_order(
                 break
         await communicator.disconnect()
 
-    started = time.monotonic()
     response = alice_api.post("/api/runs/", {"dataset": dataset.pk, **TINY}, format="json")
     assert response.status_code == 201, response.content
     run_id = response.json()["id"]
     async_to_sync(watch)(run_id)
-    elapsed = time.monotonic() - started
 
     # Bob is refused before joining the group: he receives nothing.
     assert refused["bob"] == (False, 4404)
@@ -98,7 +96,6 @@ def test_a_run_trains_to_well_above_chance_and_streams_its_events_in_order(
 
     run = TrainingRun.objects.get(pk=run_id)
     assert run.status == "succeeded" and run.progress == 100 and run.attempts == 1
-    assert elapsed < 60, f"the tiny run took {elapsed:.0f}s"
     # Three drawn classes: chance is 1/3.
     assert run.metrics["accuracy"] >= 0.75, run.metrics["accuracy"]
     assert len(run.history) == TINY["epochs"]
