@@ -98,6 +98,21 @@ def jpeg(image: np.ndarray, quality: int = 85) -> bytes:
     return buf.tobytes()
 
 
+def exif_jpeg(image: np.ndarray, orientation: int) -> bytes:
+    """A JPEG whose pixels are stored turned, with the EXIF orientation (3, 6 or 8) that turns them back."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    turn = {6: cv2.ROTATE_90_COUNTERCLOCKWISE, 8: cv2.ROTATE_90_CLOCKWISE, 3: cv2.ROTATE_180}[orientation]
+    stored = Image.fromarray(cv2.cvtColor(cv2.rotate(image, turn), cv2.COLOR_BGR2RGB))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = BytesIO()
+    stored.save(out, format="JPEG", quality=90, exif=exif.tobytes())
+    return out.getvalue()
+
+
 def encode(image: np.ndarray, ext: str) -> bytes:
     ok, buf = cv2.imencode(ext, image)
     return buf.tobytes()

@@ -21,6 +21,23 @@ ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery-staple"
 
 
+@pytest.fixture
+def model_file(tmp_path, settings):
+    """A small random model that follows the model contract, serving as the site default."""
+    from inference.synthetic import contract_model
+
+    path = contract_model(tmp_path / "models" / "default.onnx", seed=1, version="test-default")
+    settings.FERWEB_DEFAULT_MODEL = path
+    return path
+
+
+@pytest.fixture
+def served_model(model_file, monkeypatch):
+    """The contract model for server and worker processes started by the test (they read the environment)."""
+    monkeypatch.setenv("FERWEB_DEFAULT_MODEL", str(model_file))
+    return model_file
+
+
 @pytest.fixture(autouse=True)
 def _media_root(tmp_path, settings):
     settings.MEDIA_ROOT = tmp_path / "media"

@@ -39,8 +39,8 @@ def draw_roc_curves(roc: dict, macro_auc: float | None, path: Path, side: int = 
         draw.text((left - 30, top + side - k * side // 10 - 6), f"{k / 10:.1f}", fill="#555")
     for index, name in enumerate(CLASSES):
         curve = roc.get(name)
-        if not curve:
-            continue
+        if not curve or curve.get("auc") is None:
+            continue  # no faces of this class (or only these) in the evaluation: no curve to draw
         points = [(left + fpr * side, top + side - tpr * side) for fpr, tpr in zip(curve["fpr"], curve["tpr"])]
         draw.line(points, fill=COLOURS[index], width=2)
         draw.text((left + side + 16, top + 10 + index * 18), f"{name}: AUC {curve['auc']:.3f}", fill=COLOURS[index])

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from ferweb.classes import CLASSES
-from inference.synthetic import draw_face, encode, jpeg, scene
+from inference.synthetic import draw_face, encode, exif_jpeg, jpeg, scene
 
-from .conftest import iou, rotate_exif_jpeg
+from .conftest import iou
 
 
 def post(client, data: bytes, name="photo.jpg", query=""):
@@ -58,7 +58,7 @@ def test_it_reads_grayscale_photos(alice_api, model_file, two_face_photo):
 
 def test_it_applies_exif_orientation(alice_api, model_file, two_face_photo):
     image, truths = two_face_photo
-    response = post(alice_api, rotate_exif_jpeg(image, 6))
+    response = post(alice_api, exif_jpeg(image, 6))
     assert response.status_code == 200
     assert_faces_match(response.json()["faces"], truths)
 

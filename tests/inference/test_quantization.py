@@ -56,3 +56,26 @@ def test_the_engine_serves_the_int8_variant_only_while_it_is_newer(tmp_path):
     later = int8.stat().st_mtime_ns + 2_000_000_000
     os.utime(model, ns=(later, later))  # the float model was retrained
     assert cache.get(model).version == "float"
+
+
+def test_with_a_run_the_int8_model_is_compared_on_that_runs_hold_out(tmp_path, alice):
+    from tests.training_web.conftest import make_ready_dataset
+    from training_jobs.ml.data import stratified_holdout
+    from training_jobs.models import TrainingRun
+    from training_jobs.services import load_train_data
+
+    dataset = make_ready_dataset(alice, per_class=10, splits=(1.0, 0.0, 0.0))
+    run = TrainingRun.objects.create(owner=alice, dataset=dataset, architecture="fast_resnet", optimizer="adamw",
+                                     config={"validation_fraction": 0.2, "seed": 3})
+    _, held = stratified_holdout(load_train_data(dataset).labels, 0.2, 3)
+    model = contract_model(tmp_path / "m.onnx", seed=3)
+    out = io.StringIO()
+    card = tmp_path / "m.json"
+    card.write_text(json.dumps({"name": "m"}))
+    call_command("quantize_model", model=str(model), run=run.pk, calibration=20, max_drop=100, card=str(card),
+                 json=True, stdout=out)
+    report = json.loads(out.getvalue())
+    written = json.loads(card.read_text())
+    assert written["name"] == "m" and written["int8"]["int8"] == report["int8"] and written["int8"]["offered"]
+    assert report["faces_from"] == f"hold-out of run {run.pk}"
+    assert report["validation_faces"] == len(held) == 6 and report["calibration_faces"] == 20  # 3 drawn classes

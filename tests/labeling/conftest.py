@@ -1,4 +1,4 @@
-"""Labeling fixtures: a contract-following ONNX model and photos built in the test.
+"""Labeling fixtures: photos built in the test.
 
 The photos carry real FER2013 faces, upscaled and placed on cluttered colour canvases,
 so detection runs on faces like the ones users label. Where the FER2013 zip is not on
@@ -6,32 +6,15 @@ the machine, drawn faces stand in.
 """
 import io
 import zipfile
-from io import BytesIO
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 
-from inference.synthetic import FER_ZIP, clutter, contract_model, draw_face, fer_faces, jpeg, upscale
+from inference.synthetic import FER_ZIP, clutter, draw_face, exif_jpeg, fer_faces, jpeg, upscale
 
 FACE_SIDE = 180  # pixels on the canvas
 CANVAS = (480, 640)  # height, width
-
-
-@pytest.fixture
-def label_model(tmp_path, settings):
-    """A small random model that follows the model contract, serving as the site default."""
-    path = contract_model(tmp_path / "models" / "labeling.onnx", seed=5, version="labeling-test")
-    settings.FERWEB_DEFAULT_MODEL = path
-    return path
-
-
-@pytest.fixture
-def served_label_model(label_model, monkeypatch):
-    """The same model for the server and worker processes a test starts (they read the environment)."""
-    monkeypatch.setenv("FERWEB_DEFAULT_MODEL", str(label_model))
-    return label_model
 
 
 _FACES = None
@@ -71,17 +54,6 @@ def png(image: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def exif_rotated_jpeg(image: np.ndarray) -> bytes:
-    """Pixels stored turned a quarter, with the EXIF tag (orientation 6) that tells viewers to turn them back."""
-    stored = cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
-    pil = Image.fromarray(cv2.cvtColor(stored, cv2.COLOR_BGR2RGB))
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    out = BytesIO()
-    pil.save(out, format="JPEG", quality=90, exif=exif.tobytes())
-    return out.getvalue()
-
-
 @pytest.fixture
 def photos() -> dict:
     """{file name: (bytes, faces in it, boxes)} for one upload: faces, junk, a photo without a face."""
@@ -92,7 +64,7 @@ def photos() -> dict:
     return {
         "one.jpg": (jpeg(one, 92), 1, one_boxes),
         "two.png": (png(two), 2, two_boxes),
-        "turned.jpg": (exif_rotated_jpeg(turned), 1, turned_boxes),
+        "turned.jpg": (exif_jpeg(turned, 6), 1, turned_boxes),
         "nothing.jpg": (jpeg(clutter(*CANVAS, seed=9)), 0, []),
         "notes.txt": (b"these are not pixels\n", 0, []),
     }

@@ -12,7 +12,7 @@ from ..conftest import signup
 
 
 @pytest.fixture
-def processed_set(alice, label_model, photos):
+def processed_set(alice, model_file, photos):
     files = [SimpleUploadedFile(name, data) for name, (data, _, _) in photos.items()]
     labeling_set = services.labeling_set_create(owner=alice, name="Family album", uploads=files)
     services.labeling_claim(set_id=labeling_set.pk, worker="test@host")
@@ -51,7 +51,7 @@ def test_the_list_and_review_pages_show_a_set_to_its_owner_only(client, alice, b
 
 
 @pytest.mark.browser
-def test_a_user_uploads_a_photo_corrects_labels_and_creates_a_dataset(served_label_model, live_asgi, page, tmp_path, photos):
+def test_a_user_uploads_a_photo_corrects_labels_and_creates_a_dataset(served_model, live_asgi, page, tmp_path, photos):
     signup(page, live_asgi.url, "lena")
     photo = tmp_path / "two.png"
     photo.write_bytes(photos["two.png"][0])

@@ -44,7 +44,7 @@ def test_photos_hold_faces_the_detector_finds(photos):
 
 @pytest.mark.worker
 def test_uploaded_photos_become_faces_with_proposals_from_the_active_model(
-    celery_worker, alice_api, label_model, photos, photo_zip
+    celery_worker, alice_api, model_file, photos, photo_zip
 ):
     response = alice_api.post(
         "/api/labeling/sets/", {"name": "Office party", "files": uploads(photos)}, format="multipart"
@@ -61,7 +61,7 @@ def test_uploaded_photos_become_faces_with_proposals_from_the_active_model(
     assert [m["name"] for m in report["unreadable"]["members"]] == ["notes.txt"]
     assert "not an image" in report["unreadable"]["members"][0]["reason"]
     assert report["no_face"]["members"] == [{"name": "nothing.jpg", "reason": "no face found"}]
-    assert report["model"] == {"version": "labeling-test", "error": ""}
+    assert report["model"] == {"version": "test-default", "error": ""}
 
     faces = alice_api.get(f"/api/labeling/sets/{created['id']}/faces/").json()
     assert faces["count"] == 4
@@ -69,14 +69,14 @@ def test_uploaded_photos_become_faces_with_proposals_from_the_active_model(
     assert set(by_source) == {"one.jpg", "two.png#1", "two.png#2", "turned.jpg"}
 
     # Each proposal is what the active model says about the stored crop.
-    session = ort.InferenceSession(str(label_model), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(model_file), providers=["CPUExecutionProvider"])
     for face in faces["results"]:
         crop_png = alice_api.get(face["crop_url"])
         assert crop_png.status_code == 200 and crop_png["Content-Type"] == "image/png"
         crop = cv2.imdecode(np.frombuffer(crop_png.content, np.uint8), cv2.IMREAD_GRAYSCALE)
         assert crop.shape == (48, 48)
         expected = softmax(session.run(["logits"], {"input": to_model_input(crop[None])})[0])[0]
-        assert face["model_version"] == "labeling-test"
+        assert face["model_version"] == "test-default"
         assert face["proposed_label"] == CLASSES[int(np.argmax(expected))]
         assert face["proposed_probability"] == pytest.approx(float(expected.max()), abs=1e-3)
         assert sum(face["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
@@ -122,7 +122,7 @@ def test_without_a_model_faces_are_still_stored_without_proposals(alice, tmp_pat
     assert services.labeling_face_update(face=face, label="sad").confirmed_class == "sad"
 
 
-def test_a_photo_over_the_size_limit_is_listed_not_read(alice, label_model, photos, settings):
+def test_a_photo_over_the_size_limit_is_listed_not_read(alice, model_file, photos, settings):
     settings.FERWEB_MAX_IMAGE_BYTES = len(photos["one.jpg"][0]) - 1
     labeling_set = services.labeling_set_create(
         owner=alice, name="Big", uploads=[SimpleUploadedFile("one.jpg", photos["one.jpg"][0])]
@@ -148,7 +148,7 @@ def test_a_set_is_claimed_once_and_a_stale_claim_is_taken_over(alice, photos, se
 
 @pytest.mark.worker
 def test_a_set_left_processing_by_a_dead_worker_is_finished_by_the_next_one(
-    celery_worker, alice, label_model, photos, monkeypatch
+    celery_worker, alice, model_file, photos, monkeypatch
 ):
     from datetime import timedelta
 

@@ -12,7 +12,7 @@ from ferweb.labeling.models import LabelingFace, LabelingSet
 
 
 @pytest.fixture
-def reviewed_set(alice, label_model, photos):
+def reviewed_set(alice, model_file, photos):
     """Alice's set of four faces, processed in this process (the worker path has its own test)."""
     files = [SimpleUploadedFile(name, photos[name][0]) for name in ("one.jpg", "two.png", "turned.jpg")]
     labeling_set = services.labeling_set_create(owner=alice, name="Team photos", uploads=files)

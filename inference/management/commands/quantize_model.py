@@ -1,14 +1,16 @@
 """INT8 static quantization of a model, kept only when it is as accurate as the float model.
 
-    python manage.py quantize_model --model inference/models/default.onnx \
-        --dataset ../shared/datasets/fer2013/fer2013-train.zip
+    python manage.py quantize_model --model inference/models/default.onnx --run ID
+    python manage.py quantize_model --model some.onnx --dataset faces.zip
 
-1. split the zip's faces (seeded): a validation part and a calibration part from the rest;
+1. pick the faces: with --run, the run's own validation hold-out (faces it never trained on)
+   to compare and its training faces to calibrate; with --dataset, a seeded shuffle of the
+   zip split into a validation part and a calibration part;
 2. calibrate ONNX Runtime's static quantizer (QDQ, per-channel INT8 weights) on the calibration faces;
 3. measure accuracy and latency of both models on the validation part;
 4. write <model>.int8.onnx only when its accuracy is within --max-drop points of the float model.
 The engine serves the INT8 file in place of the float one when it exists and is newer
-(FERWEB_PREFER_INT8). The validation faces should be ones the model was not trained on.
+(FERWEB_PREFER_INT8).
 """
 import json
 import random
@@ -46,6 +48,21 @@ def read_faces(path: Path, limit: int, seed: int) -> tuple[np.ndarray, np.ndarra
             for name, _ in members
         ])
     return faces, np.array([label for _, label in members])
+
+
+def run_faces(run_id: int, calibration: int, seed: int):
+    """(validation faces, labels, calibration faces) of a training run: its hold-out and its training part."""
+    from training_jobs.ml.data import TrainData, split_data
+    from training_jobs.models import TrainingRun
+    from training_jobs.services import load_train_data
+
+    run = TrainingRun.objects.filter(pk=run_id).select_related("dataset").first()
+    if run is None:
+        raise CommandError(f"No run {run_id}.")
+    data: TrainData = load_train_data(run.dataset)
+    splits = split_data(data, validation_fraction=run.config["validation_fraction"], seed=run.config["seed"])
+    train = np.random.default_rng(seed).permutation(splits.train)[:calibration]
+    return data.pixels[splits.val], data.labels[splits.val], data.pixels[np.sort(train)]
 
 
 class FaceReader:
@@ -87,11 +104,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--model", required=True)
-        parser.add_argument("--dataset", required=True, help="Folder-per-class zip (e.g. the FER2013 training zip).")
+        faces = parser.add_mutually_exclusive_group(required=True)
+        faces.add_argument("--run", type=int, help="Training run whose hold-out compares and whose training faces calibrate.")
+        faces.add_argument("--dataset", help="Folder-per-class zip (e.g. the FER2013 training zip).")
         parser.add_argument("--calibration", type=int, default=1000, help="Faces used to calibrate.")
-        parser.add_argument("--validation", type=int, default=3000, help="Faces used to compare accuracy.")
+        parser.add_argument("--validation", type=int, default=3000, help="Faces used to compare accuracy (--dataset).")
         parser.add_argument("--max-drop", type=float, default=0.5, help="Accuracy points the INT8 model may lose.")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--card", help="Model card (JSON) whose int8 section gets this report.")
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, **opts):
@@ -101,9 +121,12 @@ class Command(BaseCommand):
         source = Path(opts["model"])
         if not source.exists():
             raise CommandError(f"No model at {source}.")
-        faces, labels = read_faces(Path(opts["dataset"]), opts["calibration"] + opts["validation"], opts["seed"])
-        val_faces, val_labels = faces[:opts["validation"]], labels[:opts["validation"]]
-        cal_faces = faces[opts["validation"]:]
+        if opts["run"] is not None:
+            val_faces, val_labels, cal_faces = run_faces(opts["run"], opts["calibration"], opts["seed"])
+        else:
+            faces, labels = read_faces(Path(opts["dataset"]), opts["calibration"] + opts["validation"], opts["seed"])
+            val_faces, val_labels = faces[:opts["validation"]], labels[:opts["validation"]]
+            cal_faces = faces[opts["validation"]:]
         float_model = load_model(source, threads=2)
         target = int8_path_for(source)
         with tempfile.TemporaryDirectory() as tmp:
@@ -134,10 +157,13 @@ class Command(BaseCommand):
                 target.unlink()
         report = {
             "model": str(source), "validation_faces": len(val_faces), "calibration_faces": len(cal_faces),
+            "faces_from": f"hold-out of run {opts['run']}" if opts["run"] is not None else "seeded sample of the zip",
             "float": {"accuracy": acc_float, "median_ms_batch1": lat_float[0], "faces_per_s_batch256": lat_float[1]},
             "int8": {"accuracy": acc_int8, "median_ms_batch1": lat_int8[0], "faces_per_s_batch256": lat_int8[1]},
             "accuracy_drop_points": drop, "offered": offered, "int8_path": str(target) if offered else None,
         }
+        if opts["card"]:
+            self.write_card(Path(opts["card"]), report)
         if opts["json"]:
             self.stdout.write(json.dumps(report))
             return
@@ -148,3 +174,15 @@ class Command(BaseCommand):
             self.stdout.write(f"| {name} | {r['accuracy']:.2%} | {r['median_ms_batch1']:.3f} | {r['faces_per_s_batch256']:,.0f} |")
         verdict = f"offered: wrote {target}" if offered else f"not offered (limit {opts['max_drop']} points)"
         self.stdout.write(f"accuracy drop {drop:.2f} points: {verdict}")
+
+    def write_card(self, path: Path, report: dict) -> None:
+        try:
+            card = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"Cannot read the model card {path}: {exc}") from None
+        card["int8"] = {
+            **report,
+            "method": "ONNX Runtime static quantization (QDQ, per-channel INT8 weights, MinMax calibration)",
+            "served": "the engine serves the INT8 file in place of the float one while it is newer (FERWEB_PREFER_INT8)",
+        }
+        path.write_text(json.dumps(card, indent=2) + "\n")

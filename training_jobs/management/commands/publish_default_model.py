@@ -3,7 +3,8 @@
 1. copy the run's ONNX file to inference/models/default.onnx, stamping `fer.version`;
 2. measure ONNX Runtime latency at batch 1 and throughput batched;
 3. write the model card inference/models/default.json (data, recipe, the command that
-   reproduces it, metrics, parameters, timings, latency);
+   reproduces it, metrics, parameters, timings, latency; the `choices` already written in it
+   are kept);
 4. draw the confusion matrix and ROC curves as PNGs under docs/figures/.
 """
 import hashlib
@@ -60,6 +61,14 @@ def git_commit() -> str:
         return "unknown"
 
 
+def previous_choices(card_path: Path) -> list:
+    """The card's written record of recipe decisions and the measurements behind them survives republishing."""
+    try:
+        return json.loads(card_path.read_text()).get("choices", [])
+    except (OSError, ValueError):
+        return []
+
+
 class Command(BaseCommand):
     help = "Ship a succeeded run's model as inference/models/default.onnx with its model card."
 
@@ -68,6 +77,7 @@ class Command(BaseCommand):
         parser.add_argument("--dataset-arg", default="../shared/datasets/fer2013/fer2013-train.zip",
                             help="how the reproducing command names the dataset")
         parser.add_argument("--out", default=str(MODELS_DIR), help="folder for default.onnx and default.json")
+        parser.add_argument("--figures", default=str(FIGURES_DIR), help="folder for the confusion and ROC images")
 
     def handle(self, *args, **options):
         run = TrainingRun.objects.filter(pk=options["run"]).select_related("dataset").first()
@@ -82,10 +92,13 @@ class Command(BaseCommand):
         label = f"default-{run.finished_at:%Y%m%d}-{run.architecture}"
         self.stamp(version.path, onnx_path, label)
         card = self.card(run, version, onnx_path, label, options["dataset_arg"])
-        (out / "default.json").write_text(json.dumps(card, indent=2) + "\n")
-        FIGURES_DIR.mkdir(parents=True, exist_ok=True)
-        draw_confusion_matrix(run.metrics["confusion_matrix_normalized"], FIGURES_DIR / "default-confusion.png")
-        draw_roc_curves(run.metrics["roc"], run.metrics.get("macro_auc"), FIGURES_DIR / "default-roc.png")
+        card_path = out / "default.json"
+        card["choices"] = previous_choices(card_path)
+        card_path.write_text(json.dumps(card, indent=2) + "\n")
+        figures = Path(options["figures"])
+        figures.mkdir(parents=True, exist_ok=True)
+        draw_confusion_matrix(run.metrics["confusion_matrix_normalized"], figures / "default-confusion.png")
+        draw_roc_curves(run.metrics["roc"], run.metrics.get("macro_auc"), figures / "default-roc.png")
         self.stdout.write(json.dumps({k: card[k] for k in ("version", "metrics_summary", "latency")}, indent=2))
 
     def stamp(self, source: Path, target: Path, label: str) -> None:
