@@ -1,22 +1,28 @@
-"""Shipping a run as the app's default model: the train command, then publish_default_model."""
+"""Shipping a run as the app's default model (train, publish_default_model) and comparing runs (runs_table)."""
 import io
 import json
 
 import onnx
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
+
+from ferweb.classes import CLASSES
 
 from tests.training_web.conftest import make_ready_dataset
 from training_jobs.models import TrainingRun
 
 
+def train_tiny(dataset, **recipe) -> TrainingRun:
+    call_command("train", dataset=str(dataset.pk), user=dataset.owner.username, epochs=2, batch_size=16,
+                 num_threads=1, occlusion_per_class=0, stdout=io.StringIO(), stderr=io.StringIO(), **recipe)
+    run = TrainingRun.objects.latest("pk")
+    assert run.status == "succeeded", run.error
+    return run
+
+
 @pytest.mark.django_db
 def test_a_trained_run_is_published_with_its_card_and_figures(alice, tmp_path):
-    dataset = make_ready_dataset(alice, per_class=20)
-    call_command("train", dataset=str(dataset.pk), user="alice", architecture="fast_resnet", epochs=2, batch_size=16,
-                 num_threads=1, tta_flip=True, occlusion_per_class=0, stdout=io.StringIO(), stderr=io.StringIO())
-    run = TrainingRun.objects.get()
-    assert run.status == "succeeded", run.error
+    run = train_tiny(make_ready_dataset(alice, per_class=20), architecture="fast_resnet", tta_flip=True)
     out, figures = tmp_path / "models", tmp_path / "figures"
     out.mkdir()
     (out / "default.json").write_text(json.dumps({"choices": [{"choice": "flip averaging", "evidence": "+1 point"}]}))
@@ -33,3 +39,25 @@ def test_a_trained_run_is_published_with_its_card_and_figures(alice, tmp_path):
     assert card["latency"]["batch1_median_ms_2_threads"] > 0
     for name in ("default-confusion.png", "default-roc.png"):
         assert (figures / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.django_db
+def test_runs_table_puts_finished_runs_side_by_side(alice):
+    dataset = make_ready_dataset(alice, per_class=20)
+    light, fast = train_tiny(dataset, architecture="light_residual"), train_tiny(dataset, architecture="fast_resnet")
+
+    out = io.StringIO()
+    call_command("runs_table", run=[fast.pk, light.pk], json=True, stdout=out)
+    rows = json.loads(out.getvalue())
+    assert [r["architecture"] for r in rows] == ["fast_resnet", "light_residual"]
+    assert rows[1]["accuracy"] == pytest.approx(light.metrics["accuracy"]) and rows[1]["parameters"] == 551_175
+    assert rows[0]["epochs"] == 2 and rows[0]["onnx_ms_batch1"] > 0 and rows[0]["onnx_faces_per_s_batch256"] > 0
+    assert set(rows[0]["recall"]) == set(CLASSES)
+
+    out = io.StringIO()
+    call_command("runs_table", run=[light.pk], stdout=out)
+    header, rule, row = out.getvalue().splitlines()
+    assert header.startswith("| run | architecture |") and f"| {light.pk} | light_residual | 2 |" in row
+
+    with pytest.raises(CommandError, match=f"no run {fast.pk + 100}"):
+        call_command("runs_table", run=[fast.pk + 100])

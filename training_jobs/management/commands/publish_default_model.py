@@ -11,17 +11,15 @@ import hashlib
 import json
 import statistics
 import subprocess
-import time
 from pathlib import Path
 
-import numpy as np
 import onnx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from ferweb.classes import CLASSES
 from training_jobs.ml.config import TrainConfig
-from training_jobs.ml.export import onnx_latency_ms
+from training_jobs.ml.export import faces_per_second, onnx_latency_ms
 from training_jobs.models import TrainingRun
 from training_jobs.figures import draw_confusion_matrix, draw_roc_curves
 
@@ -35,22 +33,6 @@ def train_command(run: TrainingRun, dataset_arg: str) -> str:
     flags = [f"--{name.replace('_', '-')} {value}" for name, value in run.config.items()
              if name in defaults and value != defaults[name]]
     return " ".join(["python manage.py train", f"--dataset {dataset_arg}", *flags])
-
-
-def batched_faces_per_second(path: Path, batch: int = 256, threads: int = 2, runs: int = 20) -> float:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    x = np.random.default_rng(0).random((batch, 1, 48, 48), dtype=np.float32)
-    session.run(None, {"input": x})
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, {"input": x})
-        times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
 
 
 def git_commit() -> str:
@@ -151,7 +133,7 @@ class Command(BaseCommand):
             },
             "latency": {
                 "batch1_median_ms_2_threads": onnx_latency_ms(onnx_path, batch=1, threads=2),
-                "batched_faces_per_s_2_threads_batch_256": batched_faces_per_second(onnx_path),
+                "batched_faces_per_s_2_threads_batch_256": faces_per_second(onnx_path),
             },
             "parity_max_abs_diff": version.parity_max_abs_diff,
             "code_version": git_commit(),
