@@ -312,6 +312,16 @@ def load_train_data(dataset: Dataset):
     return TrainData(pixels=pixels, labels=labels, splits=splits)
 
 
+def run_splits(run: TrainingRun):
+    """(TrainData, DataSplits) of a run's dataset, split exactly as its training split it."""
+    from training_jobs.ml.data import split_data
+
+    data = load_train_data(run.dataset)
+    config = run.config or {}
+    return data, split_data(data, validation_fraction=config.get("validation_fraction", 0.1),
+                            seed=config.get("seed", 42))
+
+
 def best_checkpoint_path(run: TrainingRun) -> Path:
     return run.workdir / "best.pt"
 

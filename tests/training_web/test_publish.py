@@ -61,3 +61,26 @@ def test_runs_table_puts_finished_runs_side_by_side(alice):
 
     with pytest.raises(CommandError, match=f"no run {fast.pk + 100}"):
         call_command("runs_table", run=[fast.pk + 100])
+
+
+@pytest.mark.django_db
+def test_flip_averaging_is_measured_on_the_runs_own_evaluation_faces(alice, tmp_path):
+    run = train_tiny(make_ready_dataset(alice, per_class=20), architecture="fast_resnet", tta_flip=True)
+    version = run.model_versions.get()
+    plain = tmp_path / "plain.onnx"
+    call_command("export_onnx", run=run.pk, out=str(plain), no_tta_flip=True, stdout=io.StringIO())
+    meta = {p.key: p.value for p in onnx.load(str(plain)).metadata_props}
+    assert json.loads(meta["fer.tta_flip"]) is False
+
+    reports = {}
+    for name, path in (("flip", version.path), ("plain", plain)):
+        out = io.StringIO()
+        call_command("evaluate_model", model=str(path), run=run.pk, json=True, stdout=out)
+        reports[name] = json.loads(out.getvalue())
+    # With flip averaging the exported model scores what the run recorded, on the same faces.
+    assert reports["flip"]["num_samples"] == run.metrics["num_samples"] == reports["plain"]["num_samples"]
+    assert reports["flip"]["accuracy"] == pytest.approx(run.metrics["accuracy"], abs=1 / run.metrics["num_samples"])
+    assert reports["flip"]["dataset"].startswith(f"run {run.pk}: ")
+
+    with pytest.raises(CommandError, match="no run 999"):
+        call_command("evaluate_model", model=str(plain), run=999)

@@ -52,15 +52,13 @@ def read_faces(path: Path, limit: int, seed: int) -> tuple[np.ndarray, np.ndarra
 
 def run_faces(run_id: int, calibration: int, seed: int):
     """(validation faces, labels, calibration faces) of a training run: its hold-out and its training part."""
-    from training_jobs.ml.data import TrainData, split_data
     from training_jobs.models import TrainingRun
-    from training_jobs.services import load_train_data
+    from training_jobs.services import run_splits
 
     run = TrainingRun.objects.filter(pk=run_id).select_related("dataset").first()
     if run is None:
         raise CommandError(f"No run {run_id}.")
-    data: TrainData = load_train_data(run.dataset)
-    splits = split_data(data, validation_fraction=run.config["validation_fraction"], seed=run.config["seed"])
+    data, splits = run_splits(run)
     train = np.random.default_rng(seed).permutation(splits.train)[:calibration]
     return data.pixels[splits.val], data.labels[splits.val], data.pixels[np.sort(train)]
 

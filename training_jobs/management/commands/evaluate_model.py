@@ -1,5 +1,7 @@
-"""`manage.py evaluate_model --model PATH --dataset PATH [--json]`: an ONNX model on a dataset file.
+"""`manage.py evaluate_model --model PATH (--dataset PATH | --run ID) [--json]`: an ONNX model on faces.
 
+--dataset reads a dataset file; --run takes the faces a training run was evaluated on (its test
+split, else its validation hold-out), split exactly as the run split them. The model itself runs in
 ONNX Runtime and NumPy only (no PyTorch), so it checks exactly what a stranger would run.
 """
 import json
@@ -60,7 +62,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--model", required=True, help="ONNX file: input [N,1,48,48] in [0,1], output logits [N,7]")
-        parser.add_argument("--dataset", required=True, help="folder tree, zip or FER2013 CSV")
+        faces = parser.add_mutually_exclusive_group(required=True)
+        faces.add_argument("--dataset", help="folder tree, zip or FER2013 CSV")
+        faces.add_argument("--run", type=int, help="the faces this training run was evaluated on")
         parser.add_argument("--split", default="", help="only faces of this split (e.g. test, PrivateTest)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
         parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = its default)")
@@ -70,27 +74,45 @@ class Command(BaseCommand):
         from inference.faces import FaceDetector
 
         started = time.perf_counter()
-        try:
-            data = read_dataset(options["dataset"], detector=FaceDetector(min_face_size=settings.FERWEB_MIN_FACE_SIZE))
-        except (DatasetError, FileNotFoundError) as exc:
-            raise CommandError(f"cannot read {options['dataset']}: {exc}") from None
-        pixels, labels, splits = data.pixels, data.labels, np.asarray(data.splits, dtype=str)
+        if options["run"] is not None:
+            pixels, labels, splits, skipped, source = self.run_faces(options["run"])
+        else:
+            try:
+                data = read_dataset(options["dataset"], detector=FaceDetector(min_face_size=settings.FERWEB_MIN_FACE_SIZE))
+            except (DatasetError, FileNotFoundError) as exc:
+                raise CommandError(f"cannot read {options['dataset']}: {exc}") from None
+            pixels, labels, splits = data.pixels, data.labels, np.asarray(data.splits, dtype=str)
+            skipped, source = len(data.skipped) + len(data.no_face), str(options["dataset"])
         if options["split"]:
             keep = np.char.lower(splits) == options["split"].lower()
             if not keep.any():
                 raise CommandError(f"no faces in split {options['split']!r}; splits: {', '.join(sorted(set(splits)))}")
             pixels, labels = pixels[keep], labels[keep]
         if not len(labels):
-            raise CommandError(f"no faces could be read from {options['dataset']}")
+            raise CommandError(f"no faces could be read from {source}")
         try:
             metrics = evaluate_onnx(options["model"], pixels, labels, threads=options["threads"])
         except Exception as exc:  # onnxruntime raises its own types for unreadable models
             raise CommandError(f"cannot run {options['model']}: {exc}") from None
         metrics["model"] = str(options["model"])
-        metrics["dataset"] = str(options["dataset"])
-        metrics["skipped_files"] = len(data.skipped) + len(data.no_face)
+        metrics["dataset"] = source
+        metrics["skipped_files"] = skipped
         metrics["seconds"] = round(time.perf_counter() - started, 2)
         if options["json"]:
             self.stdout.write(json.dumps(metrics))
         else:
             self.stdout.write(format_report(metrics))
+
+    def run_faces(self, run_id: int):
+        from training_jobs.models import TrainingRun
+        from training_jobs.services import RunFailure, run_splits
+
+        run = TrainingRun.objects.filter(pk=run_id).select_related("dataset").first()
+        if run is None:
+            raise CommandError(f"no run {run_id}")
+        try:
+            data, splits = run_splits(run)
+        except RunFailure as exc:
+            raise CommandError(str(exc)) from None
+        source = f"run {run.pk}: {splits.test_source} of dataset {run.dataset_id} ({run.dataset.name})"
+        return data.pixels[splits.test], data.labels[splits.test], data.splits[splits.test], 0, source

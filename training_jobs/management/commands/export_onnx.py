@@ -13,6 +13,8 @@ class Command(BaseCommand):
         parser.add_argument("--run", type=int, required=True, help="training run id")
         parser.add_argument("--out", required=True, help="where to write the .onnx file")
         parser.add_argument("--label", default="", help="fer.version metadata (default: run-<id>-<architecture>)")
+        parser.add_argument("--no-tta-flip", action="store_true",
+                            help="leave flip averaging out even if the run used it (to measure what it adds)")
 
     def handle(self, *args, **options):
         import torch
@@ -36,7 +38,7 @@ class Command(BaseCommand):
             report = export_onnx(
                 model, Path(options["out"]), architecture=run.architecture,
                 version=options["label"] or f"run-{run.pk}-{run.architecture}", metrics=metrics,
-                temperature=float(run.metrics.get("temperature", 1.0)), tta_flip=bool(run.config.get("tta_flip")),
+                temperature=float(run.metrics.get("temperature", 1.0)), tta_flip=bool(run.config.get("tta_flip")) and not options["no_tta_flip"],
             )
         except ExportError as exc:
             raise CommandError(str(exc)) from None
