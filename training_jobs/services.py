@@ -312,14 +312,20 @@ def load_train_data(dataset: Dataset):
     return TrainData(pixels=pixels, labels=labels, splits=splits)
 
 
-def run_splits(run: TrainingRun):
-    """(TrainData, DataSplits) of a run's dataset, split exactly as its training split it."""
+def run_splits(run_id: int):
+    """(run, TrainData, DataSplits): a run's dataset split exactly as its training split it."""
+    from training_jobs.ml.config import ConfigError, TrainConfig
     from training_jobs.ml.data import split_data
 
+    run = TrainingRun.objects.filter(pk=run_id).select_related("dataset").first()
+    if run is None:
+        raise RunFailure("no_run", f"no run {run_id}")
+    try:
+        config = TrainConfig.from_dict(run.config)
+    except ConfigError as exc:
+        raise RunFailure("invalid_config", f"The recipe is no longer valid: {exc}") from None
     data = load_train_data(run.dataset)
-    config = run.config or {}
-    return data, split_data(data, validation_fraction=config.get("validation_fraction", 0.1),
-                            seed=config.get("seed", 42))
+    return run, data, split_data(data, validation_fraction=config.validation_fraction, seed=config.seed)
 
 
 def best_checkpoint_path(run: TrainingRun) -> Path:

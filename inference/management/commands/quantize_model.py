@@ -52,13 +52,12 @@ def read_faces(path: Path, limit: int, seed: int) -> tuple[np.ndarray, np.ndarra
 
 def run_faces(run_id: int, calibration: int, seed: int):
     """(validation faces, labels, calibration faces) of a training run: its hold-out and its training part."""
-    from training_jobs.models import TrainingRun
-    from training_jobs.services import run_splits
+    from training_jobs.services import RunFailure, run_splits
 
-    run = TrainingRun.objects.filter(pk=run_id).select_related("dataset").first()
-    if run is None:
-        raise CommandError(f"No run {run_id}.")
-    data, splits = run_splits(run)
+    try:
+        _run, data, splits = run_splits(run_id)
+    except RunFailure as exc:
+        raise CommandError(str(exc)) from None
     train = np.random.default_rng(seed).permutation(splits.train)[:calibration]
     return data.pixels[splits.val], data.labels[splits.val], data.pixels[np.sort(train)]
 

@@ -104,14 +104,10 @@ class Command(BaseCommand):
             self.stdout.write(format_report(metrics))
 
     def run_faces(self, run_id: int):
-        from training_jobs.models import TrainingRun
         from training_jobs.services import RunFailure, run_splits
 
-        run = TrainingRun.objects.filter(pk=run_id).select_related("dataset").first()
-        if run is None:
-            raise CommandError(f"no run {run_id}")
         try:
-            data, splits = run_splits(run)
+            run, data, splits = run_splits(run_id)
         except RunFailure as exc:
             raise CommandError(str(exc)) from None
         source = f"run {run.pk}: {splits.test_source} of dataset {run.dataset_id} ({run.dataset.name})"

@@ -38,7 +38,8 @@ class Command(BaseCommand):
             report = export_onnx(
                 model, Path(options["out"]), architecture=run.architecture,
                 version=options["label"] or f"run-{run.pk}-{run.architecture}", metrics=metrics,
-                temperature=float(run.metrics.get("temperature", 1.0)), tta_flip=bool(run.config.get("tta_flip")) and not options["no_tta_flip"],
+                temperature=float(run.metrics.get("temperature", 1.0)),
+                tta_flip=bool(run.config.get("tta_flip")) and not options["no_tta_flip"],
             )
         except ExportError as exc:
             raise CommandError(str(exc)) from None
