@@ -48,3 +48,45 @@ def draw_roc_curves(roc: dict, macro_auc: float | None, path: Path, side: int = 
         draw.text((left + side + 16, top + 10 + len(CLASSES) * 18 + 8), f"macro AUC {macro_auc:.3f}", fill="#111")
     draw.text((left + side // 2 - 100, top + side + 26), "false positive rate (x) / true positive rate (y)", fill="#555")
     image.save(path)
+
+
+def _panel(draw, box, series: list[tuple[str, str, list[float]]], title: str, mark: int | None) -> None:
+    """Line chart of several per-epoch series in one box, y scaled to their joint range."""
+    left, top, right, bottom = box
+    values = [v for _, _, points in series for v in points]
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    epochs = max(len(points) for _, _, points in series)
+    x_of = lambda i: left + (right - left) * i / max(epochs - 1, 1)  # noqa: E731
+    y_of = lambda v: bottom - (bottom - top) * (v - low) / span  # noqa: E731
+    draw.rectangle(box, outline="#999")
+    draw.text((left, top - 16), title, fill="#111")
+    for k in range(5):
+        value = low + span * k / 4
+        draw.text((left - 44, y_of(value) - 6), f"{value:.3f}", fill="#555")
+    for k in range(0, 5):
+        epoch = round(1 + (epochs - 1) * k / 4)
+        draw.text((x_of(epoch - 1) - 6, bottom + 6), str(epoch), fill="#555")
+    if mark:
+        draw.line([x_of(mark - 1), top, x_of(mark - 1), bottom], fill="#bbb", width=1)
+    for offset, (name, colour, points) in enumerate(series):
+        draw.line([(x_of(i), y_of(v)) for i, v in enumerate(points)], fill=colour, width=2)
+        draw.text((right - 90, top + 8 + offset * 16), name, fill=colour)
+
+
+def draw_training_curves(history: list[dict], path: Path, width: int = 460, height: int = 300) -> None:
+    """Loss and accuracy per epoch, training against validation; a grey line at the best epoch."""
+    epochs = [e for e in history if e.get("type", "run.epoch") == "run.epoch"]
+    if not epochs:
+        raise ValueError("the run has no finished epochs to draw")
+    best = epochs[-1].get("best_epoch")
+    image = Image.new("RGB", (2 * width + 140, height + 70), "white")
+    draw = ImageDraw.Draw(image)
+    pick = lambda key: [e[key] for e in epochs]  # noqa: E731
+    _panel(draw, (60, 30, 60 + width, 30 + height),
+           [("train", COLOURS[4], pick("train_loss")), ("validation", COLOURS[0], pick("val_loss"))], "loss", best)
+    _panel(draw, (width + 120, 30, 2 * width + 120, 30 + height),
+           [("train", COLOURS[4], pick("train_accuracy")), ("validation", COLOURS[0], pick("val_accuracy"))],
+           "accuracy", best)
+    draw.text((60, height + 52), f"epoch (x); grey line: best validation epoch ({best}), the checkpoint kept", fill="#555")
+    image.save(path)

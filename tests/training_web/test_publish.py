@@ -37,7 +37,7 @@ def test_a_trained_run_is_published_with_its_card_and_figures(alice, tmp_path):
     assert card["recipe"]["tta_flip"] is True and card["training"]["epochs_run"] == 2
     assert card["metrics_summary"]["accuracy"] == pytest.approx(run.metrics["accuracy"])
     assert card["latency"]["batch1_median_ms_2_threads"] > 0
-    for name in ("default-confusion.png", "default-roc.png"):
+    for name in ("default-confusion.png", "default-roc.png", "default-curves.png"):
         assert (figures / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -5,7 +5,7 @@
 3. write the model card inference/models/default.json (data, recipe, the command that
    reproduces it, metrics, parameters, timings, latency; the `choices` already written in it
    are kept);
-4. draw the confusion matrix and ROC curves as PNGs under docs/figures/.
+4. draw the confusion matrix, ROC curves and training curves as PNGs under docs/figures/.
 """
 import hashlib
 import json
@@ -21,7 +21,7 @@ from ferweb.classes import CLASSES
 from training_jobs.ml.config import TrainConfig
 from training_jobs.ml.export import faces_per_second, onnx_latency_ms
 from training_jobs.models import TrainingRun
-from training_jobs.figures import draw_confusion_matrix, draw_roc_curves
+from training_jobs.figures import draw_confusion_matrix, draw_roc_curves, draw_training_curves
 
 MODELS_DIR = Path(settings.BASE_DIR) / "inference" / "models"
 FIGURES_DIR = Path(settings.BASE_DIR) / "docs" / "figures"
@@ -59,7 +59,7 @@ class Command(BaseCommand):
         parser.add_argument("--dataset-arg", default="../shared/datasets/fer2013/fer2013-train.zip",
                             help="how the reproducing command names the dataset")
         parser.add_argument("--out", default=str(MODELS_DIR), help="folder for default.onnx and default.json")
-        parser.add_argument("--figures", default=str(FIGURES_DIR), help="folder for the confusion and ROC images")
+        parser.add_argument("--figures", default=str(FIGURES_DIR), help="folder for the confusion, ROC and training-curve images")
 
     def handle(self, *args, **options):
         run = TrainingRun.objects.filter(pk=options["run"]).select_related("dataset").first()
@@ -81,6 +81,7 @@ class Command(BaseCommand):
         figures.mkdir(parents=True, exist_ok=True)
         draw_confusion_matrix(run.metrics["confusion_matrix_normalized"], figures / "default-confusion.png")
         draw_roc_curves(run.metrics["roc"], run.metrics.get("macro_auc"), figures / "default-roc.png")
+        draw_training_curves(run.history, figures / "default-curves.png")
         self.stdout.write(json.dumps({k: card[k] for k in ("version", "metrics_summary", "latency")}, indent=2))
 
     def stamp(self, source: Path, target: Path, label: str) -> None:
