@@ -50,7 +50,8 @@ def draw_roc_curves(roc: dict, macro_auc: float | None, path: Path, side: int = 
     image.save(path)
 
 
-def _panel(draw, box, series: list[tuple[str, str, list[float]]], title: str, mark: int | None) -> None:
+def _panel(draw, box, series: list[tuple[str, str, list[float]]], title: str, mark: int | None,
+           legend_at_bottom: bool = False) -> None:
     """Line chart of several per-epoch series in one box, y scaled to their joint range."""
     left, top, right, bottom = box
     values = [v for _, _, points in series for v in points]
@@ -69,9 +70,10 @@ def _panel(draw, box, series: list[tuple[str, str, list[float]]], title: str, ma
         draw.text((x_of(epoch - 1) - 6, bottom + 6), str(epoch), fill="#555")
     if mark:
         draw.line([x_of(mark - 1), top, x_of(mark - 1), bottom], fill="#bbb", width=1)
+    legend_top = bottom - 12 - 16 * len(series) if legend_at_bottom else top + 8  # away from rising curves
     for offset, (name, colour, points) in enumerate(series):
         draw.line([(x_of(i), y_of(v)) for i, v in enumerate(points)], fill=colour, width=2)
-        draw.text((right - 90, top + 8 + offset * 16), name, fill=colour)
+        draw.text((right - 90, legend_top + offset * 16), name, fill=colour)
 
 
 def draw_training_curves(history: list[dict], path: Path, width: int = 460, height: int = 300) -> None:
@@ -87,6 +89,6 @@ def draw_training_curves(history: list[dict], path: Path, width: int = 460, heig
            [("train", COLOURS[4], pick("train_loss")), ("validation", COLOURS[0], pick("val_loss"))], "loss", best)
     _panel(draw, (width + 120, 30, 2 * width + 120, 30 + height),
            [("train", COLOURS[4], pick("train_accuracy")), ("validation", COLOURS[0], pick("val_accuracy"))],
-           "accuracy", best)
+           "accuracy", best, legend_at_bottom=True)
     draw.text((60, height + 52), f"epoch (x); grey line: best validation epoch ({best}), the checkpoint kept", fill="#555")
     image.save(path)
