@@ -65,7 +65,7 @@ def _panel(draw, box, series: list[tuple[str, str, list[float]]], title: str, ma
     for k in range(5):
         value = low + span * k / 4
         draw.text((left - 44, y_of(value) - 6), f"{value:.3f}", fill="#555")
-    for k in range(0, 5):
+    for k in range(5):
         epoch = round(1 + (epochs - 1) * k / 4)
         draw.text((x_of(epoch - 1) - 6, bottom + 6), str(epoch), fill="#555")
     if mark:
@@ -78,7 +78,7 @@ def _panel(draw, box, series: list[tuple[str, str, list[float]]], title: str, ma
 
 def draw_training_curves(history: list[dict], path: Path, width: int = 460, height: int = 300) -> None:
     """Loss and accuracy per epoch, training against validation; a grey line at the best epoch."""
-    epochs = [e for e in history if e.get("type", "run.epoch") == "run.epoch"]
+    epochs = history  # a run's history holds only its run.epoch events
     if not epochs:
         raise ValueError("the run has no finished epochs to draw")
     best = epochs[-1].get("best_epoch")
