@@ -1,5 +1,6 @@
 """REST API for runs, architectures and model versions. Thin: validate, call one service, serialize."""
 from functools import lru_cache
+from pathlib import Path
 
 from django.conf import settings
 from django.http import FileResponse, Http404
@@ -165,6 +166,9 @@ class RunListCreateApi(APIView):
         init_from_run = serializers.IntegerField(required=False, allow_null=True)
         init_checkpoint = serializers.FileField(required=False, allow_null=True)
         teacher_run = serializers.IntegerField(required=False, allow_null=True)
+        teacher_model = serializers.CharField(
+            required=False, allow_blank=True,
+            help_text="Distil from a model version you can see (its id), or 'default' for the model the app ships with.")
 
         class Meta:
             ref_name = "RunCreate"
@@ -209,8 +213,24 @@ def create_run_for(user, own: dict, config: dict) -> TrainingRun:
     return services.run_create(
         user=user, dataset=dataset, config=config, name=own.get("name") or "",
         init_from_run=earlier.get("init_from_run"), init_checkpoint=own.get("init_checkpoint"),
-        teacher_run=earlier.get("teacher_run"),
+        teacher_run=earlier.get("teacher_run"), teacher_model=teacher_model_file(user, own.get("teacher_model")),
     )
+
+
+def teacher_model_file(user, choice) -> Path | None:
+    """The ONNX file behind a teacher_model choice: 'default' (the shipped model) or a visible version id."""
+    choice = str(choice or "").strip()
+    if not choice:
+        return None
+    if choice == "default":
+        path = Path(settings.FERWEB_DEFAULT_MODEL)
+        if not path.exists():
+            raise services.RunError({"teacher_model": "this installation ships no default model"})
+        return path
+    version = selectors.model_list_for(user).filter(pk=int(choice)).first() if choice.isdigit() else None
+    if version is None or not version.path.exists():
+        raise services.RunError({"teacher_model": f"no model {choice}; give a model version id or default"})
+    return version.path
 
 
 class RunDetailApi(APIView):

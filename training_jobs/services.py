@@ -2,6 +2,7 @@
 import logging
 import time
 from datetime import timedelta
+import shutil
 from pathlib import Path
 
 from asgiref.sync import async_to_sync
@@ -81,7 +82,7 @@ def _status_event(run: TrainingRun, message: str = "") -> dict:
 
 PATH_FIELDS = {
     "init_checkpoint": "init_from_run (an earlier run) or upload a checkpoint file as init_checkpoint",
-    "teacher_checkpoint": "teacher_run (an earlier run)",
+    "teacher_checkpoint": "teacher_run (an earlier run) or teacher_model (a model version, or default)",
 }
 
 
@@ -95,6 +96,7 @@ def run_create(
     init_from_run: TrainingRun | None = None,
     init_checkpoint: UploadedFile | None = None,
     teacher_run: TrainingRun | None = None,
+    teacher_model: Path | None = None,
     queue: bool = True,
     trusted_paths: bool = False,
 ) -> TrainingRun:
@@ -119,6 +121,8 @@ def run_create(
         errors["teacher_run"] = f"no run {teacher_run.pk}"
     elif teacher_run is not None and teacher_run.status != TrainingRun.Status.SUCCEEDED:
         errors["teacher_run"] = f"run {teacher_run.pk} is {teacher_run.status}; distil from a succeeded run"
+    if teacher_run is not None and teacher_model is not None:
+        errors["teacher_model"] = "give one teacher: an earlier run or a model, not both"
     if not trusted_paths:
         # Checkpoint paths on the server are ours to set (from runs and uploads), never a web client's.
         for field, instead in PATH_FIELDS.items():
@@ -149,6 +153,14 @@ def run_create(
         run.init_checkpoint.save(f"run-{run.pk}-{Path(init_checkpoint.name).name}", init_checkpoint, save=False)
         run.config = {**run.config, "init_checkpoint": run.init_checkpoint.path}
         run.save(update_fields=["init_checkpoint", "config"])
+    if teacher_model is not None:
+        # The run keeps its own copy: a resumed run must learn from the same teacher even if the
+        # model it was picked from is republished or deleted meanwhile.
+        copy = run.workdir / "teacher.onnx"
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(teacher_model, copy)
+        run.config = {**run.config, "teacher_checkpoint": str(copy)}
+        run.save(update_fields=["config"])
     if queue:
         enqueue(run)
     return run

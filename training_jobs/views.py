@@ -1,4 +1,7 @@
 """Pages for runs and models. They render a skeleton plus the data as JSON; runs.js draws the rest."""
+from pathlib import Path
+
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 
@@ -63,6 +66,7 @@ def run_new(request):
             "name": values.pop("name", ""),
             "init_from_run": values.pop("init_from_run", "") or None,
             "teacher_run": values.pop("teacher_run", "") or None,
+            "teacher_model": values.pop("teacher_model", ""),
             "init_checkpoint": request.FILES.get("init_checkpoint"),
         }
         try:
@@ -77,13 +81,15 @@ def run_new(request):
         else:
             return redirect("run-detail", pk=run.pk)
         values.update(dataset=own["dataset"], name=own["name"], init_from_run=own["init_from_run"],
-                      teacher_run=own["teacher_run"])
+                      teacher_run=own["teacher_run"], teacher_model=own["teacher_model"])
     datasets = Dataset.objects.filter(owner=request.user, status=Dataset.Status.READY).order_by("-created_at")
     earlier = TrainingRun.objects.filter(owner=request.user, status=TrainingRun.Status.SUCCEEDED)
     return render(request, "runs/new.html", {
         "groups": _recipe_groups(values, errors),
         "datasets": datasets,
         "earlier_runs": earlier,
+        "teacher_models": selectors.model_list_for(request.user),
+        "ships_default_model": Path(settings.FERWEB_DEFAULT_MODEL).exists(),
         "values": values,
         "errors": errors,
     })

@@ -4,6 +4,7 @@ import sys
 import time
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -225,6 +226,57 @@ def test_a_student_distils_from_a_teacher_and_keeps_a_weight_average(mouth_data,
     name = "classifier.0.weight"
     assert torch.equal(best[name], last["ema"]["model"][name])
     assert not torch.equal(best[name], last["model"][name])
+
+
+def test_an_exported_model_teaches_from_logits_computed_once_per_face(mouth_data, tmp_path, monkeypatch):
+    from training_jobs.ml.export import export_onnx
+
+    teacher = train(TrainConfig.from_dict({**QUICK, "epochs": 8}), mouth_data, workdir=tmp_path / "teacher")
+    assert teacher.metrics["accuracy"] >= 0.8
+    onnx_path = tmp_path / "teacher.onnx"
+    export_onnx(teacher.model, onnx_path, architecture="light_residual", version="teacher", temperature=0.5)
+    calls = []
+    real = trainer_module.onnx_teacher_logits
+    monkeypatch.setattr(trainer_module, "onnx_teacher_logits", lambda *a: calls.append(a) or real(*a))
+    # distill_weight 1: the student sees only the teacher's logits, never a label, so it can
+    # only learn the task if every row of the table belongs to the face it is paired with.
+    student = train(TrainConfig.from_dict({**QUICK, "epochs": 8, "teacher_checkpoint": str(onnx_path),
+                                           "distill_weight": 1.0}), mouth_data, workdir=tmp_path / "student")
+    assert len(calls) == 1 and len(calls[0][1]) == student.splits["train"]
+    assert student.metrics["accuracy"] >= 0.8
+
+
+def three_class_onnx():
+    """Takes FER faces, returns 3 logits: a valid model that breaks the 7-class contract."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.zeros((48 * 48, 3), dtype=np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"])],
+        "three", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 48, 48])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])], [weights])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_an_onnx_teacher_refuses_mixing_and_files_that_are_not_models(mouth_data, tmp_path):
+    from training_jobs.ml.export import export_onnx
+
+    not_fer = tmp_path / "three.onnx"
+    onnx.save(three_class_onnx(), not_fer)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not a model")
+    for path, message in ((not_fer, "return 7 logits"), (garbage, "cannot load garbage.onnx")):
+        config = TrainConfig.from_dict({**QUICK, "epochs": 1, "teacher_checkpoint": str(path)})
+        with pytest.raises(ConfigError) as caught:
+            train(config, mouth_data, workdir=tmp_path / path.stem)
+        assert message in caught.value.errors["teacher_checkpoint"]
+    fer = tmp_path / "fer.onnx"
+    export_onnx(train(TrainConfig.from_dict({**QUICK, "epochs": 1, "max_batches_per_epoch": 1}), mouth_data,
+                      workdir=tmp_path / "one").model, fer, architecture="light_residual", version="one")
+    config = TrainConfig.from_dict({**QUICK, "epochs": 1, "teacher_checkpoint": str(fer), "mixup_alpha": 0.2})
+    with pytest.raises(ConfigError) as caught:
+        train(config, mouth_data, workdir=tmp_path / "mixed")
+    assert "mixup" in caught.value.errors["teacher_checkpoint"]
 
 
 def test_a_missing_teacher_or_starting_checkpoint_is_a_config_error(mouth_data, tmp_path):

@@ -206,7 +206,7 @@ class TestStartingWeights:
     def test_clients_cannot_point_at_server_files(self, alice_api, ready_dataset):
         response = post_run(alice_api, ready_dataset, teacher_checkpoint="/etc/passwd")
         assert response.status_code == 400
-        assert response.json()["teacher_checkpoint"] == ["server paths cannot be given here; use teacher_run (an earlier run)"]
+        assert response.json()["teacher_checkpoint"] == ["server paths cannot be given here; use teacher_run (an earlier run) or teacher_model (a model version, or default)"]
         response = alice_api.post("/api/runs/", {"dataset": ready_dataset.pk, "init_checkpoint": "/etc/hosts"})
         assert response.status_code == 400 and "init_checkpoint" in response.json()
         assert not TrainingRun.objects.exists()
@@ -221,6 +221,40 @@ class TestStartingWeights:
         run = TrainingRun.objects.get(pk=response.json()["id"])
         assert run.config["teacher_checkpoint"] == str(teacher.workdir / "best.pt")
 
+
+    def test_a_teacher_model_is_the_shipped_default_or_a_version_the_user_sees(
+            self, alice, bob, alice_api, bob_api, ready_dataset, settings, tmp_path):
+        shipped = tmp_path / "shipped.onnx"
+        shipped.write_bytes(b"the shipped model")
+        settings.FERWEB_DEFAULT_MODEL = shipped
+        response = post_run(alice_api, ready_dataset, teacher_model="default")
+        assert response.status_code == 201, response.content
+        run = TrainingRun.objects.get(pk=response.json()["id"])
+        # The run learns from its own copy, whatever happens to the shipped file later.
+        assert run.config["teacher_checkpoint"] == str(run.workdir / "teacher.onnx")
+        shipped.write_bytes(b"republished")
+        assert (run.workdir / "teacher.onnx").read_bytes() == b"the shipped model"
+
+        version = make_version(alice, "alices")
+        response = post_run(alice_api, ready_dataset, teacher_model=str(version.pk))
+        assert response.status_code == 201, response.content
+        run = TrainingRun.objects.get(pk=response.json()["id"])
+        assert Path(run.config["teacher_checkpoint"]).read_bytes() == b"onnx bytes of alices"
+
+        bobs_dataset = make_ready_dataset(bob, per_class=2)
+        refused = post_run(bob_api, bobs_dataset, teacher_model=str(version.pk))
+        assert refused.status_code == 400
+        assert refused.json()["teacher_model"] == [f"no model {version.pk}; give a model version id or default"]
+
+    def test_a_run_has_one_teacher_and_the_default_must_exist(self, alice, alice_api, ready_dataset, settings, tmp_path):
+        teacher = TrainingRun.objects.create(owner=alice, dataset=ready_dataset, architecture="resnet34",
+                                             optimizer="nadam", status="succeeded")
+        both = post_run(alice_api, ready_dataset, teacher_run=teacher.pk, teacher_model="default")
+        assert both.status_code == 400 and "not both" in both.json()["teacher_model"][0]
+        settings.FERWEB_DEFAULT_MODEL = tmp_path / "none.onnx"
+        missing = post_run(alice_api, ready_dataset, teacher_model="default")
+        assert missing.json() == {"teacher_model": ["this installation ships no default model"]}
+        assert TrainingRun.objects.count() == 1
 
 @pytest.mark.django_db(transaction=True)
 def test_the_progress_socket_needs_a_login(alice, ready_dataset):

@@ -48,6 +48,19 @@ class TestNewRunForm:
         listing = client.get("/runs/").content.decode()
         assert f'data-run="{run.pk}"' in listing
 
+    def test_the_form_offers_the_shipped_model_as_a_teacher(self, client, alice, ready_dataset, settings, tmp_path):
+        shipped = tmp_path / "shipped.onnx"
+        shipped.write_bytes(b"the shipped model")
+        settings.FERWEB_DEFAULT_MODEL = shipped
+        client.force_login(alice)
+        page = client.get("/runs/new/").content.decode()
+        assert '<option value="default" >The default model FERWeb ships with</option>' in page
+        response = client.post("/runs/new/", {"dataset": ready_dataset.pk, "architecture": "light_residual",
+                                              "optimizer": "sgd", "epochs": "2", "teacher_model": "default"})
+        run = TrainingRun.objects.get()
+        assert response.status_code == 302
+        assert open(run.config["teacher_checkpoint"], "rb").read() == b"the shipped model"
+
     def test_compare_and_models_pages_render(self, client, alice, ready_dataset):
         client.force_login(alice)
         ids = []

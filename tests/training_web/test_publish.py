@@ -37,8 +37,26 @@ def test_a_trained_run_is_published_with_its_card_and_figures(alice, tmp_path):
     assert card["recipe"]["tta_flip"] is True and card["training"]["epochs_run"] == 2
     assert card["metrics_summary"]["accuracy"] == pytest.approx(run.metrics["accuracy"])
     assert card["latency"]["batch1_median_ms_2_threads"] > 0
+    assert card["teacher"] is None
     for name in ("default-confusion.png", "default-roc.png", "default-curves.png"):
         assert (figures / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.django_db
+def test_a_run_distilled_from_an_exported_model_names_its_teacher_in_the_card(alice, tmp_path):
+    dataset = make_ready_dataset(alice, per_class=20)
+    teacher = train_tiny(dataset, architecture="fast_resnet")
+    teacher_file = teacher.model_versions.get().path
+    student = train_tiny(dataset, architecture="fast_resnet", teacher_checkpoint=str(teacher_file), distill_weight=0.7)
+    out = tmp_path / "models"
+
+    call_command("publish_default_model", run=student.pk, out=str(out), figures=str(tmp_path / "f"), stdout=io.StringIO())
+
+    card = json.loads((out / "default.json").read_text())
+    meta = {p.key: p.value for p in onnx.load(str(teacher_file)).metadata_props}
+    assert card["teacher"]["path"] == str(teacher_file) and card["teacher"]["architecture"] == "fast_resnet"
+    assert card["teacher"]["version"] == meta["fer.version"] and len(card["teacher"]["sha256"]) == 64
+    assert f"--teacher-checkpoint {teacher_file}" in card["command"] and "--distill-weight 0.7" in card["command"]
 
 
 @pytest.mark.django_db

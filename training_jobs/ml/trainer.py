@@ -229,22 +229,73 @@ class WeightAverage:
         self.updates = state["updates"]
 
 
-def load_teacher(path: str, device: torch.device) -> nn.Module:
-    """A frozen model from a checkpoint that names its architecture (our best.pt and last.pt do)."""
-    try:
-        checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ConfigError({"teacher_checkpoint": f"{path} does not exist"}) from None
+# A teacher is called with the batch's training-face indices and the augmented batch, and
+# returns the logits to distil from.
+
+class CheckpointTeacher:
+    """A frozen PyTorch model that sees the same augmented batch as the student."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    @torch.no_grad()
+    def __call__(self, idx, x):
+        return self.model(x).float()
+
+
+class TableTeacher:
+    """Logits computed once per training face, un-augmented: distillation then costs no forward
+    pass per batch, which is what makes it affordable on a CPU (an exported model's teacher)."""
+
+    def __init__(self, logits: torch.Tensor):
+        self.logits = logits
+
+    def __call__(self, idx, x):
+        return self.logits[idx]
+
+
+def load_teacher(config: TrainConfig, device: torch.device, train_pixels: torch.Tensor):
+    """A best.pt of a FERWeb run (run on every batch) or an exported .onnx model (run once)."""
+    path = config.teacher_checkpoint
+    if not Path(path).exists():
+        raise ConfigError({"teacher_checkpoint": f"{path} does not exist"})
+    if Path(path).suffix == ".onnx":
+        if config.mixup_alpha or config.cutmix_alpha:
+            # Its logits are for whole faces; a mixed face has no row in the table.
+            raise ConfigError({"teacher_checkpoint": "an .onnx teacher cannot be combined with mixup or cutmix; "
+                                                     "use a best.pt teacher or turn mixing off"})
+        return TableTeacher(onnx_teacher_logits(path, train_pixels).to(device))
+    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
     architecture = checkpoint.get("architecture") if isinstance(checkpoint, dict) else None
     if architecture not in ARCHITECTURES:
         raise ConfigError({"teacher_checkpoint": "the checkpoint does not say which architecture it holds (one "
-                                                 f"of {', '.join(ARCHITECTURES)}); use a best.pt of a FERWeb run"})
+                                                 f"of {', '.join(ARCHITECTURES)}); use a best.pt of a FERWeb run "
+                                                 "or an exported .onnx model"})
     teacher = build_model(architecture)
     teacher.load_state_dict(extract_state_dict(checkpoint))
     teacher.to(device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    return teacher
+    return CheckpointTeacher(teacher)
+
+
+def onnx_teacher_logits(path: str, pixels_u8: torch.Tensor) -> torch.Tensor:
+    """Logits [N, 7] of an exported model (FERWeb's ONNX contract) for uint8 faces [N, 48, 48]."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types for unreadable files
+        raise ConfigError({"teacher_checkpoint": f"cannot load {Path(path).name} as an ONNX model: {exc}"}) from None
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, 48, 48] or outputs[0].shape[-1] != len(CLASSES):
+        raise ConfigError({"teacher_checkpoint": f"{Path(path).name} does not take [N, 1, 48, 48] faces and "
+                                                 f"return {len(CLASSES)} logits"})
+    out = []
+    for start in range(0, len(pixels_u8), EVAL_BATCH):
+        x = to_input(pixels_u8[start:start + EVAL_BATCH].cpu()).numpy()
+        out.append(session.run([outputs[0].name], {inputs[0].name: x})[0])
+    return torch.from_numpy(np.concatenate(out).astype(np.float32)) if out else torch.zeros((0, len(CLASSES)))
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -353,7 +404,7 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    teacher = load_teacher(config.teacher_checkpoint, device) if config.teacher_checkpoint else None
+    teacher = load_teacher(config, device, train_pixels) if config.teacher_checkpoint else None
     ema = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
     optimizer = make_optimizer(config, model.parameters())
     schedule = Schedule(config, optimizer, steps_per_epoch)
@@ -431,8 +482,7 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
                 logits = model(x)
                 loss = F.cross_entropy(logits.float(), target, weight=weights, label_smoothing=config.label_smoothing)
                 if teacher is not None:
-                    with torch.no_grad():
-                        teacher_logits = teacher(x).float()
+                    teacher_logits = teacher(idx, x)
                     loss = (1 - config.distill_weight) * loss + config.distill_weight * distillation_loss(
                         logits.float(), teacher_logits, config.distill_temperature)
             optimizer.zero_grad(set_to_none=True)

@@ -3,8 +3,8 @@
 1. copy the run's ONNX file to inference/models/default.onnx, stamping `fer.version`;
 2. measure ONNX Runtime latency at batch 1 and throughput batched;
 3. write the model card inference/models/default.json (data, recipe, the command that
-   reproduces it, metrics, parameters, timings, latency; the `choices` already written in it
-   are kept);
+   reproduces it, the teacher it was distilled from, metrics, parameters, timings, latency;
+   the `choices` already written in it are kept);
 4. draw the confusion matrix, ROC curves and training curves as PNGs under docs/figures/.
 """
 import hashlib
@@ -41,6 +41,20 @@ def git_commit() -> str:
                               text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def teacher_provenance(path: str) -> dict | None:
+    """Which model a distilled run learned from: its file's hash and, for an ONNX model, its version."""
+    if not path:
+        return None
+    teacher = Path(path)
+    if not teacher.exists():
+        return {"path": path, "missing": True}
+    info = {"path": path, "sha256": hashlib.sha256(teacher.read_bytes()).hexdigest()}
+    if teacher.suffix == ".onnx":
+        meta = {p.key: p.value for p in onnx.load(str(teacher), load_external_data=False).metadata_props}
+        info.update({k: meta[f"fer.{k}"] for k in ("version", "architecture") if f"fer.{k}" in meta})
+    return info
 
 
 def previous_choices(card_path: Path) -> list:
@@ -118,6 +132,7 @@ class Command(BaseCommand):
                 "splits": m.get("splits"),
             },
             "recipe": run.config,
+            "teacher": teacher_provenance(run.config.get("teacher_checkpoint", "")),
             "command": train_command(run, dataset_arg),
             "publish_command": f"python manage.py publish_default_model --run {run.pk}",
             "metrics_summary": {
