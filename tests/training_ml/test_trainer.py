@@ -228,22 +228,28 @@ def test_a_student_distils_from_a_teacher_and_keeps_a_weight_average(mouth_data,
     assert not torch.equal(best[name], last["model"][name])
 
 
-def test_an_exported_model_teaches_from_logits_computed_once_per_face(mouth_data, tmp_path, monkeypatch):
+def test_exported_models_teach_from_logits_computed_once_per_face(mouth_data, tmp_path, monkeypatch):
     from training_jobs.ml.export import export_onnx
 
     teacher = train(TrainConfig.from_dict({**QUICK, "epochs": 8}), mouth_data, workdir=tmp_path / "teacher")
     assert teacher.metrics["accuracy"] >= 0.8
-    onnx_path = tmp_path / "teacher.onnx"
-    export_onnx(teacher.model, onnx_path, architecture="light_residual", version="teacher", temperature=0.5)
+    sharp, soft = tmp_path / "sharp.onnx", tmp_path / "soft.onnx"
+    export_onnx(teacher.model, sharp, architecture="light_residual", version="sharp", temperature=0.5)
+    export_onnx(teacher.model, soft, architecture="light_residual", version="soft", temperature=2.0)
     calls = []
     real = trainer_module.onnx_teacher_logits
     monkeypatch.setattr(trainer_module, "onnx_teacher_logits", lambda *a: calls.append(a) or real(*a))
-    # distill_weight 1: the student sees only the teacher's logits, never a label, so it can
+    # distill_weight 1: the student sees only the teachers' logits, never a label, so it can
     # only learn the task if every row of the table belongs to the face it is paired with.
-    student = train(TrainConfig.from_dict({**QUICK, "epochs": 8, "teacher_checkpoint": str(onnx_path),
+    student = train(TrainConfig.from_dict({**QUICK, "epochs": 8, "teacher_checkpoint": f"{sharp}, {soft}",
                                            "distill_weight": 1.0}), mouth_data, workdir=tmp_path / "student")
-    assert len(calls) == 1 and len(calls[0][1]) == student.splits["train"]
+    assert [str(c[0]) for c in calls] == [str(sharp), str(soft)]
+    assert all(len(c[1]) == student.splits["train"] for c in calls)
     assert student.metrics["accuracy"] >= 0.8
+    mixed = TrainConfig.from_dict({**QUICK, "epochs": 1, "teacher_checkpoint": f"{sharp},{tmp_path / 'teacher' / 'best.pt'}"})
+    with pytest.raises(ConfigError) as caught:
+        train(mixed, mouth_data, workdir=tmp_path / "mixed")
+    assert "ensemble of teachers must be exported .onnx models" in caught.value.errors["teacher_checkpoint"]
 
 
 def three_class_onnx():

@@ -37,7 +37,7 @@ def test_a_trained_run_is_published_with_its_card_and_figures(alice, tmp_path):
     assert card["recipe"]["tta_flip"] is True and card["training"]["epochs_run"] == 2
     assert card["metrics_summary"]["accuracy"] == pytest.approx(run.metrics["accuracy"])
     assert card["latency"]["batch1_median_ms_2_threads"] > 0
-    assert card["teacher"] is None
+    assert card["teachers"] == []
     for name in ("default-confusion.png", "default-roc.png", "default-curves.png"):
         assert (figures / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -54,8 +54,9 @@ def test_a_run_distilled_from_an_exported_model_names_its_teacher_in_the_card(al
 
     card = json.loads((out / "default.json").read_text())
     meta = {p.key: p.value for p in onnx.load(str(teacher_file)).metadata_props}
-    assert card["teacher"]["path"] == str(teacher_file) and card["teacher"]["architecture"] == "fast_resnet"
-    assert card["teacher"]["version"] == meta["fer.version"] and len(card["teacher"]["sha256"]) == 64
+    (teacher_card,) = card["teachers"]
+    assert teacher_card["path"] == str(teacher_file) and teacher_card["architecture"] == "fast_resnet"
+    assert teacher_card["version"] == meta["fer.version"] and len(teacher_card["sha256"]) == 64
     assert f"--teacher-checkpoint {teacher_file}" in card["command"] and "--distill-weight 0.7" in card["command"]
 
 

@@ -88,8 +88,9 @@ class TrainConfig:
     freeze_backbone_epochs: int = _f(0, "Train only the classifier for this many first epochs.", min=0, max=1000,
                                      group="transfer")
     teacher_checkpoint: str = _f("", "Distil from this trained model: a best.pt of an earlier run (run on "
-                                     "every batch) or an exported .onnx model (run once per training face, "
-                                     "un-augmented); empty = no teacher.", group="transfer")
+                                     "every batch) or exported .onnx models, comma-separated for an "
+                                     "ensemble (run once per training face, un-augmented); empty = no "
+                                     "teacher.", group="transfer")
     distill_weight: float = _f(0.5, "Share of the loss that matches the teacher's softened predictions.",
                                min=0.0, max=1.0, group="transfer")
     distill_temperature: float = _f(4.0, "Softening temperature of the distillation targets.", min=1.0, max=20.0,

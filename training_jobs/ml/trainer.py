@@ -255,17 +255,22 @@ class TableTeacher:
 
 
 def load_teacher(config: TrainConfig, device: torch.device, train_pixels: torch.Tensor):
-    """A best.pt of a FERWeb run (run on every batch) or an exported .onnx model (run once)."""
-    path = config.teacher_checkpoint
-    if not Path(path).exists():
-        raise ConfigError({"teacher_checkpoint": f"{path} does not exist"})
-    if Path(path).suffix == ".onnx":
+    """A best.pt of a FERWeb run (run on every batch), or one or more exported .onnx models (run
+    once; several, separated by commas, teach as an ensemble: their logits are averaged)."""
+    paths = teacher_paths(config.teacher_checkpoint)
+    for path in paths:
+        if not Path(path).exists():
+            raise ConfigError({"teacher_checkpoint": f"{path} does not exist"})
+    if all(Path(path).suffix == ".onnx" for path in paths):
         if config.mixup_alpha or config.cutmix_alpha:
             # Its logits are for whole faces; a mixed face has no row in the table.
             raise ConfigError({"teacher_checkpoint": "an .onnx teacher cannot be combined with mixup or cutmix; "
                                                      "use a best.pt teacher or turn mixing off"})
-        return TableTeacher(onnx_teacher_logits(path, train_pixels).to(device))
-    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+        logits = torch.stack([onnx_teacher_logits(path, train_pixels) for path in paths]).mean(0)
+        return TableTeacher(logits.to(device))
+    if len(paths) > 1:
+        raise ConfigError({"teacher_checkpoint": "an ensemble of teachers must be exported .onnx models"})
+    checkpoint = torch.load(Path(paths[0]), map_location="cpu", weights_only=True)
     architecture = checkpoint.get("architecture") if isinstance(checkpoint, dict) else None
     if architecture not in ARCHITECTURES:
         raise ConfigError({"teacher_checkpoint": "the checkpoint does not say which architecture it holds (one "
@@ -277,6 +282,10 @@ def load_teacher(config: TrainConfig, device: torch.device, train_pixels: torch.
     for p in teacher.parameters():
         p.requires_grad_(False)
     return CheckpointTeacher(teacher)
+
+
+def teacher_paths(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def onnx_teacher_logits(path: str, pixels_u8: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from ferweb.classes import CLASSES
 from training_jobs.ml.config import TrainConfig
 from training_jobs.ml.export import faces_per_second, onnx_latency_ms
+from training_jobs.ml.trainer import teacher_paths
 from training_jobs.models import TrainingRun
 from training_jobs.figures import draw_confusion_matrix, draw_roc_curves, draw_training_curves
 
@@ -43,10 +44,8 @@ def git_commit() -> str:
         return "unknown"
 
 
-def teacher_provenance(path: str) -> dict | None:
+def teacher_provenance(path: str) -> dict:
     """Which model a distilled run learned from: its file's hash and, for an ONNX model, its version."""
-    if not path:
-        return None
     teacher = Path(path)
     if not teacher.exists():
         return {"path": path, "missing": True}
@@ -132,7 +131,7 @@ class Command(BaseCommand):
                 "splits": m.get("splits"),
             },
             "recipe": run.config,
-            "teacher": teacher_provenance(run.config.get("teacher_checkpoint", "")),
+            "teachers": [teacher_provenance(path) for path in teacher_paths(run.config.get("teacher_checkpoint", ""))],
             "command": train_command(run, dataset_arg),
             "publish_command": f"python manage.py publish_default_model --run {run.pk}",
             "metrics_summary": {
