@@ -101,5 +101,19 @@ def test_flip_averaging_is_measured_on_the_runs_own_evaluation_faces(alice, tmp_
     assert reports["flip"]["accuracy"] == pytest.approx(run.metrics["accuracy"], abs=1 / run.metrics["num_samples"])
     assert reports["flip"]["dataset"].startswith(f"run {run.pk}: ")
 
+    # Two --model flags: the ensemble, scored from the two models' averaged logits.
+    out = io.StringIO()
+    call_command("evaluate_model", "--model", str(version.path), "--model", str(plain), "--run", str(run.pk), "--json",
+                 stdout=out)
+    ensemble = json.loads(out.getvalue())
+    assert ensemble["model"] == f"{version.path}, {plain}"
+    from training_jobs.management.commands.evaluate_model import onnx_logits
+    from training_jobs.services import run_splits
+
+    _run, data, splits = run_splits(run.pk)
+    faces = data.pixels[splits.test]
+    mean = (onnx_logits(version.path, faces, batch_size=64, threads=1) + onnx_logits(plain, faces, batch_size=64, threads=1)) / 2
+    assert ensemble["accuracy"] == pytest.approx((mean.argmax(1) == data.labels[splits.test]).mean())
+
     with pytest.raises(CommandError, match="no run 999"):
         call_command("evaluate_model", model=str(plain), run=999)

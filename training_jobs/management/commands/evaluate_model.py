@@ -1,4 +1,6 @@
-"""`manage.py evaluate_model --model PATH (--dataset PATH | --run ID) [--json]`: an ONNX model on faces.
+"""`manage.py evaluate_model --model PATH [--model PATH ...] (--dataset PATH | --run ID) [--json]`: an
+ONNX model on faces; several --model flags evaluate their ensemble (logits averaged per face, as
+when they teach together).
 
 --dataset reads a dataset file; --run takes the faces a training run was evaluated on (its test
 split, else its validation hold-out), split exactly as the run split them. The model itself runs in
@@ -14,23 +16,29 @@ from django.core.management.base import BaseCommand, CommandError
 from ferweb.classes import CLASSES
 
 
-def evaluate_onnx(model_path, pixels: np.ndarray, labels: np.ndarray, *, batch_size: int = 256, threads: int = 0):
-    """Probabilities of the model for uint8 faces [N, 48, 48], then the full metric set."""
+def evaluate_onnx(model_paths, pixels: np.ndarray, labels: np.ndarray, *, batch_size: int = 256, threads: int = 0):
+    """Probabilities of the model (or the ensemble of several) for uint8 faces [N, 48, 48], then the full metric set."""
+    from inference.preprocess import softmax
+    from training_jobs.ml.metrics import evaluate
+
+    paths = model_paths if isinstance(model_paths, (list, tuple)) else [model_paths]
+    logits = np.mean([onnx_logits(path, pixels, batch_size=batch_size, threads=threads) for path in paths], axis=0)
+    probs = softmax(logits) if len(logits) else np.zeros((0, len(CLASSES)))
+    return evaluate(labels, probs)
+
+
+def onnx_logits(model_path, pixels: np.ndarray, *, batch_size: int, threads: int) -> np.ndarray:
     import onnxruntime as ort
 
-    from inference.preprocess import softmax, to_model_input
-    from training_jobs.ml.metrics import evaluate
+    from inference.preprocess import to_model_input
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    outputs = []
-    for start in range(0, len(pixels), batch_size):
-        logits = session.run(["logits"], {"input": to_model_input(pixels[start:start + batch_size])})[0]
-        outputs.append(softmax(logits.astype(np.float64)))
-    probs = np.concatenate(outputs) if outputs else np.zeros((0, len(CLASSES)))
-    return evaluate(labels, probs)
+    outputs = [session.run(["logits"], {"input": to_model_input(pixels[start:start + batch_size])})[0]
+               for start in range(0, len(pixels), batch_size)]
+    return np.concatenate(outputs).astype(np.float64) if outputs else np.zeros((0, len(CLASSES)))
 
 
 def format_report(metrics: dict) -> str:
@@ -61,7 +69,9 @@ class Command(BaseCommand):
     help = "Evaluate an ONNX model (the FERWeb contract) on a dataset: folder tree, zip or FER2013 CSV."
 
     def add_arguments(self, parser):
-        parser.add_argument("--model", required=True, help="ONNX file: input [N,1,48,48] in [0,1], output logits [N,7]")
+        parser.add_argument("--model", required=True, action="append",
+                            help="ONNX file: input [N,1,48,48] in [0,1], output logits [N,7]; repeat it to "
+                                 "evaluate the ensemble (logits averaged)")
         faces = parser.add_mutually_exclusive_group(required=True)
         faces.add_argument("--dataset", help="folder tree, zip or FER2013 CSV")
         faces.add_argument("--run", type=int, help="the faces this training run was evaluated on")
@@ -74,6 +84,8 @@ class Command(BaseCommand):
         from inference.faces import FaceDetector
 
         started = time.perf_counter()
+        # call_command(model=...) hands over one path; the command line a list.
+        models = [options["model"]] if isinstance(options["model"], str) else list(options["model"])
         if options["run"] is not None:
             pixels, labels, splits, skipped, source = self.run_faces(options["run"])
         else:
@@ -91,10 +103,10 @@ class Command(BaseCommand):
         if not len(labels):
             raise CommandError(f"no faces could be read from {source}")
         try:
-            metrics = evaluate_onnx(options["model"], pixels, labels, threads=options["threads"])
+            metrics = evaluate_onnx(models, pixels, labels, threads=options["threads"])
         except Exception as exc:  # onnxruntime raises its own types for unreadable models
-            raise CommandError(f"cannot run {options['model']}: {exc}") from None
-        metrics["model"] = str(options["model"])
+            raise CommandError(f"cannot run {', '.join(models)}: {exc}") from None
+        metrics["model"] = ", ".join(models)
         metrics["dataset"] = source
         metrics["skipped_files"] = skipped
         metrics["seconds"] = round(time.perf_counter() - started, 2)
