@@ -25,7 +25,8 @@ def test_a_trained_run_is_published_with_its_card_and_figures(alice, tmp_path):
     run = train_tiny(make_ready_dataset(alice, per_class=20), architecture="fast_resnet", tta_flip=True)
     out, figures = tmp_path / "models", tmp_path / "figures"
     out.mkdir()
-    (out / "default.json").write_text(json.dumps({"choices": [{"choice": "flip averaging", "evidence": "+1 point"}]}))
+    (out / "default.json").write_text(json.dumps({"choices": [{"choice": "flip averaging", "evidence": "+1 point"}],
+                                                  "reproduce": ["python manage.py train ..."]}))
 
     call_command("publish_default_model", run=run.pk, out=str(out), figures=str(figures), stdout=io.StringIO())
 
@@ -33,6 +34,7 @@ def test_a_trained_run_is_published_with_its_card_and_figures(alice, tmp_path):
     meta = {p.key: p.value for p in onnx.load(str(out / "default.onnx")).metadata_props}
     assert card["version"] == meta["fer.version"] and card["version"].startswith("default-")
     assert card["choices"] == [{"choice": "flip averaging", "evidence": "+1 point"}]  # written by people, kept
+    assert card["reproduce"] == ["python manage.py train ..."]
     assert card["command"].startswith(f"python manage.py train --dataset ") and "--tta-flip True" in card["command"]
     assert card["recipe"]["tta_flip"] is True and card["training"]["epochs_run"] == 2
     assert card["metrics_summary"]["accuracy"] == pytest.approx(run.metrics["accuracy"])

@@ -56,12 +56,17 @@ def teacher_provenance(path: str) -> dict:
     return info
 
 
-def previous_choices(card_path: Path) -> list:
-    """The card's written record of recipe decisions and the measurements behind them survives republishing."""
+# What people write into the card survives republishing: the recipe decisions with the measurements
+# behind them, and the whole chain of commands when the model took more than one run.
+WRITTEN_FIELDS = {"choices": [], "reproduce": []}
+
+
+def previous_writing(card_path: Path) -> dict:
     try:
-        return json.loads(card_path.read_text()).get("choices", [])
+        card = json.loads(card_path.read_text())
     except (OSError, ValueError):
-        return []
+        card = {}
+    return {name: card.get(name, empty) for name, empty in WRITTEN_FIELDS.items()}
 
 
 class Command(BaseCommand):
@@ -88,7 +93,7 @@ class Command(BaseCommand):
         self.stamp(version.path, onnx_path, label)
         card = self.card(run, version, onnx_path, label, options["dataset_arg"])
         card_path = out / "default.json"
-        card["choices"] = previous_choices(card_path)
+        card.update(previous_writing(card_path))
         card_path.write_text(json.dumps(card, indent=2) + "\n")
         figures = Path(options["figures"])
         figures.mkdir(parents=True, exist_ok=True)
