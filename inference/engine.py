@@ -127,6 +127,12 @@ class ModelCache:
             return model
 
 
+def faces_logits(model: LoadedModel, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """uint8 faces [N, 48, 48] -> logits [N, classes], batch by batch (evaluation and teachers)."""
+    out = [model.logits(to_model_input(faces[start:start + batch_size])) for start in range(0, len(faces), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, len(model.classes)), dtype=np.float32)
+
+
 def classify(model: LoadedModel, faces: np.ndarray) -> np.ndarray:
     """uint8 faces [N, 48, 48] -> probabilities [N, classes] (the one preprocessing, then softmax)."""
     if len(faces) == 0:

@@ -1,8 +1,8 @@
 """Writes for training runs and model versions. Views, tasks, consumers and commands call these."""
 import logging
+import shutil
 import time
 from datetime import timedelta
-import shutil
 from pathlib import Path
 
 from asgiref.sync import async_to_sync

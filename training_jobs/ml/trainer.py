@@ -290,21 +290,17 @@ def teacher_paths(value: str) -> list[str]:
 
 def onnx_teacher_logits(path: str, pixels_u8: torch.Tensor) -> torch.Tensor:
     """Logits [N, 7] of an exported model (FERWeb's ONNX contract) for uint8 faces [N, 48, 48]."""
-    import onnxruntime as ort
+    from inference.engine import ModelUnavailable, faces_logits, load_model
 
     try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own exception types for unreadable files
+        model = load_model(Path(path), threads=0)
+    except ModelUnavailable as exc:
         raise ConfigError({"teacher_checkpoint": f"cannot load {Path(path).name} as an ONNX model: {exc}"}) from None
-    inputs, outputs = session.get_inputs(), session.get_outputs()
+    inputs, outputs = model.session.get_inputs(), model.session.get_outputs()
     if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, 48, 48] or outputs[0].shape[-1] != len(CLASSES):
         raise ConfigError({"teacher_checkpoint": f"{Path(path).name} does not take [N, 1, 48, 48] faces and "
                                                  f"return {len(CLASSES)} logits"})
-    out = []
-    for start in range(0, len(pixels_u8), EVAL_BATCH):
-        x = to_input(pixels_u8[start:start + EVAL_BATCH].cpu()).numpy()
-        out.append(session.run([outputs[0].name], {inputs[0].name: x})[0])
-    return torch.from_numpy(np.concatenate(out).astype(np.float32)) if out else torch.zeros((0, len(CLASSES)))
+    return torch.from_numpy(faces_logits(model, pixels_u8.cpu().numpy(), EVAL_BATCH).astype(np.float32))
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

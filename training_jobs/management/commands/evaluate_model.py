@@ -28,17 +28,9 @@ def evaluate_onnx(model_paths, pixels: np.ndarray, labels: np.ndarray, *, batch_
 
 
 def onnx_logits(model_path, pixels: np.ndarray, *, batch_size: int, threads: int) -> np.ndarray:
-    import onnxruntime as ort
+    from inference.engine import faces_logits, load_model
 
-    from inference.preprocess import to_model_input
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    outputs = [session.run(["logits"], {"input": to_model_input(pixels[start:start + batch_size])})[0]
-               for start in range(0, len(pixels), batch_size)]
-    return np.concatenate(outputs).astype(np.float64) if outputs else np.zeros((0, len(CLASSES)))
+    return faces_logits(load_model(model_path, threads), pixels, batch_size).astype(np.float64)
 
 
 def format_report(metrics: dict) -> str:
