@@ -6,6 +6,19 @@ from ferweb.classes import CLASSES
 from ..conftest import signup
 from .test_jobs import make_clip
 
+FINISHED = "['succeeded', 'failed', 'cancelled'].includes(document.getElementById('job').dataset.state)"
+
+
+def wait_until_finished(page, live_asgi, timeout_ms=120_000):
+    """Wait for the page to show a finished job; say what the server and worker did when it does not."""
+    try:
+        page.wait_for_function(FINISHED, timeout=timeout_ms)
+    except Exception:
+        pytest.fail(f"the job page shows {page.get_attribute('#job', 'data-state')!r} after {timeout_ms} ms\n"
+                    f"worker:\n{live_asgi.worker.output()[-3000:]}\ndaphne:\n{live_asgi.log.read_text()[-2000:]}")
+    state = page.get_attribute("#job", "data-state")
+    assert state == "succeeded", page.inner_text("#job-error")
+
 
 @pytest.mark.browser
 def test_a_user_predicts_a_photo_then_follows_a_video_job_to_its_timeline(
@@ -29,10 +42,26 @@ def test_a_user_predicts_a_photo_then_follows_a_video_job_to_its_timeline(
     page.fill("#id_every_k", "3")
     page.click("#job-form button[type=submit]")
     page.wait_for_url(f"{live_asgi.url}/jobs/*/")
-    page.wait_for_function("document.getElementById('job').dataset.state === 'succeeded'", timeout=60_000)
+    wait_until_finished(page, live_asgi)
     assert page.locator("#job-bar").evaluate("el => el.style.width") == "100%"
     page.wait_for_selector("#job-faces-summary .face-card")
     assert page.locator("#job-faces-summary .face-card").count() == 2
     assert page.locator("#job-faces-summary [data-face-label]").first.get_attribute("data-face-label") in CLASSES
     assert page.locator("#job-faces-summary .timeline svg path").count() == 2 * len(CLASSES)
     assert page.locator("#job-csv").is_visible() and page.locator("#job-json").is_visible()
+
+
+@pytest.mark.browser
+def test_the_job_page_reaches_the_end_when_the_socket_stays_silent(served_model, live_asgi, page, tmp_path):
+    """Progress events are best effort: a socket that opens and never speaks must not leave the page stuck."""
+    silent = []
+    page.route_web_socket("**/ws/jobs/*/", lambda ws: silent.append(ws))  # accepted, never connected to the server
+    signup(page, live_asgi.url, "quietuser")
+    page.goto(f"{live_asgi.url}/jobs/")
+    page.set_input_files("#id_file", str(make_clip(tmp_path / "clip.avi")))
+    page.click("#job-form button[type=submit]")
+    page.wait_for_url(f"{live_asgi.url}/jobs/*/")
+    wait_until_finished(page, live_asgi)
+    assert silent, "the page never opened its socket"
+    assert page.inner_text("#job-state") == "succeeded"
+    page.wait_for_selector("#job-faces-summary .face-card")

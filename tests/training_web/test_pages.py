@@ -158,3 +158,25 @@ def test_the_list_updates_live_and_the_cancel_button_stops_the_run(live_asgi, pa
         assert run.status == "cancelled" and len(run.history) < 200
     finally:
         connections.close_all()
+
+
+@pytest.mark.browser
+def test_the_run_page_shows_the_end_of_a_run_whose_socket_stays_silent(live_asgi, page):
+    """Live events are best effort: with a socket that never speaks, the page still reads the run's end."""
+    try:
+        silent = []
+        page.route_web_socket("**/ws/runs/*/", lambda ws: silent.append(ws))  # accepted, never connected
+        signup(page, live_asgi.url, "fern")
+        fern = get_user_model().objects.get(username="fern")
+        dataset = make_ready_dataset(fern, per_class=20)
+        from training_jobs.services import run_create
+
+        run = run_create(user=fern, dataset=dataset, config={
+            "architecture": "light_residual", "epochs": 2, "batch_size": 16, "num_threads": 1,
+            "temperature_scaling": False})
+        page.goto(f"{live_asgi.url}/runs/{run.pk}/")
+        page.locator("#run-status", has_text="succeeded").wait_for(timeout=120_000)
+        assert silent, "the page never opened its socket"
+        page.wait_for_selector("#evaluation:not([hidden])")
+    finally:
+        connections.close_all()

@@ -5,6 +5,8 @@
   const COLORS = { angry: "#e03131", disgust: "#66a80f", fear: "#7048e8", happy: "#f59f00", sad: "#1c7ed6", surprise: "#d6336c", neutral: "#868e96" };
 
   const { csrfToken } = window.FerWeb;
+  const POLL_MS = 2000;  // how often the job page checks that it has heard from the socket lately
+  const QUIET_MS = 5000;  // longer than this without an event (they come every 0.5 s while a job runs): ask the API
 
   function show(el, text) { el.textContent = text; el.hidden = !text; }
 
@@ -137,15 +139,21 @@
       const r = await fetch(`/api/jobs/${id}/cancel/`, { method: "POST", headers: { "X-CSRFToken": csrfToken() }, credentials: "same-origin" });
       if (r.ok) update(await r.json());
     });
+    // Socket events are best effort (a closed socket or a dropped event is possible); the job's row
+    // is the truth, so whenever the socket has been quiet for a while the page asks the API.
+    let lastHeard = Date.now();
     const poll = async () => {
       if (finished) return;
-      try { update(await (await fetch(`/api/jobs/${id}/`, { credentials: "same-origin" })).json()); } catch (e) { /* retry */ }
-      setTimeout(poll, 2000);
+      if (Date.now() - lastHeard >= QUIET_MS) {
+        try { update(await (await fetch(`/api/jobs/${id}/`, { credentials: "same-origin" })).json()); } catch (e) { /* retry */ }
+      }
+      setTimeout(poll, POLL_MS);
     };
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws/jobs/${id}/`);
-    socket.onmessage = (event) => update(JSON.parse(event.data));
-    socket.onclose = () => { if (!finished) poll(); };  // the stream is gone: fall back to polling
+    socket.onmessage = (event) => { lastHeard = Date.now(); update(JSON.parse(event.data)); };
+    socket.onclose = () => { lastHeard = 0; };  // the stream is gone: poll from now on
+    setTimeout(poll, POLL_MS);
     if (["succeeded", "failed", "cancelled"].includes(jobEl.dataset.state)) update({
       progress: jobEl.dataset.state === "succeeded" ? 100 : 0, processed: document.getElementById("job-processed").textContent,
       total: document.getElementById("job-total").textContent, num_faces: document.getElementById("job-faces").textContent,

@@ -1,6 +1,7 @@
 // Training pages: the new-run form, the live run list, one run's live page, the compare view, models.
 (function () {
   const FINISHED = ["succeeded", "failed", "cancelled"];
+  const RUN_QUIET_MS = 15000;  // a running job reports at least every few seconds; quieter than this, read the row
 
   const { csrfToken } = window.FerWeb;
 
@@ -335,11 +336,25 @@
       },
     };
 
+    // Socket events are best effort; after a quiet spell the run's row (the truth) is read instead,
+    // so a dropped final event cannot leave the page showing a run that has ended.
+    let lastHeard = Date.now();
+    function watchQuiet() {
+      if (FINISHED.includes(run.status)) return;
+      let check = Promise.resolve();
+      if (Date.now() - lastHeard >= RUN_QUIET_MS) {
+        lastHeard = Date.now();
+        check = reload().catch(() => {});
+      }
+      check.finally(() => setTimeout(watchQuiet, RUN_QUIET_MS / 3));
+    }
+
     function connect() {
       const scheme = location.protocol === "https:" ? "wss" : "ws";
       socket = new WebSocket(`${scheme}://${location.host}/ws/runs/${run.id}/`);
       socket.onopen = () => { retry = 500; };
       socket.onmessage = (message) => {
+        lastHeard = Date.now();
         const event = JSON.parse(message.data);
         const handle = handlers[event.type];
         if (handle) handle(event);
@@ -371,7 +386,10 @@
     drawCurves(history);
     describe();
     drawEvaluation(run, classes);
-    if (!FINISHED.includes(run.status)) connect();
+    if (!FINISHED.includes(run.status)) {
+      connect();
+      watchQuiet();
+    }
   }
 
   // ------------------------------------------------------------ /runs/compare/
