@@ -1,5 +1,6 @@
 """The predict and job pages in headless Chromium against Daphne and a worker process."""
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from ferweb.classes import CLASSES
 
@@ -13,7 +14,7 @@ def wait_until_finished(page, live_asgi, timeout_ms=120_000):
     """Wait for the page to show a finished job; say what the server and worker did when it does not."""
     try:
         page.wait_for_function(FINISHED, timeout=timeout_ms)
-    except Exception:
+    except PlaywrightTimeout:
         pytest.fail(f"the job page shows {page.get_attribute('#job', 'data-state')!r} after {timeout_ms} ms\n"
                     f"worker:\n{live_asgi.worker.output()[-3000:]}\ndaphne:\n{live_asgi.log.read_text()[-2000:]}")
     state = page.get_attribute("#job", "data-state")

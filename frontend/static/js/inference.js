@@ -5,6 +5,7 @@
   const COLORS = { angry: "#e03131", disgust: "#66a80f", fear: "#7048e8", happy: "#f59f00", sad: "#1c7ed6", surprise: "#d6336c", neutral: "#868e96" };
 
   const { csrfToken } = window.FerWeb;
+  const FINISHED = ["succeeded", "failed", "cancelled"];
   const POLL_MS = 2000;  // how often the job page checks that it has heard from the socket lately
   const QUIET_MS = 5000;  // longer than this without an event (they come every 0.5 s while a job runs): ask the API
 
@@ -103,7 +104,7 @@
       state.className = `badge ${job.state}`;
       jobEl.dataset.state = job.state;
       show(document.getElementById("job-error"), job.human_readable_error || "");
-      const done = ["succeeded", "failed", "cancelled"].includes(job.state);
+      const done = FINISHED.includes(job.state);
       document.getElementById("job-cancel").hidden = done;
       if (done && !finished) {
         finished = true;
@@ -154,7 +155,7 @@
     socket.onmessage = (event) => { lastHeard = Date.now(); update(JSON.parse(event.data)); };
     socket.onclose = () => { lastHeard = 0; };  // the stream is gone: poll from now on
     setTimeout(poll, POLL_MS);
-    if (["succeeded", "failed", "cancelled"].includes(jobEl.dataset.state)) update({
+    if (FINISHED.includes(jobEl.dataset.state)) update({
       progress: jobEl.dataset.state === "succeeded" ? 100 : 0, processed: document.getElementById("job-processed").textContent,
       total: document.getElementById("job-total").textContent, num_faces: document.getElementById("job-faces").textContent,
       state: jobEl.dataset.state, human_readable_error: document.getElementById("job-error").textContent.trim(),
