@@ -3,6 +3,7 @@
 Sessions are cached by (path, mtime, size): replacing or promoting a model changes the key,
 so every process picks the new one up on its next prediction without a restart. No torch here.
 """
+import hashlib
 import json
 import queue
 import threading
@@ -82,11 +83,25 @@ def int8_path_for(path) -> Path:
     return path.with_name(f"{path.stem}.int8.onnx")
 
 
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# The INT8 file records the hash of the float file it was quantized from.
+SOURCE_HASH_KEY = "fer.float_sha256"
+
+
 class ModelCache:
     """Sessions keyed by (path, mtime, size); one stat() per lookup keeps reloads automatic.
 
-    With prefer_int8, a model's INT8 variant serves in its place when it exists and is not
-    older than the float file (a retrained float model wins until it is quantized again).
+    With prefer_int8, a model's INT8 variant serves in its place when it was quantized from the
+    float file as it is now (the hash it records matches), so a retrained float model wins until
+    it is quantized again. Files' times say nothing here: a fresh checkout writes them in any order.
+    An INT8 file from before hashes were recorded serves while it is not older than the float one.
     """
 
     def __init__(self, threads: int, max_models: int = 4, prefer_int8: bool = False):
@@ -94,6 +109,7 @@ class ModelCache:
         self.max_models = max_models
         self.prefer_int8 = prefer_int8
         self._models: dict[tuple, LoadedModel] = {}
+        self._hashes: dict[tuple, str] = {}
         self._lock = threading.Lock()
 
     def get(self, path) -> LoadedModel:
@@ -103,13 +119,33 @@ class ModelCache:
         except FileNotFoundError:
             raise ModelUnavailable(f"No model available: {path} does not exist. Train and activate a model, or restore the default model file.")
         if self.prefer_int8:
-            try:
-                int8_stat = int8_path_for(path).stat()
-            except FileNotFoundError:
-                pass
-            else:
-                if int8_stat.st_mtime_ns >= stat.st_mtime_ns:
-                    path, stat = int8_path_for(path), int8_stat
+            variant = self._int8_variant(path, stat)
+            if variant is not None:
+                return variant
+        return self._session(path, stat)
+
+    def _int8_variant(self, path: Path, stat) -> LoadedModel | None:
+        int8_path = int8_path_for(path)
+        try:
+            int8_stat = int8_path.stat()
+        except FileNotFoundError:
+            return None
+        model = self._session(int8_path, int8_stat)
+        source = model.metadata.get(SOURCE_HASH_KEY)
+        if source is None:
+            fresh = int8_stat.st_mtime_ns >= stat.st_mtime_ns
+        else:
+            fresh = source == self._sha256(path, stat)
+        return model if fresh else None
+
+    def _sha256(self, path: Path, stat) -> str:
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in self._hashes:
+            self._hashes = {k: v for k, v in self._hashes.items() if k[0] != key[0]}
+            self._hashes[key] = file_sha256(path)
+        return self._hashes[key]
+
+    def _session(self, path: Path, stat) -> LoadedModel:
         key = (str(path), stat.st_mtime_ns, stat.st_size)
         model = self._models.get(key)
         if model is not None:

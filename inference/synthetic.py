@@ -118,11 +118,13 @@ def encode(image: np.ndarray, ext: str) -> bytes:
     return buf.tobytes()
 
 
-def contract_model(path: Path, *, seed: int = 0, version: str = "synthetic", hidden: int = 64) -> Path:
+def contract_model(path: Path, *, seed: int = 0, version: str = "synthetic", hidden: int = 64,
+                   metadata: dict | None = None) -> Path:
     """A small random ONNX model that follows the model contract (DESIGN.md), built without torch.
 
     input "input" float32 [N, 1, 48, 48] -> flatten -> dense -> ReLU -> dense -> "logits" [N, 7],
-    with the fer.* metadata. Its labels mean nothing; its shape and metadata are the real thing.
+    with the fer.* metadata (plus `metadata`). Its labels mean nothing; its shape and metadata are
+    the real thing.
     """
     import json
 
@@ -156,6 +158,7 @@ def contract_model(path: Path, *, seed: int = 0, version: str = "synthetic", hid
         "fer.architecture": "synthetic-mlp",
         "fer.version": version,
         "fer.metrics": json.dumps({}),
+        **(metadata or {}),
     }
     for key, value in meta.items():
         entry = model.metadata_props.add()

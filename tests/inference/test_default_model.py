@@ -1,6 +1,7 @@
 """The model that ships in inference/models/: it loads, follows the model contract, and
 recognises FER2013 faces far better than chance."""
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from ferweb.classes import CLASSES
+from inference.engine import ModelCache
 from inference.preprocess import softmax, to_model_input
 from inference.synthetic import FER_ZIP
 
@@ -63,6 +65,15 @@ def test_the_model_card_describes_the_shipped_model():
     assert card["metrics"]["accuracy"] == pytest.approx(json.loads(meta["fer.metrics"])["accuracy"])
     assert set(card["metrics_summary"]["recall"]) == set(CLASSES)
     assert card["latency"]["batch1_median_ms_2_threads"] > 0
+
+
+def test_the_app_serves_the_shipped_int8_model_even_when_the_float_file_is_newer(tmp_path):
+    for path in SHIPPED:  # a checkout writes files in any order
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    later = (tmp_path / "default.int8.onnx").stat().st_mtime_ns + 2_000_000_000
+    os.utime(tmp_path / "default.onnx", ns=(later, later))
+    served = ModelCache(threads=1, prefer_int8=True).get(tmp_path / "default.onnx")
+    assert served.path.name == "default.int8.onnx" and served.metadata["fer.quantized"] == "int8"
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)

@@ -1,4 +1,5 @@
-"""INT8 variant: measured against the float model, written only when accurate, served when newer."""
+"""INT8 variant: measured against the float model, written only when accurate, served while it
+matches the float file it was quantized from."""
 import io
 import json
 import os
@@ -9,7 +10,7 @@ import numpy as np
 from django.core.management import call_command
 
 from ferweb.classes import CLASSES
-from inference.engine import ModelCache, int8_path_for
+from inference.engine import SOURCE_HASH_KEY, ModelCache, file_sha256, int8_path_for
 from inference.synthetic import contract_model
 
 
@@ -34,6 +35,7 @@ def test_quantize_model_measures_both_and_keeps_an_accurate_int8_model(tmp_path)
     assert report["offered"] and int8_path_for(model).exists()
     meta = ModelCache(threads=1).get(int8_path_for(model)).metadata
     assert meta["fer.quantized"] == "int8" and json.loads(meta["fer.classes"]) == list(CLASSES)
+    assert meta[SOURCE_HASH_KEY] == file_sha256(model)
 
 
 def test_an_int8_model_that_loses_accuracy_is_not_offered(tmp_path):
@@ -46,7 +48,18 @@ def test_an_int8_model_that_loses_accuracy_is_not_offered(tmp_path):
     assert not int8_path_for(model).exists()
 
 
-def test_the_engine_serves_the_int8_variant_only_while_it_is_newer(tmp_path):
+def test_the_engine_serves_the_int8_variant_of_the_float_file_as_it_is_whatever_the_file_times(tmp_path):
+    model = contract_model(tmp_path / "m.onnx", seed=1, version="float")
+    contract_model(int8_path_for(model), seed=2, version="int8", metadata={SOURCE_HASH_KEY: file_sha256(model)})
+    later = int8_path_for(model).stat().st_mtime_ns + 2_000_000_000
+    os.utime(model, ns=(later, later))  # a fresh checkout may write the float file last
+    cache = ModelCache(threads=1, prefer_int8=True)
+    assert cache.get(model).version == "int8"
+    contract_model(model, seed=3, version="retrained")  # same size, other weights
+    assert cache.get(model).version == "retrained"
+
+
+def test_an_int8_variant_without_a_recorded_hash_serves_only_while_it_is_newer(tmp_path):
     model = contract_model(tmp_path / "m.onnx", seed=1, version="float")
     cache = ModelCache(threads=1, prefer_int8=True)
     assert cache.get(model).version == "float"

@@ -9,8 +9,8 @@
 2. calibrate ONNX Runtime's static quantizer (QDQ, per-channel INT8 weights) on the calibration faces;
 3. measure accuracy and latency of both models on the validation part;
 4. write <model>.int8.onnx only when its accuracy is within --max-drop points of the float model.
-The engine serves the INT8 file in place of the float one when it exists and is newer
-(FERWEB_PREFER_INT8).
+The INT8 file records the float file's SHA-256; the engine serves it in place of the float one
+while that hash still matches (FERWEB_PREFER_INT8).
 """
 import json
 import random
@@ -26,8 +26,12 @@ import onnx
 from django.core.management.base import BaseCommand, CommandError
 
 from ferweb.classes import CLASS_INDEX, canonical_class
-from inference.engine import int8_path_for, load_model
+from inference.engine import SOURCE_HASH_KEY, file_sha256, int8_path_for, load_model
 from inference.preprocess import resize_face, softmax, to_model_input
+
+
+SERVED = ("the engine serves the INT8 file in place of the float one while the float file's SHA-256 "
+          "recorded in it matches (FERWEB_PREFER_INT8)")
 
 
 def read_faces(path: Path, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +147,7 @@ class Command(BaseCommand):
             if offered:
                 model = onnx.load(str(quantized))
                 del model.metadata_props[:]
-                for key, value in {**float_model.metadata, "fer.quantized": "int8",
+                for key, value in {**float_model.metadata, "fer.quantized": "int8", SOURCE_HASH_KEY: file_sha256(source),
                                    "fer.int8": json.dumps({"float_accuracy": acc_float, "int8_accuracy": acc_int8,
                                                            "calibration_faces": len(cal_faces),
                                                            "validation_faces": len(val_faces)})}.items():
@@ -180,6 +184,6 @@ class Command(BaseCommand):
         card["int8"] = {
             **report,
             "method": "ONNX Runtime static quantization (QDQ, per-channel INT8 weights, MinMax calibration)",
-            "served": "the engine serves the INT8 file in place of the float one while it is newer (FERWEB_PREFER_INT8)",
+            "served": SERVED,
         }
         path.write_text(json.dumps(card, indent=2) + "\n")
