@@ -110,6 +110,7 @@ class ModelCache:
         self.prefer_int8 = prefer_int8
         self._models: dict[tuple, LoadedModel] = {}
         self._hashes: dict[tuple, str] = {}
+        self._unreadable: set[tuple] = set()
         self._lock = threading.Lock()
 
     def get(self, path) -> LoadedModel:
@@ -130,7 +131,14 @@ class ModelCache:
             int8_stat = int8_path.stat()
         except FileNotFoundError:
             return None
-        model = self._session(int8_path, int8_stat)
+        key = (str(int8_path), int8_stat.st_mtime_ns, int8_stat.st_size)
+        if key in self._unreadable:
+            return None
+        try:
+            model = self._session(int8_path, int8_stat)
+        except ModelUnavailable:  # a broken variant must not take the float model down with it
+            self._unreadable.add(key)
+            return None
         source = model.metadata.get(SOURCE_HASH_KEY)
         if source is None:
             fresh = int8_stat.st_mtime_ns >= stat.st_mtime_ns

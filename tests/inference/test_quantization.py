@@ -59,6 +59,14 @@ def test_the_engine_serves_the_int8_variant_of_the_float_file_as_it_is_whatever_
     assert cache.get(model).version == "retrained"
 
 
+def test_a_broken_int8_file_leaves_the_float_model_serving(tmp_path):
+    model = contract_model(tmp_path / "m.onnx", seed=1, version="float")
+    int8_path_for(model).write_bytes(b"not a model")
+    cache = ModelCache(threads=1, prefer_int8=True)
+    assert cache.get(model).version == "float"
+    assert cache.get(model).version == "float"
+
+
 def test_an_int8_variant_without_a_recorded_hash_serves_only_while_it_is_newer(tmp_path):
     model = contract_model(tmp_path / "m.onnx", seed=1, version="float")
     cache = ModelCache(threads=1, prefer_int8=True)
