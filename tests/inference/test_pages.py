@@ -1,4 +1,6 @@
 """The predict and job pages in headless Chromium against Daphne and a worker process."""
+import zipfile
+
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
@@ -66,3 +68,19 @@ def test_the_job_page_reaches_the_end_when_the_socket_stays_silent(served_model,
     assert silent, "the page never opened its socket"
     assert page.inner_text("#job-state") == "succeeded"
     page.wait_for_selector("#job-faces-summary .face-card")
+
+
+@pytest.mark.browser
+def test_a_failed_job_offers_no_downloads_and_no_cancel(served_model, live_asgi, page, tmp_path):
+    empty = tmp_path / "empty.zip"
+    zipfile.ZipFile(empty, "w").close()
+    signup(page, live_asgi.url, "faileduser")
+    page.goto(f"{live_asgi.url}/jobs/")
+    page.set_input_files("#id_file", str(empty))
+    page.click("#job-form button[type=submit]")
+    page.wait_for_url(f"{live_asgi.url}/jobs/*/")
+    page.wait_for_function(FINISHED, timeout=120_000)
+    assert page.get_attribute("#job", "data-state") == "failed"
+    assert page.locator("#job-error").is_visible() and page.inner_text("#job-error")
+    for control in ("#job-csv", "#job-json", "#job-cancel"):
+        assert not page.locator(control).is_visible(), control
