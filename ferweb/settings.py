@@ -27,7 +27,9 @@ def envlist(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = envbool("DEBUG", "True")
+# Off unless asked for: the debug pages list every URL pattern and setting to anyone who hits an error.
+# WhiteNoise serves static files either way (see WHITENOISE_USE_FINDERS); DEBUG=True for development.
+DEBUG = envbool("DEBUG", "False")
 SECRET_KEY = os.environ.get("SECRET_KEY", "ferweb-development-key-change-me-in-production")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
@@ -44,6 +46,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "ferweb.accounts",
     "ferweb.datasets",
@@ -127,6 +130,8 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Serve straight from the apps' static folders (no collectstatic step), with DEBUG on or off.
+# With DEBUG off the file list is read once at start: restart after adding or editing a static file.
 WHITENOISE_USE_FINDERS = True
 
 # Uploads: anything above the memory threshold spools to disk.
@@ -186,6 +191,10 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "FERWeb API",
     "VERSION": "1.0.0",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # /api/docs/ loads Swagger UI from our static files, never from a CDN: it works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Training: a running run whose worker sent no heartbeat for this long is taken as lost.

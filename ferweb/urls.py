@@ -1,10 +1,14 @@
 from django.conf import settings
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
+    # Browsers and tools ask for /favicon.ico on pages without our <link rel="icon"> (API, schema).
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.png"), permanent=False)),
     path("admin/", admin.site.urls),
     path("accounts/", include("ferweb.accounts.urls")),
     path("api/auth/", include("ferweb.accounts.api_urls")),
