@@ -38,6 +38,29 @@ def model_version_data(version: ModelVersion | None, *, active_id: int | None = 
     }
 
 
+SHIPPED_ONNX_URL = "/api/models/default/onnx/"
+
+
+def shipped_model_data(*, active_id: int | None, site_default_set: bool) -> dict:
+    """The shipped model in the shape of a version: no id, no run, its card's numbers."""
+    shipped = selectors.shipped_model()
+    return {
+        "id": None,
+        "run": None,
+        "owner": None,
+        "shipped": True,
+        "architecture": shipped.architecture,
+        "version": shipped.version,
+        "metrics": dict(shipped.metrics),
+        "param_count": shipped.param_count,
+        "latency_ms": shipped.latency_ms,
+        "is_site_default": not site_default_set,
+        "is_active": active_id is None,
+        "available": shipped.exists,
+        "onnx_url": SHIPPED_ONNX_URL,
+    }
+
+
 SUMMARY_METRICS = ("accuracy", "macro_f1", "macro_auc", "micro_auc")
 
 
@@ -94,6 +117,22 @@ class ModelVersionOutput(serializers.Serializer):
     is_site_default = serializers.BooleanField()
     is_active = serializers.BooleanField(help_text="Serves the requesting user's predictions.")
     created_at = serializers.DateTimeField()
+    onnx_url = serializers.CharField()
+
+
+class ShippedModelOutput(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True, help_text="Always null: the shipped model is no version.")
+    run = serializers.IntegerField(allow_null=True)
+    owner = serializers.CharField(allow_null=True)
+    shipped = serializers.BooleanField(help_text="Always true: the model FERWeb ships with.")
+    architecture = serializers.CharField()
+    version = serializers.CharField(help_text="From its model card (fer.version); predictions name it `default`.")
+    metrics = serializers.DictField(help_text="accuracy, macro_f1, macro_auc, micro_auc from its model card.")
+    param_count = serializers.IntegerField(allow_null=True)
+    latency_ms = serializers.FloatField(allow_null=True, help_text="Median ONNX Runtime CPU latency at batch 1.")
+    is_site_default = serializers.BooleanField(help_text="True while no version is the site default.")
+    is_active = serializers.BooleanField(help_text="Serves the requesting user's predictions.")
+    available = serializers.BooleanField(help_text="False when this installation ships no model file.")
     onnx_url = serializers.CharField()
 
 
@@ -294,7 +333,9 @@ class ModelListApi(APIView):
 
 
 def _model_for(request, pk: str) -> ModelVersion | None:
-    """`active` resolves to the requesting user's active version (None: the shipped default)."""
+    """`active` resolves to the requesting user's active version, `default` to the shipped model (None)."""
+    if pk == "default":
+        return None
     if pk == "active":
         active = selectors.active_model_for(request.user)
         return ModelVersion.objects.get(pk=active.model_version_id) if active.model_version_id else None
@@ -303,15 +344,30 @@ def _model_for(request, pk: str) -> ModelVersion | None:
     return selectors.model_get_for(request.user, int(pk))
 
 
+def _shipped_response(user) -> Response:
+    active = selectors.active_model_for(user)
+    site_default_set = selectors.site_default_version() is not None
+    return Response(shipped_model_data(active_id=active.model_version_id, site_default_set=site_default_set))
+
+
 class ModelDetailApi(APIView):
     @extend_schema(operation_id="models_retrieve", responses=ModelVersionOutput,
-                   description="`active` in place of the id: the requesting user's active version.")
+                   description="`active` in place of the id: the requesting user's active version (the "
+                               "ShippedModel shape of GET /api/models/default/ while the shipped model serves).")
     def get(self, request, pk):
         version = _model_for(request, pk)
         if version is None:
-            return Response({"id": None, "version": "default", "architecture": None, "is_active": True})
+            return _shipped_response(request.user)
         active = selectors.active_model_for(request.user)
         return Response(model_version_data(version, active_id=active.model_version_id))
+
+
+class ShippedModelApi(APIView):
+    @extend_schema(operation_id="models_default_retrieve", responses=ShippedModelOutput,
+                   description="The model FERWeb ships with (inference/models/default.onnx), described by its "
+                               "model card. It serves whoever has no active version and there is no site default.")
+    def get(self, request):
+        return _shipped_response(request.user)
 
 
 class ModelOnnxApi(APIView):
@@ -347,3 +403,38 @@ class ModelActivateApi(APIView):
         services.model_activate(user=request.user, model_version=version, site_default=site_default)
         active = selectors.active_model_for(request.user)
         return Response(model_version_data(version, active_id=active.model_version_id))
+
+
+class ShippedModelActivateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        site_default = serializers.BooleanField(
+            required=False, default=False,
+            help_text="Staff only: unset the site default, so the shipped model serves everyone without a choice.")
+
+        class Meta:
+            ref_name = "ShippedModelActivate"
+
+    @extend_schema(
+        operation_id="models_default_activate", request=InputSerializer,
+        responses={200: ShippedModelOutput, 400: FIELD_ERRORS, 403: FIELD_ERRORS, 404: OpenApiTypes.OBJECT,
+                   409: OpenApiTypes.OBJECT},
+        description="Back to the shipped model: drops the requesting user's active version. 409 while a version "
+                    "is the site default (it, not the shipped model, serves users without a choice); with "
+                    '`{"site_default": true}` staff unset the site default instead. 404 when this installation '
+                    "ships no model file.",
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        site_default = serializer.validated_data["site_default"]
+        if site_default and not request.user.is_staff:
+            return Response({"site_default": ["only staff can set the site default model"]},
+                            status=status.HTTP_403_FORBIDDEN)
+        if not selectors.shipped_model().exists:
+            return Response({"detail": "this installation ships no default model; make a model version active"},
+                            status=status.HTTP_404_NOT_FOUND)
+        try:
+            services.shipped_model_activate(user=request.user, site_default=site_default)
+        except services.ModelChoiceError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return _shipped_response(request.user)

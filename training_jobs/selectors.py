@@ -1,5 +1,7 @@
 """Reads of training runs and model versions; every per-user read hides other users' rows."""
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
@@ -35,6 +37,55 @@ def active_model_for(user) -> ActiveModel:
     if chosen is None:
         return ActiveModel(path=Path(settings.FERWEB_DEFAULT_MODEL), version="default", model_version_id=None)
     return ActiveModel(path=chosen.path, version=chosen.version, model_version_id=chosen.pk)
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """The default model that ships with FERWeb, as its model card describes it."""
+
+    path: Path
+    exists: bool
+    version: str = "default"
+    architecture: str = ""
+    metrics: dict = field(default_factory=dict)
+    param_count: int | None = None
+    latency_ms: float | None = None
+
+
+CARD_METRICS = ("accuracy", "macro_f1", "macro_auc", "micro_auc")
+
+
+def shipped_model() -> ShippedModel:
+    """The shipped model file and its card (default.json next to default.onnx); a missing card leaves blanks."""
+    path = Path(settings.FERWEB_DEFAULT_MODEL)
+    card = path.with_suffix(".json")
+    # Keyed by the card's file time, so a republished card shows without a restart.
+    stamp = card.stat().st_mtime_ns if card.exists() else None
+    return _shipped_model(path, path.exists(), stamp)
+
+
+@lru_cache(maxsize=4)
+def _shipped_model(path: Path, exists: bool, card_stamp: int | None) -> ShippedModel:
+    if card_stamp is None:
+        return ShippedModel(path=path, exists=exists)
+    try:
+        card = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return ShippedModel(path=path, exists=exists)
+    metrics = card.get("metrics_summary") or card.get("metrics") or {}
+    return ShippedModel(
+        path=path,
+        exists=exists,
+        version=str(card.get("version") or "default"),
+        architecture=str(card.get("architecture") or ""),
+        metrics={k: metrics[k] for k in CARD_METRICS if k in metrics},
+        param_count=card.get("parameters"),
+        latency_ms=(card.get("latency") or {}).get("batch1_median_ms_2_threads"),
+    )
+
+
+def site_default_version() -> ModelVersion | None:
+    return ModelVersion.objects.filter(is_site_default=True).first()
 
 
 def _runs() -> QuerySet:

@@ -482,6 +482,33 @@ def model_deactivate(*, user) -> None:
     ActiveModelChoice.objects.filter(user=user).delete()
 
 
+class ModelChoiceError(Exception):
+    """A model choice that could not take effect; the message says why and what to do instead."""
+
+
+@transaction.atomic
+def shipped_model_activate(*, user, site_default: bool = False) -> None:
+    """The shipped default model for this user, or (staff only) for everyone without a choice.
+
+    A user's choice falls back to the site default version, so only without one does
+    dropping the choice put the shipped model back; with one, refuse rather than
+    leave the user on a model they did not ask for.
+    """
+    if site_default:
+        if not user.is_staff:
+            raise PermissionError("only staff can set the site default model")
+        ModelVersion.objects.filter(is_site_default=True).update(is_site_default=False)
+        return
+    site = ModelVersion.objects.filter(is_site_default=True).first()
+    if site is not None:
+        raise ModelChoiceError(
+            f"{site.version} (model {site.pk}) is the site default, which serves everyone without a choice "
+            f"of their own, so the shipped model cannot serve you; make model {site.pk} active, or ask "
+            "staff to set the shipped model as the site default"
+        )
+    model_deactivate(user=user)
+
+
 # ---------------------------------------------------------------- crash recovery
 
 

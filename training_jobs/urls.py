@@ -9,6 +9,9 @@ urlpatterns = [
     path("api/architectures/", api.ArchitectureListApi.as_view(), name="api-architectures"),
     path("api/recipe/", api.RecipeSchemaApi.as_view(), name="api-recipe"),
     path("api/models/", api.ModelListApi.as_view(), name="api-models"),
+    # The shipped model's own routes come before <str:pk>, which would read "default" as an id.
+    path("api/models/default/", api.ShippedModelApi.as_view(), name="api-model-default"),
+    path("api/models/default/activate/", api.ShippedModelActivateApi.as_view(), name="api-model-default-activate"),
     path("api/models/<str:pk>/", api.ModelDetailApi.as_view(), name="api-model"),
     path("api/models/<str:pk>/onnx/", api.ModelOnnxApi.as_view(), name="api-model-onnx"),
     path("api/models/<int:pk>/activate/", api.ModelActivateApi.as_view(), name="api-model-activate"),

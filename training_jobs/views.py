@@ -116,11 +116,20 @@ def run_compare(request):
     })
 
 
+def _param_count_text(row: dict) -> str:
+    return f"{row['param_count']:,}" if row["param_count"] else "–"
+
+
 @login_required
 def model_list(request):
     active = selectors.active_model_for(request.user)
     versions = [api.model_version_data(v, active_id=active.model_version_id)
                 for v in selectors.model_list_for(request.user)]
-    for version in versions:
-        version["param_count_text"] = f"{version['param_count']:,}" if version["param_count"] else "–"
-    return render(request, "runs/models.html", {"versions": versions, "active": active})
+    # Everyone sees the site default version, so the list alone tells whether one is set.
+    site_default = next((v for v in versions if v["is_site_default"]), None)
+    shipped = api.shipped_model_data(active_id=active.model_version_id, site_default_set=site_default is not None)
+    for row in [*versions, shipped]:
+        row["param_count_text"] = _param_count_text(row)
+    return render(request, "runs/models.html", {
+        "versions": versions, "shipped": shipped, "site_default": site_default, "active": active,
+    })

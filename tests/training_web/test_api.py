@@ -183,6 +183,102 @@ class TestModels:
         assert b"".join(active.streaming_content) == b"onnx bytes of alice-v1"
 
 
+def shipped_card() -> dict:
+    import json
+
+    return json.loads(Path(settings.FERWEB_DEFAULT_MODEL).with_suffix(".json").read_text())
+
+
+@pytest.mark.django_db
+class TestShippedModel:
+    def test_it_is_described_by_its_model_card(self, alice_api):
+        card = shipped_card()
+        shipped = alice_api.get("/api/models/default/").json()
+        assert shipped["id"] is None and shipped["shipped"] is True and shipped["available"] is True
+        assert (shipped["version"], shipped["architecture"]) == (card["version"], card["architecture"])
+        assert shipped["param_count"] == card["parameters"]
+        for name in ("accuracy", "macro_f1", "macro_auc"):
+            assert shipped["metrics"][name] == card["metrics_summary"][name]
+        assert shipped["is_active"] is True and shipped["is_site_default"] is True
+        assert shipped["onnx_url"] == "/api/models/default/onnx/"
+        # `active` names the same model while it serves.
+        assert alice_api.get("/api/models/active/").json() == shipped
+
+    def test_a_user_returns_to_the_shipped_model(self, alice, bob, alice_api):
+        mine = make_version(alice, "alice-v1")
+        bobs = make_version(bob, "bob-v1")
+        ActiveModelChoice.objects.create(user=bob, model_version=bobs)
+        alice_api.post(f"/api/models/{mine.pk}/activate/", {}, format="json")
+        assert alice_api.get("/api/models/default/").json()["is_active"] is False
+
+        response = alice_api.post("/api/models/default/activate/", {}, format="json")
+        assert response.status_code == 200, response.content
+        assert response.json()["is_active"] is True
+        assert active_model_for(alice).version == "default" and active_model_for(alice).model_version_id is None
+        assert [m["is_active"] for m in alice_api.get("/api/models/").json()] == [False]
+        # Only the caller's choice goes; doing it twice changes nothing.
+        assert active_model_for(bob).model_version_id == bobs.pk
+        assert alice_api.post("/api/models/default/activate/").status_code == 200
+
+    def test_it_refuses_while_a_version_is_the_site_default(self, alice, carol, alice_api):
+        site = make_version(carol, "site", is_site_default=True)
+        mine = make_version(alice, "alice-v1")
+        ActiveModelChoice.objects.create(user=alice, model_version=mine)
+        refused = alice_api.post("/api/models/default/activate/", {}, format="json")
+        assert refused.status_code == 409
+        detail = refused.json()["detail"]
+        assert f"model {site.pk}" in detail and "site default" in detail
+        assert active_model_for(alice).model_version_id == mine.pk, "a refused request changed nothing"
+
+    def test_only_staff_unset_the_site_default(self, alice, bob, carol, alice_api, carol_api):
+        site = make_version(carol, "site", is_site_default=True)
+        carols = make_version(carol, "carol-v1")
+        ActiveModelChoice.objects.create(user=carol, model_version=carols)
+        refused = alice_api.post("/api/models/default/activate/", {"site_default": True}, format="json")
+        assert refused.status_code == 403 and "only staff" in refused.json()["site_default"][0]
+        assert active_model_for(bob).model_version_id == site.pk
+
+        ok = carol_api.post("/api/models/default/activate/", {"site_default": True}, format="json")
+        assert ok.status_code == 200, ok.content
+        assert ok.json()["is_site_default"] is True and ok.json()["is_active"] is False
+        assert not ModelVersion.objects.filter(is_site_default=True).exists()
+        assert active_model_for(bob).version == "default"
+        # As with a version, setting the site default leaves the staff member's own choice alone.
+        assert active_model_for(carol).model_version_id == carols.pk
+        listed = {m["id"]: m["is_site_default"] for m in carol_api.get("/api/models/").json()}
+        assert listed == {site.pk: False, carols.pk: False}
+
+    def test_bad_input_gets_a_clear_answer(self, alice, bob, alice_api, bob_api, anon_api):
+        mine = make_version(alice, "alice-v1")
+        bad = alice_api.post("/api/models/default/activate/", {"site_default": "maybe"}, format="json")
+        assert bad.status_code == 400 and "site_default" in bad.json()
+        unknown = alice_api.post("/api/models/99999/activate/", {}, format="json")
+        assert unknown.status_code == 404 and unknown.json()["detail"] == "No such model version."
+        not_yours = bob_api.post(f"/api/models/{mine.pk}/activate/", {}, format="json")
+        assert not_yours.status_code == 404 and not_yours.json()["detail"] == "No such model version."
+        assert alice_api.get("/api/models/shipped/").status_code == 404
+        assert anon_api.post("/api/models/default/activate/").status_code in (401, 403)
+        assert anon_api.get("/api/models/default/").status_code in (401, 403)
+
+    def test_without_a_shipped_file_it_says_so(self, alice, alice_api, settings, tmp_path):
+        mine = make_version(alice, "alice-v1")
+        ActiveModelChoice.objects.create(user=alice, model_version=mine)
+        settings.FERWEB_DEFAULT_MODEL = tmp_path / "missing.onnx"
+        shipped = alice_api.get("/api/models/default/").json()
+        assert shipped["available"] is False and shipped["version"] == "default" and shipped["metrics"] == {}
+        refused = alice_api.post("/api/models/default/activate/", {}, format="json")
+        assert refused.status_code == 404 and "ships no default model" in refused.json()["detail"]
+        assert active_model_for(alice).model_version_id == mine.pk
+
+    def test_its_onnx_downloads_while_a_version_is_active(self, alice, alice_api, settings, tmp_path):
+        settings.FERWEB_DEFAULT_MODEL = tmp_path / "default.onnx"
+        settings.FERWEB_DEFAULT_MODEL.write_bytes(b"the shipped model")
+        mine = make_version(alice, "alice-v1")
+        alice_api.post(f"/api/models/{mine.pk}/activate/")
+        response = alice_api.get("/api/models/default/onnx/")
+        assert response.status_code == 200 and b"".join(response.streaming_content) == b"the shipped model"
+
+
 def test_make_ready_dataset_has_learnable_classes(db, alice):
     dataset = make_ready_dataset(alice, per_class=10)
     assert dataset.num_items == 30
@@ -286,5 +382,9 @@ def test_staff_see_runs_and_models_in_the_admin(client, carol, alice, ready_data
 def test_the_openapi_schema_documents_the_training_routes(alice_api):
     schema = alice_api.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     for route in ("/api/runs/", "/api/runs/{id}/", "/api/runs/{id}/cancel/", "/api/architectures/",
-                  "/api/models/", "/api/models/{id}/onnx/", "/api/models/{id}/activate/"):
+                  "/api/models/", "/api/models/{id}/onnx/", "/api/models/{id}/activate/",
+                  "/api/models/default/", "/api/models/default/activate/"):
         assert route in schema["paths"], route
+    back = schema["paths"]["/api/models/default/activate/"]["post"]
+    assert back["operationId"] == "models_default_activate"
+    assert {"200", "403", "409"} <= set(back["responses"])
