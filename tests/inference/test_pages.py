@@ -84,3 +84,37 @@ def test_a_failed_job_offers_no_downloads_and_no_cancel(served_model, live_asgi,
     assert page.locator("#job-error").is_visible() and page.inner_text("#job-error")
     for control in ("#job-csv", "#job-json", "#job-cancel"):
         assert not page.locator(control).is_visible(), control
+
+
+@pytest.mark.browser
+def test_a_video_job_page_labels_its_share_bars_and_timeline_axes_exactly(live_asgi, page):
+    """A face happy all along: its bar reads 100%, and the probability axis steps 0.0 0.2 ... 1.0."""
+    from django.contrib.auth import get_user_model
+    from django.db import connections
+
+    from inference.models import InferenceJob
+    from tests.training_web.chart_reading import clipped_labels, overlapping_labels, shot, texts
+
+    signup(page, live_asgi.url, "timelineuser")
+    owner = get_user_model().objects.get(username="timelineuser")
+    happy = {c: (0.9 if c == "happy" else round(0.1 / (len(CLASSES) - 1), 4)) for c in CLASSES}
+    face = {"id": 1, "detections": 6, "first_s": 0.0, "last_s": 2.5, "dominant": "happy",
+            "share": {c: float(c == "happy") for c in CLASSES}, "mean_probabilities": happy,
+            "timeline": [{"t": 0.5 * i, "probabilities": happy} for i in range(6)]}
+    job = InferenceJob.objects.create(
+        owner=owner, kind="video", state="succeeded", progress=100, source="inference_uploads/clip.avi",
+        source_name="clip.avi", total=6, processed=6, num_faces=6,
+        summary={"kind": "video", "items": 6, "unreadable": 0, "detections": 6, "classes": list(CLASSES),
+                 "share": {c: float(c == "happy") for c in CLASSES}, "faces": [face]})
+    connections.close_all()
+    page.goto(f"{live_asgi.url}/jobs/{job.pk}/")
+    page.wait_for_selector("#job-faces-summary .timeline svg")
+    shot(page, "job-video")
+
+    bars = dict(zip(texts(page, "#job-share .x-label"), texts(page, "#job-share .bar-value")))
+    assert bars["happy"] == "100%" and bars["sad"] == "0%"
+    assert texts(page, "#job-share .y-tick") == ["0%", "20%", "40%", "60%", "80%", "100%"]
+    assert overlapping_labels(page, "#job-share .x-label") == []
+    assert texts(page, ".timeline .y-tick") == ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]
+    assert texts(page, ".timeline .x-tick") == ["0.0", "0.5", "1.0", "1.5", "2.0", "2.5"]
+    assert clipped_labels(page, ".timeline text") == []

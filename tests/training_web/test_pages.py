@@ -1,6 +1,7 @@
 """The training pages: the new-run form on the server, and the whole flow in headless Chromium."""
 import re
 import time
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -8,7 +9,7 @@ from django.db import connections
 
 from tests.conftest import signup
 from tests.training_web.conftest import make_ready_dataset
-from training_jobs.models import TrainingRun
+from training_jobs.models import ActiveModelChoice, ModelVersion, TrainingRun
 
 
 @pytest.mark.django_db
@@ -71,6 +72,103 @@ class TestNewRunForm:
         page = client.get(f"/runs/compare/?ids={','.join(ids)}").content.decode()
         assert "compare-confusion" in page and page.count('"optimizer"') >= 2
         assert client.get("/models/").status_code == 200
+
+
+def shipped_row(page_html: str) -> str:
+    return re.search(r'<tr data-model="default".*?</tr>', page_html, re.S).group(0)
+
+
+@pytest.mark.django_db
+class TestModelsPage:
+    def test_the_shipped_model_has_a_row_with_its_card_numbers(self, client, alice):
+        import json
+
+        from django.conf import settings
+
+        card = json.loads(Path(settings.FERWEB_DEFAULT_MODEL).with_suffix(".json").read_text())
+        client.force_login(alice)
+        row = shipped_row(client.get("/models/").content.decode())
+        assert card["version"] in row and card["architecture"] in row and f"{card['parameters']:,}" in row
+        for name in ("accuracy", "macro_f1", "macro_auc"):
+            assert f"{card['metrics_summary'][name]:.3f}" in row
+        assert "data-active" in row and "site default" in row
+        assert "Make active" not in row and 'data-site-default="true"' not in row  # alice is no staff
+
+    def test_a_site_default_version_keeps_users_from_the_shipped_model_until_staff_unset_it(
+        self, client, alice, carol
+    ):
+        site = ModelVersion.objects.create(owner=carol, onnx_file="models/site.onnx", architecture="light_residual",
+                                           version="site-v1", is_site_default=True)
+        client.force_login(alice)
+        row = shipped_row(client.get("/models/").content.decode())
+        assert "data-active" not in row and "Make active" not in row
+        assert f"{site.version} is" in row and 'id="shipped-blocked"' in row
+        client.force_login(carol)
+        row = shipped_row(client.get("/models/").content.decode())
+        assert 'data-model="default" data-site-default="true">Site default' in row
+
+
+@pytest.mark.browser
+def test_a_user_makes_a_version_active_then_returns_to_the_shipped_model(served_model, live_asgi, page, tmp_path):
+    try:
+        return_to_the_shipped_model(served_model, live_asgi, page, tmp_path)
+    finally:
+        connections.close_all()
+
+
+def return_to_the_shipped_model(served_model, live_asgi, page, tmp_path):
+    """1. the shipped model serves; 2. a version is made active and serves; 3. "Make active" on the
+    shipped row brings the shipped model back, for the page and for predictions."""
+    import json
+
+    from django.core.files.base import ContentFile
+
+    from inference.synthetic import contract_model, draw_face, jpeg, scene
+
+    served_model.with_suffix(".json").write_text(json.dumps({
+        "version": "test-default", "architecture": "synthetic-mlp", "parameters": 1234,
+        "metrics_summary": {"accuracy": 0.612, "macro_f1": 0.555, "macro_auc": 0.901},
+    }))
+    signup(page, live_asgi.url, "gina")
+    gina = get_user_model().objects.get(username="gina")
+    other = contract_model(tmp_path / "v2.onnx", seed=42, version="v2")
+    version = ModelVersion(owner=gina, architecture="synthetic-mlp", version="v2", metrics={"accuracy": 0.5})
+    version.onnx_file.save("v2.onnx", ContentFile(other.read_bytes()))
+    photo = tmp_path / "two.jpg"
+    photo.write_bytes(jpeg(scene([draw_face(170, seed=1), draw_face(150, smile=1.0, seed=2)], seed=7)[0]))
+    shipped = 'tr[data-model="default"]'
+    mine = f'tr[data-model="{version.pk}"]'
+
+    page.goto(f"{live_asgi.url}/models/")
+    assert page.locator(f"{shipped} [data-active]").count() == 1
+    assert "0.612" in page.inner_text(shipped) and "1,234" in page.inner_text(shipped)
+    assert page.inner_text("#active-model") == "test-default"
+    assert predicted_model(page, live_asgi, photo) == "default"
+
+    page.goto(f"{live_asgi.url}/models/")
+    page.click(f"{mine} button.activate")
+    page.wait_for_selector(f"{mine} [data-active]")
+    assert page.locator(f"{shipped} [data-active]").count() == 0
+    assert page.inner_text("#active-model") == "v2"
+    assert predicted_model(page, live_asgi, photo) == "v2"
+
+    page.goto(f"{live_asgi.url}/models/")
+    page.click(f"{shipped} button.activate")
+    page.wait_for_selector(f"{shipped} [data-active]")
+    assert page.locator(f"{mine} [data-active]").count() == 0
+    assert page.locator(f"{mine} button.activate").count() == 1
+    assert page.inner_text("#active-model") == "test-default"
+    assert not ActiveModelChoice.objects.filter(user=gina).exists()
+    assert predicted_model(page, live_asgi, photo) == "default"
+
+
+def predicted_model(page, live_asgi, photo) -> str:
+    """The model version the predict page reports for one photo."""
+    page.goto(f"{live_asgi.url}/predict/")
+    page.set_input_files("#id_image", str(photo))
+    page.click("#predict-form button[type=submit]")
+    page.wait_for_selector("#predict-faces [data-face-label]")
+    return page.inner_text("#predict-model")
 
 
 @pytest.mark.browser
@@ -151,6 +249,7 @@ def test_the_list_updates_live_and_the_cancel_button_stops_the_run(live_asgi, pa
 
         page.goto(f"{live_asgi.url}/runs/{run.pk}/")
         page.wait_for_function("Number(document.querySelector('#run-progress').getAttribute('aria-valuenow')) > 0")
+        page.once("dialog", lambda dialog: dialog.accept())  # "Cancel run N?"
         page.click("#cancel-run")
         page.locator("#run-status", has_text="cancelled").wait_for(timeout=15_000)
         assert page.locator("#cancel-run").is_hidden()

@@ -130,8 +130,8 @@
 
   function drawCurves(history) {
     const c = curves(history);
-    FerCharts.lineChart(document.getElementById("loss-chart"), c.loss, { xLabel: "epoch", minX: 0 });
-    FerCharts.lineChart(document.getElementById("accuracy-chart"), c.accuracy, { xLabel: "epoch", minX: 0, maxY: 1 });
+    FerCharts.lineChart(document.getElementById("loss-chart"), c.loss, { xLabel: "epoch", integerX: true });
+    FerCharts.lineChart(document.getElementById("accuracy-chart"), c.accuracy, { xLabel: "epoch", integerX: true, maxY: 1 });
   }
 
   function perClassTable(metrics, classes) {
@@ -164,24 +164,41 @@
     }));
   }
 
+  // Map values are drops of p(true class) in probability units (0.2 = twenty points). One scale for
+  // every face, so faces compare; and a floor, so that a map of tiny drops stays faint, not bright red.
+  const OCCLUSION_FLOOR = 0.05;
+
+  function occlusionScale(items) {
+    const peak = Math.max(0, ...items.map((item) => Math.max(...item.map.flat())));
+    return Math.max(OCCLUSION_FLOOR, peak);
+  }
+
+  function describeOcclusionScale(node, scale) {
+    if (!node) return;
+    const why = scale === OCCLUSION_FLOOR ? "a floor: no face here loses that much, so small drops stay faint" : "the largest drop among these faces";
+    node.textContent = `One scale for all faces: full red = p(true class) drops by ${fmt(scale, 2)} or more (${why}); no red = no drop.`;
+  }
+
   // Each face with a red veil where hiding it lowers the probability of its true class.
-  function drawOcclusion(container, items) {
+  function drawOcclusion(container, items, scaleNode) {
     container.innerHTML = "";
     if (!items || !items.length) {
       container.append(make("p", { className: "muted", text: "No occlusion maps for this run." }));
+      if (scaleNode) scaleNode.textContent = "";
       return;
     }
     const side = 144;
+    const scale = occlusionScale(items);
+    describeOcclusionScale(scaleNode, scale);
     for (const item of items) {
       const map = item.map, rows = map.length, cols = map[0].length;
-      const peak = Math.max(1e-6, ...map.flat());
       const overlay = make("canvas", { width: cols, height: rows });
       const ctx = overlay.getContext("2d");
       const image = ctx.createImageData(cols, rows);
       map.forEach((row, y) => row.forEach((value, x) => {
         const i = 4 * (y * cols + x);
         image.data[i] = 230; image.data[i + 1] = 20; image.data[i + 2] = 20;
-        image.data[i + 3] = Math.round(200 * Math.max(0, value) / peak);
+        image.data[i + 3] = Math.round(200 * Math.min(1, Math.max(0, value) / scale));
       }));
       ctx.putImageData(image, 0, 0);
       overlay.style.width = overlay.style.height = `${side}px`;
@@ -241,7 +258,7 @@
                         { maxY: 1, minX: 0, diagonal: true, xLabel: "false positive rate", height: 320 });
     document.getElementById("roc-auc").textContent =
       `Macro AUC ${fmt(metrics.macro_auc)} · micro AUC ${fmt(metrics.micro_auc)}`;
-    drawOcclusion(document.getElementById("occlusion"), metrics.occlusion);
+    drawOcclusion(document.getElementById("occlusion"), metrics.occlusion, document.getElementById("occlusion-scale"));
   }
 
   // ------------------------------------------------------------ /runs/{id}/
@@ -368,6 +385,8 @@
     }
 
     cancel.addEventListener("click", async () => {
+      // One stray click must not end hours of training.
+      if (!window.confirm(`Cancel run ${run.id}? Training stops within a batch; this cannot be undone.`)) return;
       cancel.disabled = true;
       cancel.textContent = "Cancelling…";
       try {
@@ -425,9 +444,9 @@
       points: (r.history || []).map((h) => [h.epoch, h[key]]).filter((p) => p[1] !== null && p[1] !== undefined),
       color: palette[i % palette.length], dash,
     }));
-    FerCharts.lineChart(document.getElementById("compare-accuracy"), series("val_accuracy"), { maxY: 1, minX: 0, xLabel: "epoch" });
+    FerCharts.lineChart(document.getElementById("compare-accuracy"), series("val_accuracy"), { maxY: 1, integerX: true, xLabel: "epoch" });
     FerCharts.lineChart(document.getElementById("compare-loss"),
-                        series("train_loss", "4 3").concat(series("val_loss")), { minX: 0, xLabel: "epoch" });
+                        series("train_loss", "4 3").concat(series("val_loss")), { integerX: true, xLabel: "epoch" });
     const confusion = document.getElementById("compare-confusion");
     for (const r of runs) {
       const box = make("div", { className: "chart" });
