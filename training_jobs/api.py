@@ -416,12 +416,11 @@ class ShippedModelActivateApi(APIView):
 
     @extend_schema(
         operation_id="models_default_activate", request=InputSerializer,
-        responses={200: ShippedModelOutput, 400: FIELD_ERRORS, 403: FIELD_ERRORS, 404: OpenApiTypes.OBJECT,
-                   409: OpenApiTypes.OBJECT},
-        description="Back to the shipped model: drops the requesting user's active version. 409 while a version "
-                    "is the site default (it, not the shipped model, serves users without a choice); with "
-                    '`{"site_default": true}` staff unset the site default instead. 404 when this installation '
-                    "ships no model file.",
+        responses={200: ShippedModelOutput, 400: FIELD_ERRORS, 403: FIELD_ERRORS, 404: OpenApiTypes.OBJECT},
+        description="Back to the shipped model: it serves the requesting user's predictions, even while a "
+                    'version is the site default; with `{"site_default": true}` staff unset the site default '
+                    "instead (the shipped model then serves everyone without a choice of their own). 404 when "
+                    "this installation ships no model file.",
     )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
@@ -433,8 +432,5 @@ class ShippedModelActivateApi(APIView):
         if not selectors.shipped_model().exists:
             return Response({"detail": "this installation ships no default model; make a model version active"},
                             status=status.HTTP_404_NOT_FOUND)
-        try:
-            services.shipped_model_activate(user=request.user, site_default=site_default)
-        except services.ModelChoiceError as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        services.shipped_model_activate(user=request.user, site_default=site_default)
         return _shipped_response(request.user)

@@ -117,11 +117,15 @@ class ModelVersion(models.Model):
 
 
 class ActiveModelChoice(models.Model):
-    """The model version a user chose for their own predictions."""
+    """The model a user chose for their own predictions: a version, or (no version) the shipped model.
+
+    Either wins over the site default; a user without a row gets the site default, or the shipped model.
+    """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="active_model_choice")
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="chosen_by")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="chosen_by",
+                                      null=True, blank=True, help_text="Empty: the model shipped with FERWeb.")
     chosen_at = models.DateTimeField(auto_now=True)
 
     def __str__(self):
-        return f"{self.user} -> {self.model_version}"
+        return f"{self.user} -> {self.model_version or 'the shipped model'}"

@@ -5,11 +5,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Exists, IntegerField, Q, QuerySet, Value, When
 from django.http import Http404
 
 from ferweb.access import get_visible_or_404, visible_to
-from training_jobs.models import ModelVersion, TrainingRun
+from training_jobs.models import ActiveModelChoice, ModelVersion, TrainingRun
 
 
 @dataclass(frozen=True)
@@ -22,13 +22,15 @@ class ActiveModel:
 def active_model_for(user) -> ActiveModel:
     """The model that serves `user`'s predictions, in one query.
 
-    The user's own choice wins, then the site default version, then the shipped
-    default file. Every prediction calls this, so a promotion reaches every process
-    at once without any cache to invalidate.
+    The user's own choice wins (a version, or the shipped model chosen explicitly), then the
+    site default version, then the shipped default file. Every prediction calls this, so a
+    promotion reaches every process at once without any cache to invalidate.
     """
-    mine = Q(chosen_by__user_id=user.pk) if user is not None and user.is_authenticated else Q(pk__in=[])
+    signed_in = user is not None and user.is_authenticated
+    mine = Q(chosen_by__user_id=user.pk) if signed_in else Q(pk__in=[])
+    shipped_chosen = ActiveModelChoice.objects.filter(user_id=user.pk if signed_in else None, model_version=None)
     chosen = (
-        ModelVersion.objects.filter(mine | Q(is_site_default=True))
+        ModelVersion.objects.filter(mine | (Q(is_site_default=True) & ~Exists(shipped_chosen)))
         .annotate(rank=Case(When(mine, then=Value(0)), default=Value(1), output_field=IntegerField()))
         .order_by("rank")
         .only("id", "onnx_file", "version")

@@ -477,36 +477,15 @@ def model_activate(*, user, model_version: ModelVersion, site_default: bool = Fa
 
 
 @transaction.atomic
-def model_deactivate(*, user) -> None:
-    """Back to the site default (or the shipped model) for this user."""
-    ActiveModelChoice.objects.filter(user=user).delete()
-
-
-class ModelChoiceError(Exception):
-    """A model choice that could not take effect; the message says why and what to do instead."""
-
-
-@transaction.atomic
 def shipped_model_activate(*, user, site_default: bool = False) -> None:
-    """The shipped default model for this user, or (staff only) for everyone without a choice.
-
-    A user's choice falls back to the site default version, so only without one does
-    dropping the choice put the shipped model back; with one, refuse rather than
-    leave the user on a model they did not ask for.
-    """
+    """The shipped default model for this user, even over a site default version; or (staff
+    only, with site_default) for everyone without a choice of their own, by unsetting the site default."""
     if site_default:
         if not user.is_staff:
             raise PermissionError("only staff can set the site default model")
         ModelVersion.objects.filter(is_site_default=True).update(is_site_default=False)
         return
-    site = ModelVersion.objects.filter(is_site_default=True).first()
-    if site is not None:
-        raise ModelChoiceError(
-            f"{site.version} (model {site.pk}) is the site default, which serves everyone without a choice "
-            f"of their own, so the shipped model cannot serve you; make model {site.pk} active, or ask "
-            "staff to set the shipped model as the site default"
-        )
-    model_deactivate(user=user)
+    ActiveModelChoice.objects.update_or_create(user=user, defaults={"model_version": None})
 
 
 # ---------------------------------------------------------------- crash recovery

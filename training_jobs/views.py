@@ -131,5 +131,5 @@ def model_list(request):
     for row in [*versions, shipped]:
         row["param_count_text"] = _param_count_text(row)
     return render(request, "runs/models.html", {
-        "versions": versions, "shipped": shipped, "site_default": site_default, "active": active,
+        "versions": versions, "shipped": shipped, "active": active,
     })

@@ -220,15 +220,18 @@ class TestShippedModel:
         assert active_model_for(bob).model_version_id == bobs.pk
         assert alice_api.post("/api/models/default/activate/").status_code == 200
 
-    def test_it_refuses_while_a_version_is_the_site_default(self, alice, carol, alice_api):
+    def test_a_user_picks_it_over_the_site_default(self, alice, bob, carol, alice_api):
         site = make_version(carol, "site", is_site_default=True)
         mine = make_version(alice, "alice-v1")
         ActiveModelChoice.objects.create(user=alice, model_version=mine)
-        refused = alice_api.post("/api/models/default/activate/", {}, format="json")
-        assert refused.status_code == 409
-        detail = refused.json()["detail"]
-        assert f"model {site.pk}" in detail and "site default" in detail
-        assert active_model_for(alice).model_version_id == mine.pk, "a refused request changed nothing"
+        response = alice_api.post("/api/models/default/activate/", {}, format="json")
+        assert response.status_code == 200, response.content
+        assert response.json()["is_active"] is True and response.json()["is_site_default"] is False
+        assert active_model_for(alice).version == "default" and active_model_for(alice).model_version_id is None
+        # Everyone else without a choice keeps the site default; a version chosen later wins again.
+        assert active_model_for(bob).model_version_id == site.pk
+        alice_api.post(f"/api/models/{mine.pk}/activate/", {}, format="json")
+        assert active_model_for(alice).model_version_id == mine.pk
 
     def test_only_staff_unset_the_site_default(self, alice, bob, carol, alice_api, carol_api):
         site = make_version(carol, "site", is_site_default=True)
@@ -387,4 +390,4 @@ def test_the_openapi_schema_documents_the_training_routes(alice_api):
         assert route in schema["paths"], route
     back = schema["paths"]["/api/models/default/activate/"]["post"]
     assert back["operationId"] == "models_default_activate"
-    assert {"200", "403", "409"} <= set(back["responses"])
+    assert {"200", "403", "404"} <= set(back["responses"])

@@ -94,18 +94,16 @@ class TestModelsPage:
         assert "data-active" in row and "site default" in row
         assert "Make active" not in row and 'data-site-default="true"' not in row  # alice is no staff
 
-    def test_a_site_default_version_keeps_users_from_the_shipped_model_until_staff_unset_it(
-        self, client, alice, carol
-    ):
+    def test_a_user_may_pick_the_shipped_model_over_a_site_default_version(self, client, alice, carol):
         site = ModelVersion.objects.create(owner=carol, onnx_file="models/site.onnx", architecture="light_residual",
                                            version="site-v1", is_site_default=True)
         client.force_login(alice)
         row = shipped_row(client.get("/models/").content.decode())
-        assert "data-active" not in row and "Make active" not in row
-        assert f"{site.version} is" in row and 'id="shipped-blocked"' in row
+        assert "data-active" not in row and 'class="activate" data-model="default">Make active' in row
         client.force_login(carol)
         row = shipped_row(client.get("/models/").content.decode())
         assert 'data-model="default" data-site-default="true">Site default' in row
+        assert site.is_site_default
 
 
 @pytest.mark.browser
@@ -158,7 +156,7 @@ def return_to_the_shipped_model(served_model, live_asgi, page, tmp_path):
     assert page.locator(f"{mine} [data-active]").count() == 0
     assert page.locator(f"{mine} button.activate").count() == 1
     assert page.inner_text("#active-model") == "test-default"
-    assert not ActiveModelChoice.objects.filter(user=gina).exists()
+    assert ActiveModelChoice.objects.get(user=gina).model_version is None  # chosen, not merely unset
     assert predicted_model(page, live_asgi, photo) == "default"
 
 
