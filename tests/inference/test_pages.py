@@ -118,3 +118,34 @@ def test_a_video_job_page_labels_its_share_bars_and_timeline_axes_exactly(live_a
     assert texts(page, ".timeline .y-tick") == ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]
     assert texts(page, ".timeline .x-tick") == ["0.0", "0.5", "1.0", "1.5", "2.0", "2.5"]
     assert clipped_labels(page, ".timeline text") == []
+
+
+@pytest.mark.browser
+def test_cancel_on_a_job_asks_first(live_asgi, page):
+    from django.contrib.auth import get_user_model
+    from django.db import connections
+
+    from inference.models import InferenceJob
+
+    signup(page, live_asgi.url, "canceluser")
+    owner = get_user_model().objects.get(username="canceluser")
+    # A running row that no worker holds, so only the button can end it.
+    job = InferenceJob.objects.create(owner=owner, kind="video", state="running", source="inference_uploads/x.avi",
+                                      source_name="long.avi", total=1000, processed=10)
+    connections.close_all()
+    page.goto(f"{live_asgi.url}/jobs/{job.pk}/")
+    questions = []
+    page.once("dialog", lambda d: (questions.append(d.message), d.dismiss()))
+    page.click("#job-cancel")
+    page.wait_for_timeout(300)
+    assert questions and f"Cancel job {job.pk}?" in questions[0]
+    job.refresh_from_db()
+    assert job.state == "running"
+
+    page.once("dialog", lambda d: d.accept())
+    page.click("#job-cancel")
+    page.wait_for_selector("#job-state:text('cancelled')")
+    job.refresh_from_db()
+    assert job.state == "cancelled"
+    assert not page.locator("#job-cancel").is_visible()
+    connections.close_all()

@@ -137,6 +137,8 @@
       });
     };
     document.getElementById("job-cancel").addEventListener("click", async () => {
+      // A long video job is minutes of work; one stray click must not end it.
+      if (!window.confirm(`Cancel job ${id}? The analysis stops and cannot be resumed.`)) return;
       const r = await fetch(`/api/jobs/${id}/cancel/`, { method: "POST", headers: { "X-CSRFToken": csrfToken() }, credentials: "same-origin" });
       if (r.ok) update(await r.json());
     });
