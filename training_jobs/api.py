@@ -126,7 +126,7 @@ class ShippedModelOutput(serializers.Serializer):
     owner = serializers.CharField(allow_null=True)
     shipped = serializers.BooleanField(help_text="Always true: the model FERWeb ships with.")
     architecture = serializers.CharField()
-    version = serializers.CharField(help_text="From its model card (fer.version); predictions name it `default`.")
+    version = serializers.CharField(help_text="From its model card (fer.version), as predictions name it; `default` without a card.")
     metrics = serializers.DictField(help_text="accuracy, macro_f1, macro_auc, micro_auc from its model card.")
     param_count = serializers.IntegerField(allow_null=True)
     latency_ms = serializers.FloatField(allow_null=True, help_text="Median ONNX Runtime CPU latency at batch 1.")

@@ -37,7 +37,10 @@ def active_model_for(user) -> ActiveModel:
         .first()
     )
     if chosen is None:
-        return ActiveModel(path=Path(settings.FERWEB_DEFAULT_MODEL), version="default", model_version_id=None)
+        # Named by its card (e.g. default-20261201-fast_resnet), so a prediction or job says which
+        # shipped model answered even after an upgrade replaces the file; "default" without a card.
+        shipped = shipped_model()
+        return ActiveModel(path=shipped.path, version=shipped.version, model_version_id=None)
     return ActiveModel(path=chosen.path, version=chosen.version, model_version_id=chosen.pk)
 
 

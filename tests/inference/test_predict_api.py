@@ -40,6 +40,13 @@ def test_it_returns_every_face_left_to_right(alice_api, model_file, two_face_pho
     assert body["message"] == "2 faces found."
 
 
+def test_the_shipped_model_is_named_by_its_card(alice_api, model_file, two_face_jpeg):
+    import json
+
+    model_file.with_suffix(".json").write_text(json.dumps({"version": "default-20261202-test"}))
+    assert post(alice_api, two_face_jpeg).json()["model_version"] == "default-20261202-test"
+
+
 @pytest.mark.parametrize("ext", [".png", ".webp", ".bmp"])
 def test_it_reads_png_webp_and_bmp(alice_api, model_file, two_face_photo, ext):
     image, truths = two_face_photo

@@ -7,7 +7,7 @@ from django.contrib.auth.models import AnonymousUser
 
 from tests.training_web.conftest import make_ready_dataset
 from training_jobs.models import ActiveModelChoice, ModelVersion, TrainingRun
-from training_jobs.selectors import active_model_for
+from training_jobs.selectors import active_model_for, shipped_model
 
 TINY = {"architecture": "light_residual", "epochs": 2, "batch_size": 16}
 
@@ -136,9 +136,10 @@ class TestArchitectures:
 class TestModels:
     def test_the_shipped_model_serves_until_one_is_chosen(self, alice):
         active = active_model_for(alice)
-        assert active.version == "default" and active.model_version_id is None
+        assert active.version == shipped_model().version and active.model_version_id is None
+        assert active.version.startswith("default-")  # named by the shipped card, as predictions report it
         assert active.path == Path(settings.FERWEB_DEFAULT_MODEL)
-        assert active_model_for(AnonymousUser()).version == "default"
+        assert active_model_for(AnonymousUser()).version == shipped_model().version
 
     def test_a_user_activates_their_own_model(self, alice, bob, alice_api, bob_api):
         mine = make_version(alice, "alice-v1")
@@ -146,7 +147,7 @@ class TestModels:
         response = alice_api.post(f"/api/models/{mine.pk}/activate/", {}, format="json")
         assert response.status_code == 200 and response.json()["is_active"] is True
         assert active_model_for(alice).model_version_id == mine.pk
-        assert active_model_for(bob).version == "default"
+        assert active_model_for(bob).version == shipped_model().version
         listed = alice_api.get("/api/models/").json()
         assert [(m["id"], m["is_active"]) for m in listed] == [(mine.pk, True)]
         assert bob_api.get("/api/models/").json() == []
@@ -214,7 +215,7 @@ class TestShippedModel:
         response = alice_api.post("/api/models/default/activate/", {}, format="json")
         assert response.status_code == 200, response.content
         assert response.json()["is_active"] is True
-        assert active_model_for(alice).version == "default" and active_model_for(alice).model_version_id is None
+        assert active_model_for(alice).version == shipped_model().version and active_model_for(alice).model_version_id is None
         assert [m["is_active"] for m in alice_api.get("/api/models/").json()] == [False]
         # Only the caller's choice goes; doing it twice changes nothing.
         assert active_model_for(bob).model_version_id == bobs.pk
@@ -227,7 +228,7 @@ class TestShippedModel:
         response = alice_api.post("/api/models/default/activate/", {}, format="json")
         assert response.status_code == 200, response.content
         assert response.json()["is_active"] is True and response.json()["is_site_default"] is False
-        assert active_model_for(alice).version == "default" and active_model_for(alice).model_version_id is None
+        assert active_model_for(alice).version == shipped_model().version and active_model_for(alice).model_version_id is None
         # Everyone else without a choice keeps the site default; a version chosen later wins again.
         assert active_model_for(bob).model_version_id == site.pk
         alice_api.post(f"/api/models/{mine.pk}/activate/", {}, format="json")
@@ -245,7 +246,7 @@ class TestShippedModel:
         assert ok.status_code == 200, ok.content
         assert ok.json()["is_site_default"] is True and ok.json()["is_active"] is False
         assert not ModelVersion.objects.filter(is_site_default=True).exists()
-        assert active_model_for(bob).version == "default"
+        assert active_model_for(bob).version == shipped_model().version
         # As with a version, setting the site default leaves the staff member's own choice alone.
         assert active_model_for(carol).model_version_id == carols.pk
         listed = {m["id"]: m["is_site_default"] for m in carol_api.get("/api/models/").json()}

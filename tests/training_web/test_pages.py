@@ -141,7 +141,7 @@ def return_to_the_shipped_model(served_model, live_asgi, page, tmp_path):
     assert page.locator(f"{shipped} [data-active]").count() == 1
     assert "0.612" in page.inner_text(shipped) and "1,234" in page.inner_text(shipped)
     assert page.inner_text("#active-model") == "test-default"
-    assert predicted_model(page, live_asgi, photo) == "default"
+    assert predicted_model(page, live_asgi, photo) == "test-default"  # the card's name for it
 
     page.goto(f"{live_asgi.url}/models/")
     page.click(f"{mine} button.activate")
@@ -157,7 +157,7 @@ def return_to_the_shipped_model(served_model, live_asgi, page, tmp_path):
     assert page.locator(f"{mine} button.activate").count() == 1
     assert page.inner_text("#active-model") == "test-default"
     assert ActiveModelChoice.objects.get(user=gina).model_version is None  # chosen, not merely unset
-    assert predicted_model(page, live_asgi, photo) == "default"
+    assert predicted_model(page, live_asgi, photo) == "test-default"  # the card's name for it
 
 
 def predicted_model(page, live_asgi, photo) -> str:
