@@ -384,6 +384,10 @@ class ModelOnnxApi(APIView):
                             content_type="application/octet-stream")
 
 
+def staff_only() -> Response:
+    return Response({"site_default": ["only staff can set the site default model"]}, status=status.HTTP_403_FORBIDDEN)
+
+
 class ModelActivateApi(APIView):
     class InputSerializer(serializers.Serializer):
         site_default = serializers.BooleanField(required=False, default=False)
@@ -398,8 +402,7 @@ class ModelActivateApi(APIView):
         version = selectors.model_get_for(request.user, pk)
         site_default = serializer.validated_data["site_default"]
         if site_default and not request.user.is_staff:
-            return Response({"site_default": ["only staff can set the site default model"]},
-                            status=status.HTTP_403_FORBIDDEN)
+            return staff_only()
         services.model_activate(user=request.user, model_version=version, site_default=site_default)
         active = selectors.active_model_for(request.user)
         return Response(model_version_data(version, active_id=active.model_version_id))
@@ -427,10 +430,9 @@ class ShippedModelActivateApi(APIView):
         serializer.is_valid(raise_exception=True)
         site_default = serializer.validated_data["site_default"]
         if site_default and not request.user.is_staff:
-            return Response({"site_default": ["only staff can set the site default model"]},
-                            status=status.HTTP_403_FORBIDDEN)
+            return staff_only()
         if not selectors.shipped_model().exists:
             return Response({"detail": "this installation ships no default model; make a model version active"},
                             status=status.HTTP_404_NOT_FOUND)
-        services.shipped_model_activate(user=request.user, site_default=site_default)
+        services.model_activate(user=request.user, model_version=None, site_default=site_default)
         return _shipped_response(request.user)

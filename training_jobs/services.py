@@ -463,29 +463,25 @@ def model_version_from_run(*, run: TrainingRun, model, metrics: dict, temperatur
 
 
 @transaction.atomic
-def model_activate(*, user, model_version: ModelVersion, site_default: bool = False) -> ModelVersion:
-    """The user's own choice, or (staff only) the site default for everyone without a choice."""
+def model_activate(*, user, model_version: ModelVersion | None, site_default: bool = False) -> ModelVersion | None:
+    """The user's own choice, or (staff only) the site default for everyone without a choice.
+
+    No version means the shipped model: as a user's choice it wins over a site default version;
+    as the site default, it unsets the site default version.
+    """
     if site_default:
         if not user.is_staff:
             raise PermissionError("only staff can set the site default model")
-        ModelVersion.objects.filter(is_site_default=True).exclude(pk=model_version.pk).update(is_site_default=False)
+        others = ModelVersion.objects.filter(is_site_default=True)
+        if model_version is None:
+            others.update(is_site_default=False)
+            return None
+        others.exclude(pk=model_version.pk).update(is_site_default=False)
         ModelVersion.objects.filter(pk=model_version.pk).update(is_site_default=True)
         model_version.refresh_from_db()
         return model_version
     ActiveModelChoice.objects.update_or_create(user=user, defaults={"model_version": model_version})
     return model_version
-
-
-@transaction.atomic
-def shipped_model_activate(*, user, site_default: bool = False) -> None:
-    """The shipped default model for this user, even over a site default version; or (staff
-    only, with site_default) for everyone without a choice of their own, by unsetting the site default."""
-    if site_default:
-        if not user.is_staff:
-            raise PermissionError("only staff can set the site default model")
-        ModelVersion.objects.filter(is_site_default=True).update(is_site_default=False)
-        return
-    ActiveModelChoice.objects.update_or_create(user=user, defaults={"model_version": None})
 
 
 # ---------------------------------------------------------------- crash recovery

@@ -7,7 +7,6 @@
    the `choices` already written in it are kept);
 4. draw the confusion matrix, ROC curves and training curves as PNGs under docs/figures/.
 """
-import hashlib
 import json
 import statistics
 import subprocess
@@ -18,6 +17,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from ferweb.classes import CLASSES
+from inference.engine import file_sha256
 from training_jobs.ml.config import TrainConfig
 from training_jobs.ml.export import faces_per_second, onnx_latency_ms
 from training_jobs.ml.trainer import teacher_paths
@@ -49,7 +49,7 @@ def teacher_provenance(path: str) -> dict:
     teacher = Path(path)
     if not teacher.exists():
         return {"path": path, "missing": True}
-    info = {"path": path, "sha256": hashlib.sha256(teacher.read_bytes()).hexdigest()}
+    info = {"path": path, "sha256": file_sha256(teacher)}
     if teacher.suffix == ".onnx":
         meta = {p.key: p.value for p in onnx.load(str(teacher), load_external_data=False).metadata_props}
         info.update({k: meta[f"fer.{k}"] for k in ("version", "architecture") if f"fer.{k}" in meta})
@@ -120,7 +120,7 @@ class Command(BaseCommand):
             "architecture": run.architecture,
             "parameters": run.param_count,
             "file": {"path": "inference/models/default.onnx",
-                     "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+                     "sha256": file_sha256(onnx_path),
                      "bytes": onnx_path.stat().st_size},
             "contract": {"input": "input float32 [N, 1, 48, 48], grayscale, pixels / 255",
                          "output": "logits float32 [N, 7], calibrated by temperature scaling",
