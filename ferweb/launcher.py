@@ -120,7 +120,7 @@ def run() -> int:
         password = first_admin_password()
         celery = [sys.executable, "-m", "celery", "-A", "ferweb", "worker", "-l", "INFO"]
         commands = {
-            "web": [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", port, "ferweb.asgi:application"],
+            "web": [sys.executable, "-m", "ferweb.serve", "--port", port],
             # Solo pool: training owns the process (torch threads), cancel goes through the database.
             "worker-train": [*celery, "-Q", "training", "-P", "solo", "-n", "train@%h"],
             "worker-infer": [*celery, "-Q", "inference", "-c", os.environ.get("FERWEB_INFERENCE_WORKERS", "1"), "-n", "infer@%h"],

@@ -36,7 +36,6 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", "")
 PORT = envint("PORT", 8000)
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -65,7 +64,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "ferweb.middleware.UploadLimitMiddleware",
 ]
 
 ROOT_URLCONF = "ferweb.urls"
@@ -137,6 +135,11 @@ WHITENOISE_USE_FINDERS = True
 # Uploads: anything above the memory threshold spools to disk.
 FERWEB_MAX_UPLOAD_BYTES = envint("FERWEB_MAX_UPLOAD_BYTES", 512 * 1024 * 1024)  # bytes, whole request
 FERWEB_MAX_IMAGE_BYTES = envint("FERWEB_MAX_IMAGE_BYTES", 20 * 1024 * 1024)  # bytes, one predicted image
+# Websocket messages: the webcam consumer's own limit, and the server's, above it so that the
+# consumer (not the server) answers an oversized frame with `too_large`.
+FERWEB_MAX_FRAME_BYTES = envint("FERWEB_MAX_FRAME_BYTES", 2 * 1024 * 1024)  # bytes, one webcam frame
+FERWEB_WS_MAX_MESSAGE_BYTES = 4 * FERWEB_MAX_FRAME_BYTES  # bytes; larger messages close the socket (1009)
+FERWEB_ACCESS_LOG = envbool("FERWEB_ACCESS_LOG", "False")  # one log line per request from the web server
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024  # bytes of non-file form data
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024  # bytes kept in memory before spooling
 # Zip-bomb guards, checked from the central directory before anything is extracted.
@@ -186,6 +189,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "EXCEPTION_HANDLER": "ferweb.api_errors.exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "FERWeb API",

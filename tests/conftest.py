@@ -203,18 +203,18 @@ def wait_for_port(port, proc, timeout=60):
 
 @pytest.fixture
 def live_asgi(transactional_db, settings, tmp_path, worker_process):
-    """Daphne serving the whole app (pages, API, websockets) plus a worker, all on the test database."""
+    """The web server (as `make run` starts it, two processes) plus a worker, all on the test database."""
     port = free_port()
     env = subprocess_env(settings.MEDIA_ROOT)
-    log = open(tmp_path / "daphne.log", "ab")
+    log = open(tmp_path / "web.log", "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "ferweb.asgi:application"],
+        [sys.executable, "-m", "ferweb.serve", "--port", str(port), "--workers", "2"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     worker = worker_process()
     try:
         wait_for_port(port, proc)
-        yield type("LiveServer", (), {"url": f"http://127.0.0.1:{port}", "worker": worker, "log": tmp_path / "daphne.log"})
+        yield type("LiveServer", (), {"url": f"http://127.0.0.1:{port}", "worker": worker, "log": tmp_path / "web.log"})
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

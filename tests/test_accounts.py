@@ -18,7 +18,7 @@ def test_it_registers_and_issues_a_token(anon_api):
 def test_it_rejects_a_weak_password_with_the_validators_message(anon_api):
     response = anon_api.post("/api/auth/register/", {"username": "erin", "password": "123"}, format="json")
     assert response.status_code == 400
-    assert "This password is too short. It must contain at least 8 characters." in response.json()["password"]
+    assert "This password is too short. It must contain at least 8 characters." in response.json()["fields"]["password"]
     assert not get_user_model().objects.filter(username="erin").exists()
 
 
@@ -26,7 +26,7 @@ def test_it_rejects_a_weak_password_with_the_validators_message(anon_api):
 def test_it_rejects_a_taken_username(anon_api, alice):
     response = anon_api.post("/api/auth/register/", {"username": "Alice", "password": PASSWORD}, format="json")
     assert response.status_code == 400
-    assert response.json()["username"] == ["A user with that username already exists."]
+    assert response.json()["fields"]["username"] == ["A user with that username already exists."]
 
 
 @pytest.mark.django_db

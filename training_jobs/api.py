@@ -11,6 +11,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ferweb.api_errors import error_body
 from ferweb.datasets.models import Dataset
 from training_jobs import selectors, services
 from training_jobs.models import ModelVersion, TrainingRun
@@ -229,7 +230,7 @@ class RunListCreateApi(APIView):
         try:
             run = create_run_for(request.user, own, config)
         except services.RunError as exc:
-            return Response({k: [v] for k, v in exc.errors.items()}, status=status.HTTP_400_BAD_REQUEST)
+            raise serializers.ValidationError({k: [v] for k, v in exc.errors.items()}) from exc
         return Response({"id": run.pk, "status": run.status}, status=status.HTTP_201_CREATED)
 
     @extend_schema(operation_id="runs_list", responses=RunSummaryOutput(many=True))
@@ -385,7 +386,9 @@ class ModelOnnxApi(APIView):
 
 
 def staff_only() -> Response:
-    return Response({"site_default": ["only staff can set the site default model"]}, status=status.HTTP_403_FORBIDDEN)
+    return Response(error_body("staff_only", "Only staff can set the site default model.",
+                               {"site_default": ["only staff can set the site default model"]}),
+                    status=status.HTTP_403_FORBIDDEN)
 
 
 class ModelActivateApi(APIView):

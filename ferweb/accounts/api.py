@@ -7,6 +7,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ferweb.api_errors import ApiError
+
 from .services import user_create
 
 
@@ -26,7 +28,7 @@ class RegisterApi(APIView):
 
     def post(self, request):
         if not settings.FERWEB_OPEN_SIGNUP:
-            return Response({"detail": "Sign-up is closed on this server."}, status=status.HTTP_403_FORBIDDEN)
+            raise ApiError("signup_closed", "Sign-up is closed on this server.", status=status.HTTP_403_FORBIDDEN)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -34,7 +36,7 @@ class RegisterApi(APIView):
         except DjangoValidationError as error:
             key = "password" if hasattr(error, "error_list") and not hasattr(error, "error_dict") else None
             detail = {key: error.messages} if key else error.message_dict
-            return Response(detail, status=status.HTTP_400_BAD_REQUEST)
+            raise serializers.ValidationError(detail) from error
         return Response({"id": user.id, "username": user.username}, status=status.HTTP_201_CREATED)
 
 

@@ -1,6 +1,5 @@
 """REST API for datasets. Thin: validate, call one service or selector, serialize."""
 import cv2
-from django.conf import settings
 from django.http import Http404, HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -9,6 +8,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ferweb.api_errors import ApiError
 from ferweb.classes import CLASSES
 
 from . import selectors, services
@@ -46,11 +46,6 @@ def dataset_data(dataset: Dataset, *, full: bool = True) -> dict:
     return data
 
 
-def _too_large() -> Response:
-    limit_mb = settings.FERWEB_MAX_UPLOAD_BYTES // (1024 * 1024)
-    return Response({"detail": f"Upload too large: the limit is {limit_mb} MB."}, status=413)
-
-
 class DatasetListCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
@@ -72,15 +67,11 @@ class DatasetListCreateApi(APIView):
     def post(self, request):
         if not request.META.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" in request.META:
             # Django parses no multipart body without a length: say so instead of "no file".
-            return Response(
-                {"detail": "Length required: send the upload with a Content-Length header (browsers and curl -F do)."},
-                status=status.HTTP_411_LENGTH_REQUIRED,
-            )
+            raise ApiError("length_required", "Length required: send the upload with a Content-Length header "
+                           "(browsers and curl -F do).", status=status.HTTP_411_LENGTH_REQUIRED)
         serializer = self.DatasetUploadSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         upload = serializer.validated_data["file"]
-        if upload.size > settings.FERWEB_MAX_UPLOAD_BYTES:
-            return _too_large()  # a request without Content-Length gets past the middleware
         try:
             dataset = services.dataset_create(
                 owner=request.user,

@@ -18,7 +18,7 @@ def wait_until_finished(page, live_asgi, timeout_ms=120_000):
         page.wait_for_function(FINISHED, timeout=timeout_ms)
     except PlaywrightTimeout:
         pytest.fail(f"the job page shows {page.get_attribute('#job', 'data-state')!r} after {timeout_ms} ms\n"
-                    f"worker:\n{live_asgi.worker.output()[-3000:]}\ndaphne:\n{live_asgi.log.read_text()[-2000:]}")
+                    f"worker:\n{live_asgi.worker.output()[-3000:]}\nweb:\n{live_asgi.log.read_text()[-2000:]}")
     state = page.get_attribute("#job", "data-state")
     assert state == "succeeded", page.inner_text("#job-error")
 

@@ -40,7 +40,7 @@ class TestCreateRun:
     def test_it_lists_valid_choices_for_bad_fields(self, alice_api, ready_dataset):
         response = post_run(alice_api, ready_dataset, architecture="vgg99", optimizer="lion", epochs=0, colour="red")
         assert response.status_code == 400
-        errors = response.json()
+        errors = response.json()["fields"]
         assert "adapted_residual" in errors["architecture"][0] and "light_residual" in errors["architecture"][0]
         assert "nadam" in errors["optimizer"][0] and "sgd" in errors["optimizer"][0]
         assert "between 1 and 1000" in errors["epochs"][0]
@@ -52,12 +52,12 @@ class TestCreateRun:
         ready_dataset.save()
         response = post_run(alice_api, ready_dataset)
         assert response.status_code == 400
-        assert "only ready datasets" in response.json()["dataset"][0]
+        assert "only ready datasets" in response.json()["fields"]["dataset"][0]
 
     def test_it_refuses_another_users_dataset(self, bob_api, ready_dataset):
         response = post_run(bob_api, ready_dataset)
         assert response.status_code == 400
-        assert f"no dataset {ready_dataset.pk}" in response.json()["dataset"][0]
+        assert f"no dataset {ready_dataset.pk}" in response.json()["fields"]["dataset"][0]
 
     def test_it_needs_a_login(self, anon_api, ready_dataset):
         assert post_run(anon_api, ready_dataset).status_code == 401
@@ -66,7 +66,7 @@ class TestCreateRun:
         earlier = post_run(alice_api, ready_dataset).json()["id"]
         response = post_run(alice_api, ready_dataset, init_from_run=earlier)
         assert response.status_code == 400
-        assert "fine-tune from a succeeded run" in response.json()["init_from_run"][0]
+        assert "fine-tune from a succeeded run" in response.json()["fields"]["init_from_run"][0]
 
 
 @pytest.mark.django_db
@@ -156,7 +156,7 @@ class TestModels:
         version = make_version(carol, "site")
         mine = make_version(alice, "alice-v1")
         refused = alice_api.post(f"/api/models/{mine.pk}/activate/", {"site_default": True}, format="json")
-        assert refused.status_code == 403 and "only staff" in refused.json()["site_default"][0]
+        assert refused.status_code == 403 and "only staff" in refused.json()["fields"]["site_default"][0]
         ok = carol_api.post(f"/api/models/{version.pk}/activate/", {"site_default": True}, format="json")
         assert ok.status_code == 200
         assert active_model_for(bob).model_version_id == version.pk
@@ -239,7 +239,7 @@ class TestShippedModel:
         carols = make_version(carol, "carol-v1")
         ActiveModelChoice.objects.create(user=carol, model_version=carols)
         refused = alice_api.post("/api/models/default/activate/", {"site_default": True}, format="json")
-        assert refused.status_code == 403 and "only staff" in refused.json()["site_default"][0]
+        assert refused.status_code == 403 and "only staff" in refused.json()["fields"]["site_default"][0]
         assert active_model_for(bob).model_version_id == site.pk
 
         ok = carol_api.post("/api/models/default/activate/", {"site_default": True}, format="json")
@@ -255,7 +255,7 @@ class TestShippedModel:
     def test_bad_input_gets_a_clear_answer(self, alice, bob, alice_api, bob_api, anon_api):
         mine = make_version(alice, "alice-v1")
         bad = alice_api.post("/api/models/default/activate/", {"site_default": "maybe"}, format="json")
-        assert bad.status_code == 400 and "site_default" in bad.json()
+        assert bad.status_code == 400 and "site_default" in bad.json()["fields"]
         unknown = alice_api.post("/api/models/99999/activate/", {}, format="json")
         assert unknown.status_code == 404 and unknown.json()["detail"] == "No such model version."
         not_yours = bob_api.post(f"/api/models/{mine.pk}/activate/", {}, format="json")
@@ -306,16 +306,16 @@ class TestStartingWeights:
     def test_clients_cannot_point_at_server_files(self, alice_api, ready_dataset):
         response = post_run(alice_api, ready_dataset, teacher_checkpoint="/etc/passwd")
         assert response.status_code == 400
-        assert response.json()["teacher_checkpoint"] == ["server paths cannot be given here; use teacher_run (an earlier run) or teacher_model (a model version, or default)"]
+        assert response.json()["fields"]["teacher_checkpoint"] == ["server paths cannot be given here; use teacher_run (an earlier run) or teacher_model (a model version, or default)"]
         response = alice_api.post("/api/runs/", {"dataset": ready_dataset.pk, "init_checkpoint": "/etc/hosts"})
-        assert response.status_code == 400 and "init_checkpoint" in response.json()
+        assert response.status_code == 400 and "init_checkpoint" in response.json()["fields"]
         assert not TrainingRun.objects.exists()
 
     def test_a_teacher_is_an_earlier_succeeded_run_of_the_user(self, alice, bob, alice_api, bob_api, ready_dataset):
         teacher = TrainingRun.objects.create(owner=alice, dataset=ready_dataset, architecture="resnet34",
                                              optimizer="nadam", status="succeeded")
         refused = post_run(bob_api, make_ready_dataset(bob, per_class=2), teacher_run=teacher.pk)
-        assert refused.status_code == 400 and refused.json()["teacher_run"] == [f"no run {teacher.pk}"]
+        assert refused.status_code == 400 and refused.json()["fields"]["teacher_run"] == [f"no run {teacher.pk}"]
         response = post_run(alice_api, ready_dataset, teacher_run=teacher.pk)
         assert response.status_code == 201, response.content
         run = TrainingRun.objects.get(pk=response.json()["id"])
@@ -344,16 +344,16 @@ class TestStartingWeights:
         bobs_dataset = make_ready_dataset(bob, per_class=2)
         refused = post_run(bob_api, bobs_dataset, teacher_model=str(version.pk))
         assert refused.status_code == 400
-        assert refused.json()["teacher_model"] == [f"no model {version.pk}; give a model version id or default"]
+        assert refused.json()["fields"]["teacher_model"] == [f"no model {version.pk}; give a model version id or default"]
 
     def test_a_run_has_one_teacher_and_the_default_must_exist(self, alice, alice_api, ready_dataset, settings, tmp_path):
         teacher = TrainingRun.objects.create(owner=alice, dataset=ready_dataset, architecture="resnet34",
                                              optimizer="nadam", status="succeeded")
         both = post_run(alice_api, ready_dataset, teacher_run=teacher.pk, teacher_model="default")
-        assert both.status_code == 400 and "not both" in both.json()["teacher_model"][0]
+        assert both.status_code == 400 and "not both" in both.json()["fields"]["teacher_model"][0]
         settings.FERWEB_DEFAULT_MODEL = tmp_path / "none.onnx"
         missing = post_run(alice_api, ready_dataset, teacher_model="default")
-        assert missing.json() == {"teacher_model": ["this installation ships no default model"]}
+        assert missing.json()["fields"] == {"teacher_model": ["this installation ships no default model"]}
         assert TrainingRun.objects.count() == 1
 
 @pytest.mark.django_db(transaction=True)

@@ -190,10 +190,10 @@ class Command(BaseCommand):
         session.create()
         port = free_port()
         env = {**os.environ, "FERWEB_DEFAULT_MODEL": str(model_path)}
-        log_path = Path(tempfile.mkdtemp()) / "daphne.log"
+        log_path = Path(tempfile.mkdtemp()) / "web.log"
         log = open(log_path, "wb")
         server = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "ferweb.asgi:application"],
+            [sys.executable, "-m", "ferweb.serve", "--port", str(port)],
             cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
