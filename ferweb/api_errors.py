@@ -4,8 +4,12 @@ Views raise `ApiError` (or any DRF exception); `exception_handler` turns every o
 that shape, with `fields` only for validation errors. `error_body` is the same shape for the
 few answers made outside DRF (middleware, plain Django views under /api/).
 """
-from django.http import JsonResponse
+import math
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions
+from rest_framework.renderers import JSONRenderer
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
@@ -50,9 +54,15 @@ def _fields(detail) -> dict:
 
 
 def exception_handler(exc, context):
+    # Django's own exceptions, as DRF's handler treats them, so that their codes come through.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) if str(exc) else None)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) if str(exc) else None)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # not an API exception: Django's 500 handling (logged) takes over
+    _render_as_json(context.get("request"))
     if isinstance(exc, ApiError):
         response.data = error_body(exc.code, str(exc.detail))
         for name, value in exc.headers.items():
@@ -67,7 +77,43 @@ def exception_handler(exc, context):
         if not isinstance(code, str):
             code, detail = "error", " ".join(_flatten(detail))
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-            detail = f"Too many requests: try again in {int(exc.wait) + 1} seconds."
+            detail = f"Too many requests: try again in {math.ceil(exc.wait)} seconds."
         response.data = error_body(code, str(detail))
     return response
 
+
+def _render_as_json(request) -> None:
+    """Errors are JSON even from views whose answer is a PNG, a CSV or an ONNX file."""
+    if request is not None and getattr(request, "accepted_media_type", "application/json") != "application/json":
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = "application/json"
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def page_not_found(request, exception=None):
+    """A URL under /api/ that matches no route answers in the API's shape, not with the HTML page."""
+    if _is_api(request):
+        return error_response("not_found", "No such API route: see /api/docs/ for the routes.", 404)
+    from django.views.defaults import page_not_found as html_not_found
+
+    return html_not_found(request, exception)
+
+
+def bad_request(request, exception=None):
+    """Requests Django itself refuses (a malformed multipart body, a bad Host header...)."""
+    if _is_api(request):
+        return error_response("bad_request", "The request could not be read: check its body and headers.", 400)
+    from django.views.defaults import bad_request as html_bad_request
+
+    return html_bad_request(request, exception)
+
+
+def server_error(request):
+    if _is_api(request):
+        return error_response("server_error", "Something went wrong on the server; it has been logged.", 500)
+    from django.views.defaults import server_error as html_server_error
+
+    return html_server_error(request)

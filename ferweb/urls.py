@@ -6,9 +6,13 @@ from django.views.generic import RedirectView
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from ferweb.accounts.views import admin_login_view
+
 urlpatterns = [
     # Browsers and tools ask for /favicon.ico on pages without our <link rel="icon"> (API, schema).
     path("favicon.ico", RedirectView.as_view(url=static("favicon.png"), permanent=False)),
+    # The admin's login, throttled like ours; a path of its own ahead of the admin's.
+    path("admin/login/", admin_login_view),
     path("admin/", admin.site.urls),
     path("accounts/", include("ferweb.accounts.urls")),
     path("api/auth/", include("ferweb.accounts.api_urls")),
@@ -21,3 +25,8 @@ urlpatterns = [
     path("", include("frontend.urls")),
     # Media holds user data; each app serves its own files through views that check access.
 ]
+
+# /api/ answers every error as JSON in the API's one shape, even where no view ran.
+handler400 = "ferweb.api_errors.bad_request"
+handler404 = "ferweb.api_errors.page_not_found"
+handler500 = "ferweb.api_errors.server_error"

@@ -1,22 +1,19 @@
 """REST: POST /api/predict/ and the batch/video jobs under /api/jobs/."""
 from django.conf import settings
 from django.http import FileResponse, Http404
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ferweb.api_errors import ApiError
 from training_jobs.selectors import active_model_for
 
 from . import selectors, serving, services
 from .decode import ALLOWED_NAMES, ImageDecodeError
 from .engine import ModelUnavailable
 from .models import InferenceJob
-
-
-def error(code: str, message: str, http_status: int) -> Response:
-    return Response({"error": code, "detail": message}, status=http_status)
 
 
 class PredictView(APIView):
@@ -30,21 +27,27 @@ class PredictView(APIView):
     @extend_schema(
         request={"multipart/form-data": PredictInputSerializer},
         parameters=[OpenApiParameter("annotate", bool, description="Also return the image with boxes, as base64 PNG.")],
-        responses={200: inline_serializer("Prediction", {
-            "model_version": serializers.CharField(),
-            "faces": serializers.ListField(child=serializers.DictField()),
-            "message": serializers.CharField(),
-            "timing_ms": serializers.DictField(child=serializers.FloatField()),
-            "annotated_image": serializers.CharField(required=False),
-        })},
+        responses={
+            200: inline_serializer("Prediction", {
+                "model_version": serializers.CharField(),
+                "faces": serializers.ListField(child=serializers.DictField()),
+                "message": serializers.CharField(),
+                "timing_ms": serializers.DictField(child=serializers.FloatField()),
+                "annotated_image": serializers.CharField(required=False),
+            }),
+            400: OpenApiResponse(description="{detail, code}: no image, or refused before or while decoding "
+                                             "(not_an_image, unsupported_format, too_many_pixels, truncated)."),
+            413: OpenApiResponse(description="{detail, code}: over FERWEB_MAX_IMAGE_BYTES (too_large)."),
+            503: OpenApiResponse(description="{detail, code}: no model (no_model) or too many requests (busy)."),
+        },
     )
     def post(self, request):
         upload = request.FILES.get("image")
         if upload is None:
-            return error("missing_image", f"Send the photo as multipart field 'image' ({ALLOWED_NAMES}).", 400)
+            raise ApiError("missing_image", f"Send the photo as multipart field 'image' ({ALLOWED_NAMES}).", status=400)
         if upload.size > settings.FERWEB_MAX_IMAGE_BYTES:
             limit = settings.FERWEB_MAX_IMAGE_BYTES / (1024 * 1024)
-            return error("too_large", f"The image is {upload.size:,} bytes; the limit is {limit:g} MB.", 413)
+            raise ApiError("too_large", f"The image is {upload.size:,} bytes; the limit is {limit:g} MB.", status=413)
         data = upload.read()
         active = active_model_for(request.user)
         try:
@@ -52,11 +55,11 @@ class PredictView(APIView):
                 prediction = serving.predict_bytes(data, active.path)
                 annotated = serving.annotate(data, prediction.faces) if request.query_params.get("annotate") in ("1", "true") else None
         except ImageDecodeError as exc:
-            return error(exc.code, exc.message, 400)
+            raise ApiError(exc.code, exc.message, status=400) from exc
         except ModelUnavailable as exc:
-            return error(exc.code, str(exc), 503)
+            raise ApiError(exc.code, str(exc), status=503) from exc
         except serving.Busy as exc:
-            return error(exc.code, str(exc), 503)
+            raise ApiError(exc.code, str(exc), status=503) from exc
         body = {
             "model_version": active.version,
             "faces": prediction.faces,
@@ -100,21 +103,30 @@ class JobListCreateView(APIView):
     def post(self, request):
         upload = request.FILES.get("file")
         if upload is None:
-            return error("missing_file", "Send a .zip of photos or a video as multipart field 'file'.", 400)
+            raise ApiError("missing_file", "Send a .zip of photos or a video as multipart field 'file'.", status=400)
         serializer = self.JobUploadSerializer(data=request.data)
-        if not serializer.is_valid():
-            return Response(serializer.errors, status=400)
+        serializer.is_valid(raise_exception=True)
         try:
             job = services.job_create(owner=request.user, upload=upload, every_k=serializer.validated_data["every_k"])
         except services.JobInputError as exc:
-            return error(exc.code, exc.message, 400)
+            raise ApiError(exc.code, exc.message, status=400) from exc
         return Response(InferenceJobSerializer(job).data, status=status.HTTP_201_CREATED)
 
 
 class JobDetailView(APIView):
-    @extend_schema(responses={200: InferenceJobSerializer})
+    @extend_schema(responses={200: InferenceJobSerializer, 404: OpenApiResponse(description="No such job (or not yours).")})
     def get(self, request, pk):
         return Response(InferenceJobSerializer(selectors.job_get_for(request.user, pk)).data)
+
+    @extend_schema(
+        description="Deletes the job: a queued or running job is cancelled first, then its upload, its "
+                    "results and its record are removed.",
+        responses={204: OpenApiResponse(description="Deleted."),
+                   404: OpenApiResponse(description="{detail, code}: no such job (or not yours).")},
+    )
+    def delete(self, request, pk):
+        services.job_delete(job=selectors.job_get_for(request.user, pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class JobCancelView(APIView):

@@ -5,13 +5,14 @@ import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from . import selectors, serving
 from .decode import ImageDecodeError
 from .engine import ModelUnavailable
 from .tracking import IoUTracker
 
-MAX_FRAME_BYTES = 2 * 1024 * 1024  # a 1280x720 JPEG is ~200 KB; anything far above is not a webcam frame
+TEXT_MESSAGES = '{"type": "ping"}'  # the only text message; frames travel as binary messages
 
 
 class WebcamConsumer(AsyncWebsocketConsumer):
@@ -20,6 +21,8 @@ class WebcamConsumer(AsyncWebsocketConsumer):
     A frame that arrives while the previous one is still being served is dropped with a
     `dropped` reply (the page sends one frame at a time, so this only guards misbehaving
     clients); when the shared pool is full the reply is `busy`. Nothing is stored.
+    Whatever a client sends, it gets a reply and the socket stays open: a bad message gets
+    `{"type": "error", "error": <code>, "message": ...}`.
     """
 
     # No channel layer: nothing is sent to a webcam socket from elsewhere, so it needs no Redis listener.
@@ -42,18 +45,38 @@ class WebcamConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None):
         if bytes_data is None:
-            if text_data and json.loads(text_data).get("type") == "ping":
-                await self.send(text_data=json.dumps({"type": "pong"}))
+            await self.receive_text_message(text_data or "")
             return
         if self.in_flight:
             await self.send(text_data=json.dumps({"type": "dropped", "message": "A frame is already being served."}))
             return
-        if len(bytes_data) > MAX_FRAME_BYTES:
-            await self.send(text_data=json.dumps({"type": "error", "error": "too_large",
-                                                  "message": f"Frames are limited to {MAX_FRAME_BYTES // 1024} KB."}))
+        if len(bytes_data) > settings.FERWEB_MAX_FRAME_BYTES:
+            await self.send_error("too_large", _too_large_message())
             return
         self.in_flight = True
         self.task = asyncio.ensure_future(self.serve(bytes_data, time.perf_counter()))
+
+    async def receive_text_message(self, text: str):
+        """Only {"type": "ping"} is understood; anything else is answered, never a reason to close."""
+        if len(text.encode()) > settings.FERWEB_MAX_FRAME_BYTES:
+            await self.send_error("too_large", _too_large_message())
+            return
+        try:
+            message = json.loads(text)
+        except ValueError:
+            await self.send_error("bad_message", f"Text messages must be JSON, such as {TEXT_MESSAGES}; "
+                                                 "send frames as binary JPEG messages.")
+            return
+        if not isinstance(message, dict):
+            await self.send_error("bad_message", f"Text messages must be JSON objects, such as {TEXT_MESSAGES}.")
+        elif message.get("type") == "ping":
+            await self.send(text_data=json.dumps({"type": "pong"}))
+        else:
+            await self.send_error("bad_message", f"Unknown message type {message.get('type')!r}: the only text "
+                                                 f"message is {TEXT_MESSAGES}; send frames as binary JPEG messages.")
+
+    async def send_error(self, code: str, message: str):
+        await self.send(text_data=json.dumps({"type": "error", "error": code, "message": message}))
 
     async def serve(self, frame: bytes, received: float):
         try:
@@ -69,6 +92,10 @@ class WebcamConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=json.dumps(reply))
         finally:
             self.in_flight = False
+
+
+def _too_large_message() -> str:
+    return f"Messages are limited to {settings.FERWEB_MAX_FRAME_BYTES // 1024} KB; send smaller JPEG frames."
 
 
 def _active_model(user):

@@ -30,7 +30,8 @@ class InferenceJob(models.Model):
     progress = models.FloatField(default=0, help_text="0-100.")
     error = models.CharField(max_length=64, blank=True, help_text="Machine-readable error code.")
     human_readable_error = models.TextField(blank=True, help_text="What went wrong, for a person.")
-    source = models.FileField(upload_to="inference_uploads/", max_length=255, help_text="The uploaded zip or video.")
+    source = models.FileField(upload_to="inference_uploads/", max_length=255, blank=True,
+                              help_text="The uploaded zip or video; removed when the job ends (the results stay).")
     source_name = models.CharField(max_length=255, help_text="Original file name.")
     every_k = models.PositiveIntegerField(default=1, help_text="Video: classify every k-th frame.")
     model_path = models.CharField(max_length=500, blank=True, help_text="ONNX file used, fixed when the job starts.")

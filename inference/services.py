@@ -2,6 +2,7 @@
 import csv
 import json
 import logging
+import shutil
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -53,6 +54,10 @@ def job_create(*, owner, upload: UploadedFile, every_k: int = 1) -> InferenceJob
     if not 1 <= every_k <= 1000:
         raise JobInputError("bad_every_k", "every_k must be between 1 and 1000.")
     kind = job_kind_for(upload.name)
+    from ferweb import quotas  # a shared helper, read late: it counts rows of several apps
+
+    quotas.check_active_jobs(owner)
+    quotas.check_storage(owner, upload.size or 0)
     job = InferenceJob(owner=owner, kind=kind, every_k=every_k, source_name=Path(upload.name).name[:255])
     job.source.save(Path(upload.name).name, upload, save=False)
     job.save()
@@ -64,13 +69,43 @@ def job_create(*, owner, upload: UploadedFile, every_k: int = 1) -> InferenceJob
 
 @transaction.atomic
 def job_cancel(*, job: InferenceJob) -> InferenceJob:
+    """Stop a queued or running job; the worker notices at its next progress write and stops."""
     updated = InferenceJob.objects.filter(
         pk=job.pk, state__in=[InferenceJob.State.QUEUED, InferenceJob.State.RUNNING]
     ).update(state=InferenceJob.State.CANCELLED, finished_at=timezone.now())
     job.refresh_from_db()
     if updated:
+        _remove_upload(job)
         transaction.on_commit(lambda: _send(job, {"type": "job.progress", **job_event(job)}))
     return job
+
+
+@transaction.atomic
+def job_delete(*, job: InferenceJob) -> None:
+    """Cancel the job if it still runs, then remove its upload, its results and its row.
+
+    A worker still inside the job stops at its next progress write: it finds the job
+    cancelled (or gone) and writes nothing more.
+    """
+    job_cancel(job=job)
+    _remove_upload(job)
+    results_dir = job.results_dir
+    InferenceJob.objects.filter(pk=job.pk).delete()
+    transaction.on_commit(lambda: shutil.rmtree(results_dir, ignore_errors=True))
+
+
+def _remove_upload(job: InferenceJob) -> None:
+    """The uploaded zip or video is needed only until the job ends; the results stay.
+
+    Deleted once the transaction commits. A worker that still reads it keeps its open file
+    (POSIX), so cancelling a running job never breaks the worker mid-frame.
+    """
+    if not job.source:
+        return
+    name, storage = job.source.name, job.source.storage
+    InferenceJob.objects.filter(pk=job.pk).update(source="")
+    job.source = ""
+    transaction.on_commit(lambda: storage.delete(name))
 
 
 def job_event(job: InferenceJob) -> dict:
@@ -91,10 +126,14 @@ def _send(job: InferenceJob, message: dict):
         log.warning("could not publish progress of job %s", job.pk, exc_info=True)
 
 
-def _finish(job_id: int, **fields) -> InferenceJob:
-    """Record the outcome unless the job was cancelled meanwhile."""
+def _finish(job_id: int, **fields) -> InferenceJob | None:
+    """Record the outcome unless the job was cancelled meanwhile; the upload goes either way."""
     InferenceJob.objects.filter(pk=job_id, state=InferenceJob.State.RUNNING).update(finished_at=timezone.now(), **fields)
-    job = InferenceJob.objects.get(pk=job_id)
+    job = InferenceJob.objects.filter(pk=job_id).first()
+    if job is None:  # deleted while it ran: leave nothing behind
+        shutil.rmtree(InferenceJob(pk=job_id).results_dir, ignore_errors=True)
+        return None
+    _remove_upload(job)
     _send(job, {"type": "job.progress", **job_event(job)})
     return job
 
@@ -135,9 +174,10 @@ def job_sweep(*, worker: str) -> list[int]:
     ):
         seen = InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.State.RUNNING, heartbeat_at=job.heartbeat_at)
         if job.attempts >= MAX_ATTEMPTS:
-            seen.update(state=InferenceJob.State.FAILED, error="worker_lost", finished_at=timezone.now(),
-                        human_readable_error=f"The job stopped {job.attempts} times because its worker ended "
-                                             "(crashed, killed or out of memory); it was given up.")
+            if seen.update(state=InferenceJob.State.FAILED, error="worker_lost", finished_at=timezone.now(),
+                           human_readable_error=f"The job stopped {job.attempts} times because its worker ended "
+                                                "(crashed, killed or out of memory); it was given up."):
+                _remove_upload(job)
         elif seen.update(state=InferenceJob.State.QUEUED, worker="", processed=0, num_faces=0, progress=0):
             run_inference_job.delay(job.pk)
             requeued.append(job.pk)
@@ -154,12 +194,14 @@ def job_run(*, job_id: int, worker: str = "", redelivered: bool = False) -> Infe
     """
     if not job_claim(job_id=job_id, worker=worker, redelivered=redelivered):
         return None
-    job = InferenceJob.objects.select_related("owner").get(pk=job_id)
+    job = InferenceJob.objects.select_related("owner").filter(pk=job_id).first()
+    if job is None:  # deleted since
+        return None
     from training_jobs.selectors import active_model_for
 
     active = active_model_for(job.owner)
     job.model_path, job.model_version = str(active.path), active.version
-    job.save(update_fields=["model_path", "model_version"])
+    InferenceJob.objects.filter(pk=job.pk).update(model_path=job.model_path, model_version=job.model_version)
     try:
         summary = _process(job)
     except (SourceError, ModelUnavailable) as exc:
@@ -170,9 +212,17 @@ def job_run(*, job_id: int, worker: str = "", redelivered: bool = False) -> Infe
         log.exception("inference job %s failed", job.pk)
         return _finish(job.pk, state=InferenceJob.State.FAILED, error="internal",
                        human_readable_error=f"The job stopped on an unexpected error: {exc}")
-    if summary is None:  # cancelled
-        return InferenceJob.objects.get(pk=job.pk)
+    if summary is None:  # cancelled, or deleted
+        return _after_stop(job)
     return _finish(job.pk, state=InferenceJob.State.SUCCEEDED, progress=100.0, summary=summary)
+
+
+def _after_stop(job: InferenceJob) -> InferenceJob | None:
+    """The job was cancelled or deleted while it ran; a deleted job leaves no results behind."""
+    current = InferenceJob.objects.filter(pk=job.pk).first()
+    if current is None:
+        shutil.rmtree(job.results_dir, ignore_errors=True)
+    return current
 
 
 def _process(job: InferenceJob) -> dict | None:
@@ -181,13 +231,16 @@ def _process(job: InferenceJob) -> dict | None:
     classes = model.classes
     source_path = job.source.path
     if job.kind == InferenceJob.Kind.VIDEO:
-        total, fps, items = video_frames(source_path, every_k=job.every_k, max_seconds=settings.FERWEB_VIDEO_MAX_SECONDS)
+        total, fps, items = video_frames(
+            source_path, every_k=job.every_k, max_seconds=settings.FERWEB_VIDEO_MAX_SECONDS,
+            max_pixels=settings.FERWEB_MAX_IMAGE_PIXELS,
+        )
         tracker = IoUTracker(max_missed=max(2, int(round(fps / job.every_k))))
     else:
         total, items = zip_images(
             source_path, max_members=settings.FERWEB_MAX_ARCHIVE_MEMBERS,
             max_uncompressed=settings.FERWEB_MAX_ARCHIVE_UNCOMPRESSED_BYTES,
-            max_ratio=settings.FERWEB_MAX_COMPRESSION_RATIO,
+            max_ratio=settings.FERWEB_MAX_COMPRESSION_RATIO, max_pixels=settings.FERWEB_MAX_IMAGE_PIXELS,
         )
         tracker = None
     InferenceJob.objects.filter(pk=job.pk).update(total=total)

@@ -71,14 +71,14 @@ def predict_bytes(data: bytes, model_path, *, thorough: bool = True) -> Predicti
     """Decode + detect + classify one uploaded image (raises ImageDecodeError, ModelUnavailable)."""
     engine = get_engine()
     t0 = time.perf_counter()
-    image = decode_image(data)
+    image = decode_image(data, max_pixels=settings.FERWEB_MAX_IMAGE_PIXELS)
     decode_ms = (time.perf_counter() - t0) * 1000
     return engine.predict_image(image, model_path, decode_ms=decode_ms, thorough=thorough)
 
 
 def annotate(data: bytes, faces: list[dict]) -> str:
     """The image with a box and label per face, as base64 PNG (downscaled to 1024 px at most)."""
-    image = decode_image(data, color=True)
+    image = decode_image(data, max_pixels=settings.FERWEB_MAX_IMAGE_PIXELS, color=True)
     scale = min(1.0, 1024 / max(image.shape[:2]))
     if scale < 1:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)

@@ -118,6 +118,23 @@ def encode(image: np.ndarray, ext: str) -> bytes:
     return buf.tobytes()
 
 
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid black 1-bit PNG: about width x height / 8000 bytes on disk, width x height bytes once decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    rows_per_block = 1000
+    block = bytes(1 + (width + 7) // 8) * rows_per_block  # filter byte + packed bits, per row
+    packer = zlib.compressobj(9)
+    data = [packer.compress(block) for _ in range(height // rows_per_block)]
+    data += [packer.compress(block[: (height % rows_per_block) * len(block) // rows_per_block]), packer.flush()]
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # bit depth 1, grayscale
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(data)) + chunk(b"IEND", b"")
+
+
 def contract_model(path: Path, *, seed: int = 0, version: str = "synthetic", hidden: int = 64,
                    metadata: dict | None = None) -> Path:
     """A small random ONNX model that follows the model contract (DESIGN.md), built without torch.

@@ -142,7 +142,7 @@ class FaceStats:
         }
 
 
-def zip_images(path, *, max_members: int, max_uncompressed: int, max_ratio: int):
+def zip_images(path, *, max_members: int, max_uncompressed: int, max_ratio: int, max_pixels: int):
     """(count, iterator of (name, gray image or None, error)) over the image members of a zip."""
     try:
         archive = zipfile.ZipFile(path)
@@ -172,14 +172,14 @@ def zip_images(path, *, max_members: int, max_uncompressed: int, max_ratio: int)
         with archive:
             for member in members:
                 try:
-                    yield member.filename, decode_image(archive.read(member)), None
+                    yield member.filename, decode_image(archive.read(member), max_pixels=max_pixels), None
                 except ImageDecodeError as exc:
                     yield member.filename, None, exc.message
 
     return len(members), iterate()
 
 
-def video_frames(path, *, every_k: int, max_seconds: int):
+def video_frames(path, *, every_k: int, max_seconds: int, max_pixels: int):
     """(estimated count, fps, iterator of (frame index, seconds, gray frame)) reading every k-th frame.
 
     Skipped frames are only grabbed, not decoded; one frame is in memory at a time.
@@ -187,6 +187,13 @@ def video_frames(path, *, every_k: int, max_seconds: int):
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise SourceError("unreadable_video", "The video could not be opened; use mp4, webm, avi or another format OpenCV reads.")
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > max_pixels:  # from the container's header, before a frame is decoded here
+        capture.release()
+        raise SourceError(
+            "too_many_pixels",
+            f"The video's frames are {width:,} x {height:,} pixels, over the limit of {max_pixels:,} pixels.",
+        )
     fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
     if not (0 < fps < 1000):
         fps = 25.0

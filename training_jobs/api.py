@@ -5,7 +5,7 @@ from pathlib import Path
 from django.conf import settings
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
@@ -178,7 +178,12 @@ class RunSummaryOutput(serializers.Serializer):
     model_version = serializers.IntegerField(allow_null=True)
 
 
-RUN_CREATED = inline_serializer("RunCreated", {"id": serializers.IntegerField(), "status": serializers.CharField()})
+RUN_CREATED = inline_serializer("RunCreated", {
+    "id": serializers.IntegerField(), "status": serializers.CharField(),
+    "notes": serializers.ListField(child=serializers.CharField(),
+                                   help_text="What was changed to fit the training worker, e.g. num_threads lowered "
+                                             "to its cores; also kept in the run's metrics.notes."),
+})
 RUN_CANCELLED = inline_serializer("RunCancelled", {
     "id": serializers.IntegerField(), "status": serializers.CharField(), "cancel_requested": serializers.BooleanField(),
 })
@@ -214,10 +219,23 @@ class RunListCreateApi(APIView):
             ref_name = "RunCreate"
 
     @extend_schema(
-        operation_id="runs_create", request=InputSerializer, responses={201: RUN_CREATED, 400: FIELD_ERRORS},
+        operation_id="runs_create", request=InputSerializer,
+        responses={
+            201: RUN_CREATED,
+            400: OpenApiResponse(description="`invalid`: `fields` maps each bad field to messages that list the "
+                                             "valid values. `too_much_memory`: the batch is estimated not to fit in "
+                                             "the training worker's memory; the detail names the largest batch size "
+                                             "that fits (GET /api/runs/limits/ lists them). `quota_exceeded`: your "
+                                             "storage is full."),
+            413: OpenApiResponse(description="`quota_exceeded`: the uploaded init_checkpoint would take your storage "
+                                             "over its quota."),
+            429: OpenApiResponse(description="`quota_exceeded`: you have as many runs queued or running as your "
+                                             "quota allows (FERWEB_QUOTA_ACTIVE_RUNS)."),
+        },
         description="Start a training run. Besides these fields, every recipe field of GET /api/recipe/ "
                     "(architecture, optimizer, epochs, batch_size, learning_rate, ...) may be given; missing ones "
-                    "take their defaults. 400 answers map each bad field to messages that list the valid values.",
+                    "take their defaults. num_threads above the training worker's cores is lowered to them (the "
+                    "answer's `notes` say so). Queued runs are taken round-robin by user, oldest first for each.",
     )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
@@ -230,8 +248,12 @@ class RunListCreateApi(APIView):
         try:
             run = create_run_for(request.user, own, config)
         except services.RunError as exc:
+            if exc.code != "invalid":  # a refusal of its own (too_much_memory), with the field it concerns
+                return Response(error_body(exc.code, exc.detail, {k: [v] for k, v in exc.errors.items()}),
+                                status=status.HTTP_400_BAD_REQUEST)
             raise serializers.ValidationError({k: [v] for k, v in exc.errors.items()}) from exc
-        return Response({"id": run.pk, "status": run.status}, status=status.HTTP_201_CREATED)
+        return Response({"id": run.pk, "status": run.status, "notes": run.metrics.get("notes", [])},
+                        status=status.HTTP_201_CREATED)
 
     @extend_schema(operation_id="runs_list", responses=RunSummaryOutput(many=True))
     def get(self, request):
@@ -292,6 +314,49 @@ class RunCancelApi(APIView):
         return Response({"id": run.pk, "status": run.status, "cancel_requested": run.cancel_requested})
 
 
+QUOTA = inline_serializer("Quota", {
+    "limit": serializers.IntegerField(help_text="0: no quota."), "used": serializers.FloatField(),
+    "setting": serializers.CharField(help_text="The environment variable that sets it."),
+})
+RUN_LIMITS = inline_serializer("RunLimits", {
+    "training": inline_serializer("TrainingLimits", {
+        "memory_mb": serializers.IntegerField(help_text="What one run's training process may use "
+                                                        "(FERWEB_TRAIN_MAX_MEMORY_MB)."),
+        "cores": serializers.IntegerField(help_text="num_threads above this is lowered to it "
+                                                    "(FERWEB_TRAIN_MAX_THREADS)."),
+        "max_attempts": serializers.IntegerField(help_text="Starts before a run whose worker died is failed."),
+        "faces": serializers.IntegerField(help_text="The dataset size max_batch_size is for."),
+        "optimizer": serializers.CharField(),
+        "max_batch_size": serializers.DictField(child=serializers.IntegerField(),
+                                                help_text="{architecture: largest batch size that fits} at 48x48."),
+    }),
+    "quotas": inline_serializer("Quotas", {
+        "exempt": serializers.BooleanField(help_text="Staff have no quotas."),
+        "active_runs": QUOTA, "active_jobs": QUOTA, "storage_mb": QUOTA,
+    }),
+})
+
+
+class RunLimitsApi(APIView):
+    @extend_schema(
+        operation_id="runs_limits",
+        responses={200: RUN_LIMITS, 404: OpenApiResponse(description="`dataset` names no dataset of yours.")},
+        parameters=[OpenApiParameter("dataset", int, required=False,
+                                     description="Size the batch limits for this dataset of yours (default: "
+                                                 "FER2013's 35,887 faces).")],
+        description="What a training run may use (memory, cores, the largest batch size of every architecture) "
+                    "and your quotas with what you use of them. POST /api/runs/ refuses a batch over these "
+                    "limits (400 too_much_memory) and a run over your quota (429 quota_exceeded).",
+    )
+    def get(self, request):
+        faces = selectors.FER2013_FACES
+        if request.query_params.get("dataset", "").isdigit():
+            from ferweb.datasets.selectors import dataset_get_for
+
+            faces = dataset_get_for(request.user, int(request.query_params["dataset"])).num_items
+        return Response(selectors.run_limits_for(request.user, faces=faces))
+
+
 # ---------------------------------------------------------------- architectures and recipe
 
 
@@ -338,8 +403,9 @@ def _model_for(request, pk: str) -> ModelVersion | None:
     if pk == "default":
         return None
     if pk == "active":
+        # active_model_for resolves only to versions the user may see; model_get_for checks it again.
         active = selectors.active_model_for(request.user)
-        return ModelVersion.objects.get(pk=active.model_version_id) if active.model_version_id else None
+        return selectors.model_get_for(request.user, active.model_version_id) if active.model_version_id else None
     if not pk.isdigit():
         raise Http404("No such model version.")
     return selectors.model_get_for(request.user, int(pk))

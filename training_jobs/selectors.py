@@ -22,12 +22,18 @@ class ActiveModel:
 def active_model_for(user) -> ActiveModel:
     """The model that serves `user`'s predictions, in one query.
 
-    The user's own choice wins (a version, or the shipped model chosen explicitly), then the
-    site default version, then the shipped default file. Every prediction calls this, so a
-    promotion reaches every process at once without any cache to invalidate.
+    The user's own choice wins (a version, or the shipped model chosen explicitly) while the user
+    may still see that version (model_list_for's rule: their own, the site default, all for staff),
+    then the site default version, then the shipped default file. Every prediction calls this, so a
+    promotion (or a site default that staff unset) reaches every process at once without any cache
+    to invalidate.
     """
     signed_in = user is not None and user.is_authenticated
-    mine = Q(chosen_by__user_id=user.pk) if signed_in else Q(pk__in=[])
+    if signed_in:
+        visible = Q() if user.is_staff else Q(owner_id=user.pk) | Q(is_site_default=True)
+        mine = Q(chosen_by__user_id=user.pk) & visible
+    else:
+        mine = Q(pk__in=[])
     shipped_chosen = ActiveModelChoice.objects.filter(user_id=user.pk if signed_in else None, model_version=None)
     chosen = (
         ModelVersion.objects.filter(mine | (Q(is_site_default=True) & ~Exists(shipped_chosen)))
@@ -143,4 +149,49 @@ def run_history_event(pk) -> dict:
         "last_batch": run.last_batch,
         "error": run.error,
         "human_readable_error": run.human_readable_error,
+    }
+
+
+def run_next_fair_id() -> int | None:
+    """The queued run a free training worker takes next: round-robin by user, not first come.
+
+    Users are ordered by their last turn (the latest start of any of their runs; never started
+    comes first), and the user whose turn is the longest ago gets their oldest queued run. So
+    one user's three queued runs cannot keep another user's run waiting behind all three.
+    """
+    from django.db.models import F, Max, OuterRef, Subquery
+
+    last_turn = (
+        TrainingRun.objects.filter(owner=OuterRef("owner"), started_at__isnull=False)
+        .order_by().values("owner").annotate(last=Max("started_at")).values("last")
+    )
+    return (
+        TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, cancel_requested=False)
+        .annotate(last_turn=Subquery(last_turn))
+        .order_by(F("last_turn").asc(nulls_first=True), "created_at", "pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+FER2013_FACES = 35_887  # the size the limits are given for when no dataset is named
+
+
+def run_limits_for(user, *, faces: int = FER2013_FACES) -> dict:
+    """The training worker's limits (memory, cores, the largest batch per architecture for a
+    dataset of `faces`) and the user's quotas with their usage."""
+    from ferweb import quotas
+    from training_jobs.ml import memory
+
+    cap = settings.FERWEB_TRAIN_MAX_MEMORY_MB * 1024 * 1024
+    return {
+        "training": {
+            "memory_mb": settings.FERWEB_TRAIN_MAX_MEMORY_MB,
+            "cores": settings.FERWEB_TRAIN_MAX_THREADS,
+            "max_attempts": settings.FERWEB_RUN_MAX_ATTEMPTS,
+            "faces": faces,
+            "optimizer": "nadam",
+            "max_batch_size": memory.max_batch_sizes(cap, faces=faces),
+        },
+        "quotas": quotas.usage(user),
     }

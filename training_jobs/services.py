@@ -14,18 +14,26 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from ferweb import quotas
 from ferweb.datasets.models import Dataset
+from training_jobs.ml import memory
 from training_jobs.models import ActiveModelChoice, ModelVersion, TrainingRun
 
 logger = logging.getLogger(__name__)
 
 
 class RunError(Exception):
-    """A request the service refuses; `errors` maps fields to messages for a 400 answer."""
+    """A request the service refuses; `errors` maps fields to messages for a 400 answer.
 
-    def __init__(self, errors: dict[str, str]):
+    `code` is "invalid" for field errors, or names the refusal (e.g. too_much_memory), whose
+    `detail` then says what to do.
+    """
+
+    def __init__(self, errors: dict[str, str], *, code: str = "invalid", detail: str = ""):
         self.errors = dict(errors)
-        super().__init__("; ".join(f"{name}: {message}" for name, message in self.errors.items()))
+        self.code = code
+        self.detail = detail or "; ".join(f"{name}: {message}" for name, message in self.errors.items())
+        super().__init__(self.detail)
 
 
 class RunFailure(Exception):
@@ -100,11 +108,14 @@ def run_create(
     queue: bool = True,
     trusted_paths: bool = False,
 ) -> TrainingRun:
-    """1. validate the recipe; 2. check the dataset is ready and the user's (or staff);
-    3. lock the dataset (immutable once trained on); 4. record the run; 5. queue it after commit
-    (unless the caller runs it itself: the `train` command)."""
+    """1. check the user's quotas; 2. validate the recipe; 3. check the dataset is ready and the
+    user's (or staff); 4. fit the recipe to the training worker (threads, memory); 5. lock the
+    dataset (immutable once trained on); 6. record the run; 7. queue it after commit (unless the
+    caller runs it itself: the `train` command)."""
     from ferweb.datasets.services import dataset_lock
 
+    quotas.check_active_runs(user)
+    quotas.check_storage(user, init_checkpoint.size if init_checkpoint is not None else 0)
     config = dict(config)
     errors = {}
     if not (user.is_staff or dataset.owner_id == user.pk):
@@ -134,6 +145,8 @@ def run_create(
         errors.update(exc.errors)
     if errors:
         raise RunError(errors)
+    validated, notes = fit_to_worker(validated, faces=dataset.num_items,
+                                     teacher_architecture=teacher_run.architecture if teacher_run else "")
 
     if init_from_run is not None:
         validated["init_checkpoint"] = str(best_checkpoint_path(init_from_run))
@@ -148,6 +161,7 @@ def run_create(
         architecture=validated["architecture"],
         optimizer=validated["optimizer"],
         init_from_run=init_from_run,
+        metrics={"notes": notes} if notes else {},
     )
     if init_checkpoint is not None:
         run.init_checkpoint.save(f"run-{run.pk}-{Path(init_checkpoint.name).name}", init_checkpoint, save=False)
@@ -164,6 +178,49 @@ def run_create(
     if queue:
         enqueue(run)
     return run
+
+
+MB = 1024 * 1024
+
+
+def memory_cap_bytes() -> int:
+    """What the training process may use (FERWEB_TRAIN_MAX_MEMORY_MB)."""
+    return settings.FERWEB_TRAIN_MAX_MEMORY_MB * MB
+
+
+def memory_inputs(config: dict, *, faces: int, teacher_architecture: str = "") -> dict:
+    """The recipe's fields that the memory estimate depends on (see training_jobs.ml.memory)."""
+    return {
+        "architecture": config["architecture"], "optimizer": config["optimizer"], "momentum": config["momentum"],
+        "ema": config["ema_decay"] > 0, "faces": faces, "teacher_architecture": teacher_architecture,
+    }
+
+
+def fit_to_worker(config: dict, *, faces: int, teacher_architecture: str = "") -> tuple[dict, list[str]]:
+    """The recipe as the training worker can run it, and notes on what was changed.
+
+    num_threads above the worker's cores (FERWEB_TRAIN_MAX_THREADS) is lowered to them, with a
+    note: more threads than cores only slow training down. A batch whose estimated peak memory
+    is over the cap is refused (code too_much_memory), naming the largest batch size that fits:
+    only the user can choose between a smaller batch and a lighter network.
+    """
+    notes = []
+    cores = settings.FERWEB_TRAIN_MAX_THREADS
+    if config["num_threads"] > cores:
+        notes.append(f"num_threads {config['num_threads']} was lowered to {cores}, the training worker's cores "
+                     "(FERWEB_TRAIN_MAX_THREADS).")
+        config = {**config, "num_threads": cores}
+    inputs = memory_inputs(config, faces=faces, teacher_architecture=teacher_architecture)
+    need, cap = memory.estimate_bytes(batch_size=config["batch_size"], **inputs), memory_cap_bytes()
+    if need > cap:
+        fits = memory.max_batch_size(cap_bytes=cap, **inputs)
+        advice = (f"the largest batch size that fits is {fits}." if fits else
+                  "not even a batch of 1 fits: choose a lighter architecture or a smaller dataset.")
+        message = (f"A batch of {config['batch_size']} for {config['architecture']} on {faces:,} faces needs about "
+                   f"{need / MB:,.0f} MB, over the {cap / MB:,.0f} MB the training worker may use "
+                   f"(FERWEB_TRAIN_MAX_MEMORY_MB): {advice}")
+        raise RunError({"batch_size": message}, code="too_much_memory", detail=message)
+    return config, notes
 
 
 def enqueue(run: TrainingRun) -> None:
@@ -260,41 +317,52 @@ def run_claim(*, run_id: int, worker: str) -> TrainingRun | None:
     return run
 
 
-def run_execute(*, run_id: int, worker: str, on_event=None) -> TrainingRun | None:
-    """The whole job for one run, called by the Celery task.
+def run_claim_next(*, worker: str) -> TrainingRun | None:
+    """Take the fair next queued run (see selectors.run_next_fair_id); None when none is queued.
 
-    1. claim it; 2. load the dataset's arrays; 3. train (resuming from the last epoch
-    checkpoint if an earlier worker died); 4. evaluate the best weights on the held-out
-    split, with occlusion maps; 5. export ONNX, prove parity, record the model version;
-    6. succeed. Cancellation and errors end the run as cancelled or failed.
+    Another worker may take the same run between the read and the claim: then look again.
     """
-    from training_jobs.ml.trainer import TrainingCancelled
+    from training_jobs.selectors import run_next_fair_id
 
+    while (run_id := run_next_fair_id()) is not None:
+        run = run_claim(run_id=run_id, worker=worker)
+        if run is not None:
+            return run
+    return None
+
+
+def run_execute(*, run_id: int, worker: str, on_event=None) -> TrainingRun | None:
+    """Claim this run and do its whole job (the `train` command); None when it was not queued."""
     run = run_claim(run_id=run_id, worker=worker)
-    if run is None:
-        return None
+    return _execute(run, on_event=on_event) if run else None
+
+
+def run_execute_next(*, worker: str, on_event=None) -> TrainingRun | None:
+    """Claim the fair next run and do its whole job (the Celery task); None when none is queued."""
+    run = run_claim_next(worker=worker)
+    return _execute(run, on_event=on_event) if run else None
+
+
+class RunCancelled(Exception):
+    """The user cancelled the run while it trained."""
+
+
+def _execute(run: TrainingRun, on_event=None) -> TrainingRun:
+    """1. read the dataset's rows; 2. train, evaluate and export in a child process (resuming
+    from the last epoch checkpoint if an earlier worker died); 3. record the metrics and the
+    model version; 4. succeed. Cancellation and errors end the run as cancelled or failed.
+    """
     try:
         _train_evaluate_export(run, on_event=on_event)
-    except TrainingCancelled:
+    except RunCancelled:
         _finish(run, TrainingRun.Status.CANCELLED, error="cancelled", message="Cancelled while training.")
     except RunFailure as exc:
         _finish(run, TrainingRun.Status.FAILED, error=exc.code, message=str(exc))
-    except MemoryError:
-        _finish(run, TrainingRun.Status.FAILED, error="out_of_memory",
-                message="The worker ran out of memory: try a smaller batch size or a lighter architecture.")
     except Exception as exc:  # noqa: BLE001 - every failure ends the run with a reason
         logger.exception("run %s failed", run.pk)
-        code, message = _classify(exc)
-        _finish(run, TrainingRun.Status.FAILED, error=code, message=message)
+        _finish(run, TrainingRun.Status.FAILED, error="internal_error", message=f"{type(exc).__name__}: {str(exc)[:500]}")
     run.refresh_from_db()
     return run
-
-
-def _classify(exc: Exception) -> tuple[str, str]:
-    text = str(exc)
-    if "out of memory" in text.lower():
-        return "out_of_memory", f"Out of memory: {text[:300]}. Try a smaller batch size."
-    return "internal_error", f"{type(exc).__name__}: {text[:500]}"
 
 
 def _finish(run: TrainingRun, status: str, *, error: str = "", message: str = "", **fields) -> None:
@@ -345,62 +413,93 @@ def best_checkpoint_path(run: TrainingRun) -> Path:
 
 
 def _train_evaluate_export(run: TrainingRun, on_event=None) -> None:
-    from training_jobs.ml import trainer
-    from training_jobs.ml.config import ConfigError, TrainConfig
-    from training_jobs.ml.data import DataError
+    from training_jobs.ml.isolated import run_isolated
 
-    try:
-        config = TrainConfig.from_dict(run.config)
-    except ConfigError as exc:
-        raise RunFailure("invalid_config", f"The recipe is no longer valid: {exc}") from None
-    data = load_train_data(run.dataset)
+    version = f"run-{run.pk}-{run.architecture}"
+    onnx_path = Path(settings.MEDIA_ROOT) / "models" / f"{version}.onnx"
     recorder = ProgressRecorder(run, also=on_event)
     run.workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        result = trainer.train(
-            config, data, workdir=run.workdir, on_event=recorder.on_event, should_stop=recorder.should_stop,
-            resume=True,
-        )
-    except (DataError, ConfigError) as exc:
-        raise RunFailure("invalid_data" if isinstance(exc, DataError) else "invalid_config", str(exc)) from None
+    outcome = run_isolated(
+        _job_for(run, onnx_path=onnx_path, version=version), on_event=recorder.on_event,
+        should_stop=recorder.should_stop, memory_cap_bytes=memory_cap_bytes(),
+        on_tick=lambda: TrainingRun.objects.filter(pk=run.pk).update(heartbeat=timezone.now()),
+    )
+    if outcome.status == "cancelled":
+        raise RunCancelled()
+    if outcome.code == "out_of_memory":
+        raise RunFailure("out_of_memory", out_of_memory_message(run, outcome.peak_rss_bytes))
+    if outcome.status != "succeeded":
+        raise RunFailure(outcome.code, outcome.message)
+    result = outcome.result
 
     run.refresh_from_db()
-    run.history = result.history
-    run.param_count = result.param_count
-    run.wall_time_s = result.wall_time_s
-    run.best_epoch = result.best_epoch
-    run.best_val_accuracy = result.best_val_accuracy
+    run.history = result["history"]
+    run.param_count = result["param_count"]
+    run.wall_time_s = result["wall_time_s"]
+    run.best_epoch = result["best_epoch"]
+    run.best_val_accuracy = result["best_val_accuracy"]
     run.eta_seconds = 0
-    run.progress = 96.0
-    run.save(update_fields=["history", "param_count", "wall_time_s", "best_epoch", "best_val_accuracy",
-                            "eta_seconds", "progress"])
-
-    metrics = dict(result.metrics)
-    metrics.update(temperature=result.temperature, stopped_early=result.stopped_early, notes=result.notes,
-                   device=result.device, resumed_from_epoch=result.resumed_from_epoch)
-    metrics["occlusion"] = occlusion_for_page(result.occlusion)
+    metrics = dict(result["metrics"])
+    # Notes made when the run was created (e.g. threads lowered) come first.
+    metrics["notes"] = list(run.metrics.get("notes", [])) + list(metrics.get("notes", []))
+    metrics["occlusion"] = occlusion_for_page(result["occlusion"])
     run.metrics = metrics
     run.progress = 98.0
-    run.save(update_fields=["metrics", "progress"])
-    publish(run.pk, _status_event(run, "exporting to ONNX"))
-
-    model_version_from_run(run=run, model=result.model, metrics=metrics, temperature=result.temperature,
-                           tta_flip=config.tta_flip, check_faces=held_out_faces(data, config, limit=16))
+    run.save(update_fields=["history", "param_count", "wall_time_s", "best_epoch", "best_val_accuracy",
+                            "eta_seconds", "metrics", "progress"])
+    ModelVersion.objects.create(
+        run=run, owner=run.owner, onnx_file=str(onnx_path.relative_to(settings.MEDIA_ROOT)),
+        architecture=run.architecture, version=version, metrics=result["export"]["metrics"],
+        param_count=run.param_count, latency_ms=result["export"]["latency_ms"],
+        parity_max_abs_diff=result["export"]["max_abs_diff"],
+    )
     _finish(run, TrainingRun.Status.SUCCEEDED, progress=100.0)
 
 
-def held_out_indices(data, config):
-    """The test faces of the same seeded split the trainer used: never trained on."""
-    from training_jobs.ml.data import split_data
+def _job_for(run: TrainingRun, *, onnx_path: Path, version: str):
+    """The child's plain inputs: the recipe, which packed faces to read, where to write."""
+    from ferweb.datasets.selectors import dataset_rows
+    from training_jobs.ml.isolated import Job
 
-    return split_data(data, validation_fraction=config.validation_fraction, seed=config.seed).test
+    dataset = run.dataset
+    if dataset.status != Dataset.Status.READY:
+        raise RunFailure("dataset_unavailable", f"Dataset {dataset.pk} is {dataset.status}, not ready.")
+    if not dataset.pixels_path.exists():
+        raise RunFailure("dataset_unavailable", f"The faces of dataset {dataset.pk} are missing on disk.")
+    rows, labels, splits, _ids = dataset_rows(dataset)
+    if len(rows) == 0:
+        raise RunFailure("dataset_empty", f"Dataset {dataset.pk} has no faces to train on.")
+    return Job(config=run.config, pixels_path=str(dataset.pixels_path), rows=rows, labels=labels, splits=splits,
+               workdir=str(run.workdir), onnx_path=str(onnx_path), version=version)
 
 
-def held_out_faces(data, config, *, limit: int):
-    """The first held-out faces as the model sees them: float32 [N, 1, 48, 48] in [0, 1]."""
-    from inference.preprocess import to_model_input
+def out_of_memory_message(run: TrainingRun, peak_bytes: int) -> str:
+    """What to try after a run ran out of memory: the largest batch the estimate says fits,
+    and at most half the batch that did not."""
+    config = run.config
+    batch = config["batch_size"]
+    cap = memory_cap_bytes()
+    inputs = memory_inputs(config, faces=run.dataset.num_items,
+                           teacher_architecture=_teacher_architecture(run))
+    try:
+        fits = memory.max_batch_size(cap_bytes=cap, **inputs)
+    except KeyError:  # an architecture the table does not know
+        fits = batch // 2
+    fits = min(fits, batch // 2)
+    advice = (f"try {fits}, or a lighter architecture." if fits else
+              "not even a batch of 1 fits: try a lighter architecture.")
+    used = f"the training process reached {peak_bytes / MB:,.0f} MB; " if peak_bytes else ""
+    return (f"Ran out of memory at batch size {batch} ({used}the worker may use {cap / MB:,.0f} MB, "
+            f"FERWEB_TRAIN_MAX_MEMORY_MB): {advice}")
 
-    return to_model_input(data.pixels[held_out_indices(data, config)[:limit]])
+
+def _teacher_architecture(run: TrainingRun) -> str:
+    """The network of a best.pt teacher (an earlier run's, runs/<id>/best.pt); "" for none, or for
+    an .onnx teacher, which costs a table of logits rather than a network."""
+    path = Path(run.config.get("teacher_checkpoint") or "")
+    if path.suffix != ".pt" or not path.parent.name.isdigit():
+        return ""
+    return TrainingRun.objects.filter(pk=int(path.parent.name)).values_list("architecture", flat=True).first() or ""
 
 
 def occlusion_for_page(items: list[dict]) -> list[dict]:
@@ -432,36 +531,6 @@ def occlusion_for_page(items: list[dict]) -> list[dict]:
 # ---------------------------------------------------------------- models
 
 
-def model_version_from_run(*, run: TrainingRun, model, metrics: dict, temperature: float = 1.0,
-                           tta_flip: bool = False, check_faces=None) -> ModelVersion:
-    """Export the run's model to ONNX, prove it matches PyTorch (on held-out faces when given),
-    measure it, record it."""
-    from training_jobs.ml.export import ExportError, export_onnx, onnx_latency_ms
-    from training_jobs.ml.metrics import summary
-
-    version = f"run-{run.pk}-{run.architecture}"
-    path = Path(settings.MEDIA_ROOT) / "models" / f"{version}.onnx"
-    small = {k: v for k, v in summary(metrics).items() if k not in ("occlusion", "notes")}
-    try:
-        report = export_onnx(model, path, architecture=run.architecture, version=version, metrics=small,
-                             temperature=temperature, tta_flip=tta_flip,
-                             check_batch=check_faces if check_faces is not None and len(check_faces) else None)
-    except ExportError as exc:
-        raise RunFailure("onnx_parity", f"The exported model was not recorded: {exc}") from None
-    latency = onnx_latency_ms(path)
-    return ModelVersion.objects.create(
-        run=run,
-        owner=run.owner,
-        onnx_file=str(path.relative_to(settings.MEDIA_ROOT)),
-        architecture=run.architecture,
-        version=version,
-        metrics=small,
-        param_count=run.param_count,
-        latency_ms=latency,
-        parity_max_abs_diff=report.max_abs_diff,
-    )
-
-
 @transaction.atomic
 def model_activate(*, user, model_version: ModelVersion | None, site_default: bool = False) -> ModelVersion | None:
     """The user's own choice, or (staff only) the site default for everyone without a choice.
@@ -487,14 +556,13 @@ def model_activate(*, user, model_version: ModelVersion | None, site_default: bo
 # ---------------------------------------------------------------- crash recovery
 
 
-MAX_ATTEMPTS = 3
-
-
 def runs_recover(*, worker: str, stale_after_s: float | None = None) -> list[int]:
     """Runs left `running` by a worker that died: by this worker's name, or with a stale heartbeat.
 
-    Each is queued again (the trainer resumes from its last epoch checkpoint) unless it
-    already crashed MAX_ATTEMPTS times, or its dataset is gone: then it fails with the reason.
+    Each is queued again (the trainer resumes from its last epoch checkpoint) unless its worker
+    already died FERWEB_RUN_MAX_ATTEMPTS times under it, or its dataset is gone: then it fails with
+    the reason. (A run that runs out of memory no longer takes its worker down: it fails alone,
+    in its child process, and is never queued again.)
     """
     stale_after_s = settings.FERWEB_RUN_STALE_SECONDS if stale_after_s is None else stale_after_s
     cutoff = timezone.now() - timedelta(seconds=stale_after_s)
@@ -511,7 +579,7 @@ def runs_recover(*, worker: str, stale_after_s: float | None = None) -> list[int
             if run.cancel_requested:
                 _finish(run, TrainingRun.Status.CANCELLED, error="cancelled",
                         message="Cancelled; the worker stopped before it could finish.")
-            elif run.attempts >= MAX_ATTEMPTS:
+            elif run.attempts >= settings.FERWEB_RUN_MAX_ATTEMPTS:
                 _finish(run, TrainingRun.Status.FAILED, error="worker_lost",
                         message=f"The worker {run.worker} died {run.attempts} times while training this run; "
                                 "giving up (often a sign of running out of memory).")

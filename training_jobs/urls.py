@@ -4,6 +4,7 @@ from training_jobs import api, views
 
 urlpatterns = [
     path("api/runs/", api.RunListCreateApi.as_view(), name="api-runs"),
+    path("api/runs/limits/", api.RunLimitsApi.as_view(), name="api-run-limits"),
     path("api/runs/<int:pk>/", api.RunDetailApi.as_view(), name="api-run"),
     path("api/runs/<int:pk>/cancel/", api.RunCancelApi.as_view(), name="api-run-cancel"),
     path("api/architectures/", api.ArchitectureListApi.as_view(), name="api-architectures"),

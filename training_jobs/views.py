@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 
 from ferweb.classes import CLASSES
 from ferweb.datasets.models import Dataset
+from ferweb.quotas import QuotaExceeded
 from training_jobs import api, selectors, services
 from training_jobs.models import TrainingRun
 
@@ -78,6 +79,8 @@ def run_new(request):
             errors["dataset"] = "choose one of your ready datasets"
         except services.RunError as exc:
             errors = exc.errors
+        except QuotaExceeded as exc:
+            errors = {"form": str(exc.detail)}
         else:
             return redirect("run-detail", pk=run.pk)
         values.update(dataset=own["dataset"], name=own["name"], init_from_run=own["init_from_run"],

@@ -1,7 +1,8 @@
 """Reading face datasets from disk: zip archives, folder trees and the FER2013 CSV.
 
-Pure Python + NumPy + OpenCV (no Django), so the import job, `evaluate_model` and a
-notebook all read data the same way. Every accepted image ends up as a 48x48 uint8
+Pure Python + NumPy, Pillow and OpenCV (no Django), so the import job, `evaluate_model` and a
+notebook all read data the same way. Images are decoded by the one guarded reader that serving
+uses too (`inference.decode.decode_image`). Every accepted image ends up as a 48x48 uint8
 grayscale face with a class index (ferweb.classes order) and a split name.
 
 Layouts understood:
@@ -25,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-import cv2
 import numpy as np
-from PIL import Image
 
 from ferweb.classes import CLASS_INDEX, CLASSES, canonical_class
+from inference.decode import DEFAULT_MAX_PIXELS, IMPORT_FORMATS, ImageDecodeError, decode_image
 from inference.preprocess import FACE_SIZE, crop_face, resize_face
 
 # Images up to this side are taken as face crops already; larger ones go through detection.
@@ -48,8 +48,6 @@ CSV_COLUMNS = ("emotion", "pixels")
 PIXELS_PER_FACE = FACE_SIZE * FACE_SIZE
 # Members this small never count as bombs: JPEGs of blank faces compress very well.
 RATIO_CHECK_MIN_BYTES = 1024 * 1024
-# Face crops are a few kilobytes; only bigger files can be pixel bombs worth a header check.
-HEADER_CHECK_MIN_BYTES = 32 * 1024
 LISTED_NAMES = 10
 
 
@@ -69,7 +67,7 @@ class Limits:
     max_members: int = 200_000
     max_uncompressed_bytes: int = 4 * 1024**3
     max_compression_ratio: int = 200
-    max_image_pixels: int = 50_000_000  # one decoded image (a PNG of zeros can hide gigabytes)
+    max_image_pixels: int = DEFAULT_MAX_PIXELS  # one decoded image (a PNG of zeros can hide gigabytes)
 
 
 @dataclass
@@ -130,24 +128,19 @@ class FaceExtractor:
         return [crop_face(gray, face.box) for face in usable], ""
 
 
-def image_pixels(data: bytes) -> int | None:
-    """Width x height from the image header alone (Pillow reads no pixels); None when unknown."""
+def decode_gray(data: bytes, max_pixels: int) -> tuple[np.ndarray | None, str]:
+    """(gray uint8 image, "") or (None, why it was skipped), through the one guarded reader.
+
+    The pixel count is read from the header and checked before anything is decoded, so a
+    bomb costs microseconds; import and serving decode alike (see inference.decode).
+    """
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-    except Exception:  # any format Pillow cannot identify: OpenCV decides
-        return None
-    return width * height
-
-
-def decode_gray(data: bytes) -> np.ndarray | None:
-    """Any image format OpenCV reads, any colour -> gray uint8; None when it is not an image."""
-    if not data:
-        return None
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
-    if image is None or image.size == 0:
-        return None
-    return image
+        return decode_image(data, max_pixels=max_pixels, formats=IMPORT_FORMATS), ""
+    except ImageDecodeError as error:
+        # A bomb or a format outside the list is named as such; any other failure is plain damage.
+        if error.code in ("too_many_pixels", "unsupported_format"):
+            return None, error.message
+        return None, "not an image or corrupt"
 
 
 # ---------------------------------------------------------------- folder layouts
@@ -311,12 +304,9 @@ def _read_images(
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
             skipped.append({"name": entry.name, "reason": f"unreadable: {error}"})
             continue
-        if len(data) > HEADER_CHECK_MIN_BYTES and (image_pixels(data) or 0) > limits.max_image_pixels:
-            skipped.append({"name": entry.name, "reason": f"image over {limits.max_image_pixels:,} pixels"})
-            continue
-        gray = decode_gray(data)
+        gray, why = decode_gray(data, limits.max_image_pixels)
         if gray is None:
-            skipped.append({"name": entry.name, "reason": "not an image or corrupt"})
+            skipped.append({"name": entry.name, "reason": why})
             continue
         faces, reason = extractor.faces(gray)
         if not faces:

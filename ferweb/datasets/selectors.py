@@ -27,6 +27,17 @@ def dataset_arrays(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray
     excluded items are left out. Raises FileNotFoundError when the packed array is missing.
     """
     pixels = np.load(dataset.pixels_path, mmap_mode="r")
+    index, labels, splits, ids = dataset_rows(dataset)
+    if len(index) == len(pixels) and (len(index) == 0 or index[-1] == len(index) - 1):
+        faces = np.array(pixels)  # nothing excluded: one sequential read
+    else:
+        faces = np.ascontiguousarray(pixels[index])
+    return faces, labels, splits, ids
+
+
+def dataset_rows(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(row in the packed array int64 [N], labels int64 [N], splits str [N], item ids int64 [N]) of the
+    faces that are not excluded, in order: dataset_arrays without reading the pixels."""
     rows = DatasetItem.objects.filter(dataset_id=dataset.id, excluded=False).order_by("index")
     index, labels, splits, ids = [], [], [], []
     for i, label, split, item_id in rows.values_list("index", "label", "split", "id").iterator(chunk_size=10_000):
@@ -34,13 +45,8 @@ def dataset_arrays(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray
         labels.append(label)
         splits.append(split)
         ids.append(item_id)
-    index = np.asarray(index, dtype=np.int64)
-    if len(index) == len(pixels) and (len(index) == 0 or index[-1] == len(index) - 1):
-        faces = np.array(pixels)  # nothing excluded: one sequential read
-    else:
-        faces = np.ascontiguousarray(pixels[index])
     return (
-        faces,
+        np.asarray(index, dtype=np.int64),
         np.asarray(labels, dtype=np.int64),
         np.asarray(splits, dtype=str),
         np.asarray(ids, dtype=np.int64),

@@ -37,6 +37,7 @@ def import_limits() -> Limits:
         max_members=settings.FERWEB_MAX_ARCHIVE_MEMBERS,
         max_uncompressed_bytes=settings.FERWEB_MAX_ARCHIVE_UNCOMPRESSED_BYTES,
         max_compression_ratio=settings.FERWEB_MAX_COMPRESSION_RATIO,
+        max_image_pixels=settings.FERWEB_MAX_IMAGE_PIXELS,
     )
 
 
@@ -55,7 +56,11 @@ def dataset_create(*, owner, name: str, upload: UploadedFile, drop_unknown_class
 
     Raises DatasetError (nothing is kept) when the file is refused outright.
     """
+    from ferweb.quotas import check_storage
+
     from .tasks import import_dataset
+
+    check_storage(owner, upload.size or 0)
 
     dataset = Dataset(
         owner=owner,

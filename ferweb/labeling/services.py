@@ -74,9 +74,12 @@ def labeling_photos_add(*, labeling_set: LabelingSet, uploads: list) -> int:
     The set row is locked, so a job finishing at the same moment either sees the new photos
     or has already let go of the set (then the queued task claims it again).
     """
+    from ferweb.quotas import check_storage
+
     from .tasks import process_labeling_set
 
     _check_uploads(uploads)
+    check_storage(labeling_set.owner, sum(upload.size or 0 for upload in uploads))
     current = LabelingSet.objects.select_for_update().get(pk=labeling_set.pk)
     for upload in uploads:
         name = Path(upload.name or "photo").name[:255] or "photo"
@@ -237,7 +240,7 @@ def _process_photo(photo: LabelingPhoto, proposer: Proposer) -> None:
     except (FileNotFoundError, ValueError):
         return _mark(photo, LabelingPhoto.Status.UNREADABLE, "The uploaded file is no longer on the server.")
     try:
-        gray = decode_image(data)
+        gray = decode_image(data, max_pixels=settings.FERWEB_MAX_IMAGE_PIXELS)
     except ImageDecodeError as error:
         return _mark(photo, LabelingPhoto.Status.UNREADABLE, error.message)
     found = proposer.detector.detect(gray, thorough=True)

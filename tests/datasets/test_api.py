@@ -1,4 +1,5 @@
 """POST/GET/DELETE /api/datasets/: every import format and every bad input, as a client sees them."""
+import time
 import zipfile
 from pathlib import Path
 
@@ -122,6 +123,19 @@ def test_it_skips_and_lists_corrupt_and_non_image_members_and_imports_the_rest(a
     assert data["num_items"] == 14
     assert data["report"]["skipped"]["count"] == 2
     assert {m["name"] for m in data["report"]["skipped"]["members"]} == {"happy/broken.jpg", "sad/notes.txt"}
+
+
+def test_a_decompression_bomb_member_is_refused_from_its_header_and_the_rest_imported(alice_api, upload):
+    from inference.synthetic import png_bomb
+
+    archive = zip_bytes({**class_tree(per_class=2), "happy/bomb.png": png_bomb(30000, 30000)})  # 900 MB decoded
+    started = time.perf_counter()
+    data = detail(alice_api, upload(alice_api, "with a bomb", archive).json()["id"])
+    assert time.perf_counter() - started < 5
+    assert data["status"] == "ready" and data["num_items"] == 14
+    assert data["report"]["skipped"]["members"] == [
+        {"name": "happy/bomb.png", "reason": "The image has more than 50,000,000 pixels; scale it down and try again."}
+    ]
 
 
 def test_it_reports_blank_faces_and_duplicates_within_and_across_splits(alice_api, upload):

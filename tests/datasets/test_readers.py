@@ -1,12 +1,17 @@
 """read_dataset on its own (no Django): the entry point evaluate_model uses for folder trees, zips and CSVs."""
 import os
+import time
 import zipfile
 
+import cv2
 import numpy as np
 import pytest
 
 from ferweb.classes import CLASSES
 from ferweb.datasets.readers import DatasetError, Limits, read_dataset
+from inference.decode import decode_image
+from inference.preprocess import resize_face
+from inference.synthetic import png_bomb
 
 from .conftest import class_tree, encode, fer_csv, make_zip
 
@@ -105,4 +110,42 @@ def test_a_pixel_bomb_is_skipped_from_its_header_without_decoding(tmp_path):
     files = {**class_tree(per_class=1, classes=("happy",)), "happy/bomb.png": bomb}
     result = read_dataset(make_zip(tmp_path / "x.zip", files))
     assert len(result) == 1
-    assert result.skipped == [{"name": "happy/bomb.png", "reason": "image over 50,000,000 pixels"}]
+    assert result.skipped == [{
+        "name": "happy/bomb.png",
+        "reason": "The image is 8,000 x 7,000 pixels, over the limit of 50,000,000 pixels: scale it down and try again.",
+    }]
+
+
+def test_decompression_bombs_are_refused_in_zips_and_folders_in_well_under_a_second(tmp_path):
+    bomb = png_bomb(30000, 30000)  # 110 KB on disk, 900 MB once decoded
+    files = {**class_tree(per_class=1, classes=("happy", "sad")), "happy/bomb.png": bomb, "sad/bomb2.png": bomb}
+    for source in (make_zip(tmp_path / "x.zip", files), write_tree(tmp_path / "tree", files)):
+        started = time.perf_counter()
+        result = read_dataset(source)
+        assert time.perf_counter() - started < 1.0  # decoding the two would take seconds and 1.8 GB
+        assert len(result) == 2
+        assert sorted(m["name"] for m in result.skipped) == ["happy/bomb.png", "sad/bomb2.png"]
+        assert {m["reason"] for m in result.skipped} == {
+            "The image has more than 50,000,000 pixels; scale it down and try again."
+        }
+
+
+def test_the_pixel_limit_is_one_number_for_every_size_of_file(tmp_path):
+    """Small files are checked too: a 2 KB PNG can claim more pixels than the limit."""
+    files = {**class_tree(per_class=1, classes=("happy",)), "happy/wide.png": png_bomb(12000, 100)}
+    result = read_dataset(make_zip(tmp_path / "x.zip", files), limits=Limits(max_image_pixels=1_000_000))
+    assert len(result) == 1 and result.skipped[0]["name"] == "happy/wide.png"
+    assert "12,000 x 100 pixels, over the limit of 1,000,000" in result.skipped[0]["reason"]
+
+
+def test_import_decodes_exactly_as_serving_does(tmp_path):
+    """One decoder: the faces a dataset is trained on are the pixels the served model sees."""
+    rng = np.random.default_rng(3)
+    colour = cv2.GaussianBlur(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), (0, 0), 2)
+    sixteen_bit = (colour[:, :, 1].astype(np.uint16) * 257)
+    files = {"happy/c.png": encode(colour), "happy/c.jpg": encode(colour, ".jpg"), "happy/g.png": encode(sixteen_bit)}
+    result = read_dataset(make_zip(tmp_path / "x.zip", files))
+    for name, face in zip(result.source_names, result.pixels):
+        served = resize_face(decode_image(files[name], max_pixels=50_000_000))
+        assert np.array_equal(face, served), name
+    assert result.pixels[result.source_names.index("happy/g.png")].mean() < 200  # scaled, not clipped to white

@@ -4,6 +4,7 @@ import io
 import json
 import time
 import zipfile
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -109,9 +110,117 @@ def test_jobs_of_others_do_not_exist_but_staff_see_them(alice, alice_api, bob_ap
     job = InferenceJob.objects.create(owner=alice, kind="video", source_name="x.avi", source="inference_uploads/x.avi")
     assert bob_api.get(f"/api/jobs/{job.pk}/").status_code == 404
     assert bob_api.post(f"/api/jobs/{job.pk}/cancel/").status_code == 404
+    assert bob_api.delete(f"/api/jobs/{job.pk}/").status_code == 404
     assert [j["id"] for j in bob_api.get("/api/jobs/").json()] == []
     assert carol_api.get(f"/api/jobs/{job.pk}/").status_code == 200
     assert alice_api.post(f"/api/jobs/{job.pk}/cancel/").json()["state"] == "cancelled"
+
+
+def test_videos_and_zip_members_over_the_pixel_limit_are_refused_from_their_headers(tmp_path):
+    from inference.synthetic import png_bomb
+    from inference.tracking import SourceError, video_frames, zip_images
+
+    with pytest.raises(SourceError) as refused:
+        video_frames(make_clip(tmp_path / "clip.avi", frames=2), every_k=1, max_seconds=60, max_pixels=640 * 480 - 1)
+    assert refused.value.code == "too_many_pixels" and "640 x 480" in refused.value.message
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as archive:
+        archive.writestr("bomb.png", png_bomb(30000, 30000))
+    total, items = zip_images(tmp_path / "photos.zip", max_members=10, max_uncompressed=10**9, max_ratio=10**6,
+                              max_pixels=50_000_000)
+    [(name, gray, error)] = list(items)
+    assert gray is None and "more than 50,000,000 pixels" in error
+
+
+def upload_path(job_id):
+    from django.conf import settings
+
+    from inference.models import InferenceJob
+
+    job = InferenceJob.objects.get(pk=job_id)
+    return Path(settings.MEDIA_ROOT) / job.source.name if job.source else None
+
+
+def post_clip(client, tmp_path, frames=24, fps=8):
+    clip = make_clip(tmp_path / "clip.avi", frames=frames, fps=fps)
+    upload = SimpleUploadedFile("clip.avi", clip.read_bytes(), content_type="video/x-msvideo")
+    response = client.post("/api/jobs/", {"file": upload}, format="multipart")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def test_the_owner_deletes_a_job_with_its_upload_and_results(alice_api, bob_api, model_file, tmp_path, django_capture_on_commit_callbacks):
+    from inference.models import InferenceJob
+
+    job_id = post_clip(alice_api, tmp_path)
+    upload = upload_path(job_id)
+    results = InferenceJob.objects.get(pk=job_id).results_dir
+    results.mkdir(parents=True)
+    (results / "results.csv").write_text("item,frame\n")
+    assert upload.exists()
+
+    refused = bob_api.delete(f"/api/jobs/{job_id}/")
+    assert refused.status_code == 404 and refused.json()["detail"] == "No such job."
+    assert upload.exists() and results.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = alice_api.delete(f"/api/jobs/{job_id}/")
+    assert response.status_code == 204
+    assert not InferenceJob.objects.filter(pk=job_id).exists()
+    assert not upload.exists() and not results.exists()
+    assert alice_api.get(f"/api/jobs/{job_id}/").status_code == 404
+
+
+def test_cancelling_a_job_removes_its_upload(alice_api, model_file, tmp_path, django_capture_on_commit_callbacks):
+    job_id = post_clip(alice_api, tmp_path)
+    upload = upload_path(job_id)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert alice_api.post(f"/api/jobs/{job_id}/cancel/").json()["state"] == "cancelled"
+    assert not upload.exists() and upload_path(job_id) is None
+
+
+def test_the_delete_route_is_in_the_schema(alice_api):
+    schema = alice_api.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    delete = schema["paths"]["/api/jobs/{id}/"]["delete"]
+    assert {"204", "404"} <= set(delete["responses"])
+    assert "cancelled first" in delete["description"]
+
+
+@pytest.mark.worker
+def test_finished_jobs_keep_their_results_but_not_their_upload(celery_worker, alice_api, model_file, tmp_path):
+    succeeded = wait_for(alice_api, post_clip(alice_api, tmp_path))
+    assert succeeded["state"] == "succeeded", succeeded
+    assert upload_path(succeeded["id"]) is None
+    assert alice_api.get(succeeded["results"]["csv"]).status_code == 200
+
+    broken = SimpleUploadedFile("clip.mp4", b"\x00\x00\x00\x18ftypmp42 garbage", content_type="video/mp4")
+    failed = wait_for(alice_api, alice_api.post("/api/jobs/", {"file": broken}, format="multipart").json()["id"])
+    assert failed["state"] == "failed" and upload_path(failed["id"]) is None
+    from django.conf import settings
+
+    uploads = Path(settings.MEDIA_ROOT) / "inference_uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())
+
+
+@pytest.mark.worker
+def test_deleting_a_running_job_stops_it_and_leaves_nothing_behind(celery_worker, alice_api, model_file, tmp_path):
+    from inference.models import InferenceJob
+
+    job_id = post_clip(alice_api, tmp_path, frames=900, fps=30)
+    results = InferenceJob(pk=job_id).results_dir
+    deadline = time.monotonic() + 60
+    while not InferenceJob.objects.filter(pk=job_id, processed__gt=0).exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert alice_api.delete(f"/api/jobs/{job_id}/").status_code == 204
+    assert not InferenceJob.objects.filter(pk=job_id).exists()
+    # The worker stops at its next progress write (every 0.5 s) and must not write anything after.
+    for _ in range(20):
+        assert not results.exists()
+        time.sleep(0.1)
+    from django.conf import settings
+
+    uploads = Path(settings.MEDIA_ROOT) / "inference_uploads"
+    assert not uploads.exists() or not any(uploads.iterdir())
 
 
 def test_the_tracker_keeps_ids_and_retires_lost_faces():

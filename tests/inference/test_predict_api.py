@@ -1,12 +1,13 @@
 """POST /api/predict/ with photos made here: every face, every format, every bad input."""
 import base64
+import time
 
 import cv2
 import numpy as np
 import pytest
 
 from ferweb.classes import CLASSES
-from inference.synthetic import draw_face, encode, exif_jpeg, jpeg, scene
+from inference.synthetic import draw_face, encode, exif_jpeg, jpeg, png_bomb, scene
 
 from .conftest import iou
 
@@ -120,20 +121,41 @@ def test_it_returns_the_annotated_image_on_request(alice_api, model_file, two_fa
 def test_a_non_image_is_refused_with_400(alice_api, model_file):
     response = post(alice_api, b"%PDF-1.4 not a photo at all", name="doc.pdf")
     assert response.status_code == 400
-    assert response.json()["error"] == "not_an_image"
+    assert response.json()["code"] == "not_an_image"
     assert "JPEG, PNG, WebP, BMP" in response.json()["detail"]
 
 
 def test_a_truncated_image_is_refused_with_400(alice_api, model_file, two_face_jpeg):
     response = post(alice_api, two_face_jpeg[: len(two_face_jpeg) // 2])
     assert response.status_code == 400
-    assert response.json()["error"] == "truncated"
+    assert response.json()["code"] == "truncated"
 
 
 def test_an_unsupported_format_is_refused_with_the_valid_choices(alice_api, model_file, two_face_photo):
     response = post(alice_api, encode(two_face_photo[0], ".tiff"), name="photo.tiff")
     assert response.status_code == 400
     assert "use one of JPEG, PNG, WebP, BMP" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("width, height", [(30000, 30000), (8000, 7000)])
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header(alice_api, model_file, width, height):
+    bomb = png_bomb(width, height)
+    started = time.perf_counter()
+    response = post(alice_api, bomb, name="bomb.png")
+    assert response.status_code == 400
+    assert response.json()["code"] == "too_many_pixels"
+    assert "50,000,000 pixels" in response.json()["detail"]
+    assert time.perf_counter() - started < 0.5
+
+
+def test_the_pixel_limit_is_a_setting(alice_api, model_file, settings, two_face_jpeg):
+    settings.FERWEB_MAX_IMAGE_PIXELS = 640 * 480 - 1
+    response = post(alice_api, two_face_jpeg)
+    assert response.status_code == 400
+    assert response.json() == {
+        "code": "too_many_pixels",
+        "detail": "The image is 640 x 480 pixels, over the limit of 307,199 pixels: scale it down and try again.",
+    }
 
 
 def test_a_missing_field_is_refused_with_400(alice_api, model_file):
@@ -146,7 +168,7 @@ def test_an_image_over_the_size_limit_is_refused_with_413(alice_api, model_file,
     settings.FERWEB_MAX_IMAGE_BYTES = len(two_face_jpeg) - 1
     response = post(alice_api, two_face_jpeg)
     assert response.status_code == 413
-    assert response.json()["error"] == "too_large"
+    assert response.json()["code"] == "too_large"
 
 
 def test_anonymous_callers_get_401(anon_api, model_file, two_face_jpeg):
@@ -157,5 +179,5 @@ def test_a_missing_model_is_a_clear_503_not_a_crash(alice_api, settings, tmp_pat
     settings.FERWEB_DEFAULT_MODEL = tmp_path / "nowhere.onnx"
     response = post(alice_api, two_face_jpeg)
     assert response.status_code == 503
-    assert response.json()["error"] == "no_model"
+    assert response.json()["code"] == "no_model"
     assert "No model available" in response.json()["detail"]

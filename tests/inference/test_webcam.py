@@ -104,6 +104,68 @@ def test_bad_frames_get_an_error_reply_and_the_socket_stays_open(alice, model_fi
 
 
 @pytest.mark.django_db(transaction=True)
+def test_bad_text_messages_get_a_bad_message_reply_and_the_socket_stays_open(alice, model_file, two_face_jpeg):
+    async def run():
+        comm = await connect(alice)
+        replies = []
+        for text in ("hello{", "[1, 2]", '"ping"', " ", '{"type": "subscribe"}', '{"kind": "ping"}'):
+            await comm.send_to(text_data=text)
+            replies.append(json.loads(await comm.receive_from(timeout=5)))
+        await comm.send_to(text_data='{"type": "ping"}')
+        pong = json.loads(await comm.receive_from(timeout=5))
+        await comm.send_to(bytes_data=two_face_jpeg)
+        good = json.loads(await comm.receive_from(timeout=10))
+        await comm.disconnect()
+        return replies, pong, good
+
+    replies, pong, good = asyncio.run(run())
+    for reply in replies:
+        assert reply["type"] == "error" and reply["error"] == "bad_message", reply
+        assert '{"type": "ping"}' in reply["message"]
+    assert "'subscribe'" in replies[4]["message"]
+    assert pong == {"type": "pong"}
+    assert good["type"] == "prediction"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_oversized_frames_and_text_get_too_large_from_the_setting(alice, model_file, two_face_jpeg, settings):
+    settings.FERWEB_MAX_FRAME_BYTES = len(two_face_jpeg) - 1
+
+    async def run():
+        comm = await connect(alice)
+        await comm.send_to(bytes_data=two_face_jpeg)
+        frame = json.loads(await comm.receive_from(timeout=5))
+        await comm.send_to(text_data=json.dumps({"type": "ping", "pad": "x" * len(two_face_jpeg)}))
+        text = json.loads(await comm.receive_from(timeout=5))
+        await comm.send_to(text_data='{"type": "ping"}')
+        pong = json.loads(await comm.receive_from(timeout=5))
+        await comm.disconnect()
+        return frame, text, pong
+
+    frame, text, pong = asyncio.run(run())
+    assert frame["type"] == "error" and frame["error"] == "too_large"
+    assert text["type"] == "error" and text["error"] == "too_large"
+    assert pong == {"type": "pong"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_pixel_bomb_frame_is_refused_from_its_header(alice, model_file):
+    from inference.synthetic import png_bomb
+
+    bomb = png_bomb(30000, 30000)
+
+    async def run():
+        comm = await connect(alice)
+        await comm.send_to(bytes_data=bomb)
+        reply = json.loads(await comm.receive_from(timeout=5))
+        await comm.disconnect()
+        return reply
+
+    reply = asyncio.run(run())
+    assert reply["type"] == "error" and reply["error"] == "too_many_pixels"
+
+
+@pytest.mark.django_db(transaction=True)
 def test_anonymous_webcam_sockets_are_closed(model_file):
     async def run():
         comm = communicator(AnonymousUser())

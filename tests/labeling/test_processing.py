@@ -36,7 +36,7 @@ def test_photos_hold_faces_the_detector_finds(photos):
     for name, (data, count, boxes) in photos.items():
         if name == "notes.txt":
             continue
-        found = detector.detect(decode_image(data), thorough=True)
+        found = detector.detect(decode_image(data, max_pixels=50_000_000), thorough=True)
         assert len(found) == count, name
         for face, box in zip(found, boxes):
             assert iou(face.box, box) > 0.3, (name, face.box, box)
@@ -132,6 +132,23 @@ def test_a_photo_over_the_size_limit_is_listed_not_read(alice, model_file, photo
     assert done.status == LabelingSet.Status.READY and done.faces.count() == 0
     assert done.report["unreadable"]["members"][0]["name"] == "one.jpg"
     assert "MB limit for one photo" in done.report["unreadable"]["members"][0]["reason"]
+
+
+def test_a_pixel_bomb_photo_is_listed_from_its_header_not_decoded(alice, model_file, photos):
+    from inference.synthetic import png_bomb
+
+    bomb = png_bomb(30000, 30000)  # 110 KB, 900 MB once decoded
+    labeling_set = services.labeling_set_create(owner=alice, name="Bomb", uploads=[
+        SimpleUploadedFile("bomb.png", bomb), SimpleUploadedFile("one.jpg", photos["one.jpg"][0]),
+    ])
+    services.labeling_claim(set_id=labeling_set.pk, worker="test@host")
+    started = time.perf_counter()
+    done = services.labeling_process(set_id=labeling_set.pk)
+    assert time.perf_counter() - started < 10  # detection on one.jpg included
+    assert done.status == LabelingSet.Status.READY and done.faces.count() == 1
+    assert done.report["unreadable"]["members"] == [
+        {"name": "bomb.png", "reason": "The image has more than 50,000,000 pixels; scale it down and try again."}
+    ]
 
 
 def test_a_set_is_claimed_once_and_a_stale_claim_is_taken_over(alice, photos, settings):

@@ -183,6 +183,37 @@ class TestModels:
         active = alice_api.get("/api/models/active/onnx/")
         assert b"".join(active.streaming_content) == b"onnx bytes of alice-v1"
 
+    def test_the_active_alias_resolves_only_to_versions_the_user_may_see(self, alice, bob, carol, alice_api, bob_api,
+                                                                         carol_api, settings, tmp_path):
+        settings.FERWEB_DEFAULT_MODEL = tmp_path / "default.onnx"
+        settings.FERWEB_DEFAULT_MODEL.write_bytes(b"the shipped model")
+
+        def active_onnx(client):
+            response = client.get("/api/models/active/onnx/")
+            assert response.status_code == 200
+            return b"".join(response.streaming_content)
+
+        site = make_version(carol, "site", is_site_default=True)
+        assert alice_api.post(f"/api/models/{site.pk}/activate/", {}, format="json").status_code == 200
+        assert active_onnx(alice_api) == b"onnx bytes of site"
+        # Staff unset the site default: alice may no longer see carol's version, so it no longer serves her.
+        carol_api.post("/api/models/default/activate/", {"site_default": True}, format="json")
+        assert alice_api.get(f"/api/models/{site.pk}/").status_code == 404
+        assert active_onnx(alice_api) == b"the shipped model"
+        assert alice_api.get("/api/models/active/").json()["shipped"] is True
+        assert active_model_for(alice).model_version_id is None
+        # A new site default serves her until she chooses again.
+        newer = make_version(carol, "site-2")
+        carol_api.post(f"/api/models/{newer.pk}/activate/", {"site_default": True}, format="json")
+        assert active_onnx(alice_api) == b"onnx bytes of site-2"
+        # A choice of someone else's version (made outside the API) is ignored; staff see every version.
+        alices = make_version(alice, "alice-v1")
+        ActiveModelChoice.objects.create(user=bob, model_version=alices)
+        assert active_onnx(bob_api) == b"onnx bytes of site-2"
+        assert active_model_for(bob).model_version_id == newer.pk
+        ActiveModelChoice.objects.update_or_create(user=carol, defaults={"model_version": alices})
+        assert active_onnx(carol_api) == b"onnx bytes of alice-v1"
+
 
 def shipped_card() -> dict:
     import json

@@ -174,16 +174,20 @@ def test_a_killed_worker_run_resumes_from_its_last_epoch(worker_process, alice, 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_run_that_keeps_killing_its_worker_fails_with_the_reason(alice):
-    from training_jobs.services import MAX_ATTEMPTS, runs_recover
+def test_a_run_whose_worker_died_twice_fails_with_the_reason(alice, settings):
+    from training_jobs.services import runs_recover
 
+    assert settings.FERWEB_RUN_MAX_ATTEMPTS == 2
     dataset = make_ready_dataset(alice, per_class=5)
-    run = TrainingRun.objects.create(owner=alice, dataset=dataset, architecture="light_residual", optimizer="nadam",
-                                     status="running", worker="w@host", attempts=MAX_ATTEMPTS)
-    assert runs_recover(worker="w@host") == []
-    run.refresh_from_db()
-    assert run.status == "failed" and run.error == "worker_lost"
-    assert "died 3 times" in run.human_readable_error
+    once = TrainingRun.objects.create(owner=alice, dataset=dataset, architecture="light_residual", optimizer="nadam",
+                                      status="running", worker="w@host", attempts=1)
+    twice = TrainingRun.objects.create(owner=alice, dataset=dataset, architecture="light_residual", optimizer="nadam",
+                                       status="running", worker="w@host", attempts=2)
+    assert runs_recover(worker="w@host") == [once.pk], "the first death is survived: the run resumes"
+    twice.refresh_from_db()
+    assert twice.status == "failed" and twice.error == "worker_lost"
+    assert "died 2 times" in twice.human_readable_error
+    assert not TrainingRun.objects.filter(pk=twice.pk, status="queued").exists()
 
 
 def test_drawn_classes_are_canonical():

@@ -90,7 +90,9 @@ def cpu_supports_bf16() -> bool:
 
 
 def set_threads(num_threads: int) -> int:
-    threads = num_threads or os.cpu_count() or 1
+    """0 means every core; more threads than cores only slow training down, so never more."""
+    cores = os.cpu_count() or 1
+    threads = min(num_threads, cores) if num_threads else cores
     torch.set_num_threads(threads)
     return threads
 

@@ -1,7 +1,14 @@
 """Serving benchmark: classifier latency and throughput, the webcam pipeline, two live webcam
-clients and four concurrent REST clients against a Daphne server this command starts on 127.0.0.1.
+clients, REST latency with one and four clients, the same while a 500 MB upload is in flight,
+the web processes' memory during that upload, and how fast an over-limit upload is refused, all
+against a web server this command starts on 127.0.0.1.
 
-    python manage.py benchmark_inference [--model PATH] [--seconds 10] [--requests 400]
+    python manage.py benchmark_inference [--model PATH] [--seconds 10] [--requests 400] [--servers ferweb,daphne]
+
+`--servers` measures the live part once per server in the same run: `ferweb` is the web tier as
+`make run` starts it (`python -m ferweb.serve`); `daphne` (single process, when installed) is the
+server FERWeb used before, kept as the baseline for a ratio measured on the same machine and load;
+`granian` (when installed) is the other multi-process server that was measured.
 
 Uses --model, else settings.FERWEB_DEFAULT_MODEL, else a small random model that follows the
 model contract (and says so). Creates a throwaway user for the live part and deletes it after.
@@ -11,6 +18,7 @@ import base64
 import http.client
 import json
 import os
+import select
 import signal
 import socket
 import statistics
@@ -23,6 +31,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+import psutil
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
@@ -33,6 +42,28 @@ from inference.wsclient import WebSocketClient
 
 def pct(values, q):
     return float(np.percentile(np.asarray(values), q))
+
+
+SERVERS = {
+    "ferweb": lambda port: [sys.executable, "-m", "ferweb.serve", "--port", str(port)],
+    "daphne": lambda port: [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "ferweb.asgi:application"],
+    # The alternative measured when choosing the server (not a dependency: `pip install granian`).
+    "granian": lambda port: [sys.executable, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", str((os.cpu_count() or 1) + 1), "ferweb.asgi:application"],
+}
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            flags = Path("/proc/cpuinfo").read_text()
+            isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+            return f"{line.split(':', 1)[1].strip()} ({isa})"
+    return "unknown CPU"
+
+
+def stats(load: dict) -> str:
+    return f"p50 {load['p50']:.1f} ms, p95 {load['p95']:.1f} ms ({load['n']} requests, {load['errors']} errors)"
 
 
 def free_port() -> int:
@@ -66,9 +97,12 @@ class Command(BaseCommand):
         parser.add_argument("--requests", type=int, default=400, help="REST requests, split over 4 clients.")
         parser.add_argument("--skip-live", action="store_true", help="Only the in-process measurements.")
         parser.add_argument("--skip-celery", action="store_true", help="Skip the Celery round-trip comparison.")
+        parser.add_argument("--servers", default="ferweb",
+                            help="Comma-separated web servers for the live part: ferweb (make run's), daphne (baseline).")
 
     def handle(self, *args, **opts):
         rows = []
+        self.stdout.write(f"CPU: {cpu_name()}, {os.cpu_count()} cores")
         model_path, model_note = self.pick_model(opts["model"])
         self.stdout.write(f"model: {model_path} ({model_note})")
         rows += self.classification(model_path)
@@ -78,7 +112,9 @@ class Command(BaseCommand):
         if not opts["skip_celery"]:
             rows += self.celery_round_trip(model_path, frame)
         if not opts["skip_live"]:
-            rows += self.live(model_path, frame, opts["seconds"], opts["requests"])
+            for server in opts["servers"].split(","):
+                live = self.live(model_path, frame, opts["seconds"], opts["requests"], server)
+                rows += [(f"[{server}] {name}", value, goal) for name, value, goal in live]
         width = max(len(r[0]) for r in rows)
         self.stdout.write(f"\nload average during the run: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
         self.stdout.write("| measurement | result | goal |\n| --- | --- | --- |")
@@ -128,7 +164,7 @@ class Command(BaseCommand):
         totals, parts = [], {"decode": [], "detect": [], "classify": [], "reply": []}
         for i in range(330):
             t0 = time.perf_counter()
-            image = decode_image(frame)
+            image = decode_image(frame, max_pixels=settings.FERWEB_MAX_IMAGE_PIXELS)
             t1 = time.perf_counter()
             prediction = engine.predict_image(image, model_path, decode_ms=(t1 - t0) * 1000)
             t2 = time.perf_counter()
@@ -175,7 +211,7 @@ class Command(BaseCommand):
         return [("same frame through Celery + channel layer (median)", f"{statistics.median(times):.2f} ms",
                  "comparison: in-process wins")]
 
-    def live(self, model_path, frame, seconds, requests):
+    def live(self, model_path, frame, seconds, requests, server):
         from django.contrib.auth import get_user_model
         from django.contrib.sessions.backends.db import SessionStore
         from rest_framework.authtoken.models import Token
@@ -192,35 +228,124 @@ class Command(BaseCommand):
         env = {**os.environ, "FERWEB_DEFAULT_MODEL": str(model_path)}
         log_path = Path(tempfile.mkdtemp()) / "web.log"
         log = open(log_path, "wb")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "ferweb.serve", "--port", str(port)],
-            cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        process = subprocess.Popen(
+            SERVERS[server](port), cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             self.wait_for(port)
             cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
             single = self.rest_load(port, token, frame, requests // 4, clients=1)  # also warms the server's engine
             rest = self.rest_load(port, token, frame, requests)
+            floor_single = self.rest_load(port, token, None, requests // 4, clients=1, path="/api/jobs/")
             floor = self.rest_load(port, token, None, requests, path="/api/jobs/")
             webcam = asyncio.run(self.two_clients(port, cookie, frame, seconds))
+            upload = self.during_upload(port, token, frame, process.pid)
+            refused = self.refusal_time(port, token, settings.FERWEB_MAX_UPLOAD_BYTES + 8 * 1024 * 1024)
         except Exception:
             self.stderr.write(f"server log {log_path}:\n" + log_path.read_text(errors="replace")[-3000:])
             raise
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(30)
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
             log.close()
             user.delete()
         fps = ", ".join(f"{f:.1f}" for f, _ in webcam)
         latency = ", ".join(f"{lat:.1f}" for _, lat in webcam)
         return [
             ("2 webcam clients at once over websockets (fps each)", f"{fps} fps (round trip median {latency} ms)", ">= 15 fps each"),
-            (f"POST /api/predict/, 1 client, {single['n']} requests",
-             f"p50 {single['p50']:.1f} ms, p95 {single['p95']:.1f} ms ({single['errors']} errors)", "baseline"),
-            (f"POST /api/predict/, 4 concurrent clients, {rest['n']} requests", f"p50 {rest['p50']:.1f} ms, p95 {rest['p95']:.1f} ms ({rest['errors']} errors)", "p95 < 50 ms"),
-            (f"GET /api/jobs/ (no inference), 4 concurrent clients, {floor['n']} requests",
-             f"p50 {floor['p50']:.1f} ms, p95 {floor['p95']:.1f} ms ({floor['errors']} errors)", "the server's floor"),
+            ("POST /api/predict/, 1 client", stats(single), "baseline"),
+            ("POST /api/predict/, 4 concurrent clients", stats(rest), "p95 <= 50 ms"),
+            ("GET /api/jobs/ (no inference), 1 client", stats(floor_single), "baseline"),
+            ("GET /api/jobs/ (no inference), 4 concurrent clients", stats(floor), "p95 <= 15 ms"),
+            (f"GET /api/jobs/, 4 clients, during a {upload['mb']} MB upload", stats(upload["get"]),
+             f"p95 <= 2 x {floor['p95']:.1f} ms"),
+            (f"POST /api/predict/, 4 clients, during a {upload['mb']} MB upload", stats(upload["predict"]),
+             f"p95 <= 2 x {rest['p95']:.1f} ms"),
+            (f"web processes' memory growth during the {upload['mb']} MB upload",
+             f"{upload['growth_mb']:.0f} MB (upload took {upload['seconds']:.1f} s, answered {upload['status']})",
+             "< 50 MB"),
+            (f"a {refused['mb']} MB upload over the limit: time to the 413",
+             f"{refused['seconds'] * 1000:.0f} ms (status {refused['status']}, {refused['sent_mb']:.1f} MB sent by then)",
+             "< 1 s"),
         ]
+
+    def during_upload(self, port, token, frame, server_pid, megabytes=500, rate_mb_s=50):
+        """GET, then predict load from 4 clients, each while one client uploads `megabytes` at `rate_mb_s`."""
+        tree = psutil.Process(server_pid)
+
+        def web_rss():
+            rss = 0
+            for process in [tree, *tree.children(recursive=True)]:
+                try:
+                    rss += process.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+            return rss
+
+        before, peak, out = web_rss(), [0], {"mb": megabytes}
+        for name, body, path in (("get", None, "/api/jobs/"), ("predict", frame, "/api/predict/")):
+            uploader = threading.Thread(target=lambda: out.update(self.slow_upload(port, token, megabytes, rate_mb_s)))
+            uploader.start()
+            sampler = threading.Thread(target=lambda: [peak.__setitem__(0, max(peak[0], web_rss())) or time.sleep(0.05)
+                                                       for _ in iter(uploader.is_alive, False)])
+            sampler.start()
+            out[name] = self.rest_load(port, token, body, 0, path=path, until=lambda: not uploader.is_alive())
+            uploader.join()
+            sampler.join()
+        out["growth_mb"] = (peak[0] - before) / 1e6
+        return out
+
+    @staticmethod
+    def slow_upload(port, token, megabytes, rate_mb_s):
+        """A multipart dataset upload sent at a bounded rate, as a real client on a fast link would."""
+        boundary = uuid.uuid4().hex
+        head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.zip\"\r\n"
+                "Content-Type: application/zip\r\n\r\n").encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        size = megabytes * 1024 * 1024
+        chunk = b"\0" * (1024 * 1024)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        conn.putrequest("POST", "/api/datasets/")
+        conn.putheader("Authorization", f"Token {token}")
+        conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+        conn.putheader("Content-Length", str(len(head) + size + len(tail)))
+        conn.endheaders()
+        t0 = time.perf_counter()
+        conn.send(head)
+        for i in range(megabytes):
+            conn.send(chunk)
+            time.sleep(max(0.0, t0 + (i + 1) / rate_mb_s - time.perf_counter()))
+        conn.send(tail)
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+        return {"seconds": time.perf_counter() - t0, "status": response.status}
+
+    @staticmethod
+    def refusal_time(port, token, size):
+        """Send an over-limit upload as fast as the socket takes it, reading at the same time (as curl does)."""
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall((f"POST /api/datasets/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Token {token}\r\n"
+                      f"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: {size}\r\n\r\n").encode())
+        t0, sent, reply, chunk = time.perf_counter(), 0, b"", b"\0" * 65536
+        sock.setblocking(False)
+        while b"\r\n" not in reply and time.perf_counter() - t0 < 120:
+            readable, writable, _ = select.select([sock], [sock] if sent < size else [], [], 1)
+            if readable:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                reply += data
+            elif writable:
+                try:
+                    sent += sock.send(chunk)
+                except (BlockingIOError, BrokenPipeError, ConnectionResetError):
+                    pass
+        elapsed = time.perf_counter() - t0
+        sock.close()
+        status = reply.split(b" ", 2)[1].decode() if reply.startswith(b"HTTP/") else "none"
+        return {"seconds": elapsed, "status": status, "sent_mb": sent / 1e6, "mb": round(size / 1024**2)}
 
     @staticmethod
     def wait_for(port, timeout=60):
@@ -233,8 +358,11 @@ class Command(BaseCommand):
         raise TimeoutError("the benchmark server did not start")
 
     @staticmethod
-    def rest_load(port, token, frame, requests, clients=4, path="/api/predict/"):
-        """`clients` keep-alive connections in threads; frame=None sends a GET (the server's own floor)."""
+    def rest_load(port, token, frame, requests, clients=4, path="/api/predict/", until=None):
+        """`clients` keep-alive connections in threads; frame=None sends a GET (the server's own floor).
+
+        With `until`, the measured round goes on until it returns True instead of `requests` requests.
+        """
         boundary = uuid.uuid4().hex
         headers = {"Authorization": f"Token {token}"}
         method, body = "GET", None
@@ -246,8 +374,10 @@ class Command(BaseCommand):
         latencies, errors, lock = [], [0], threading.Lock()
 
         def client(count, record):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            for _ in range(count):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            done = 0
+            while (done < count) if until is None or not record else not until():
+                done += 1
                 t0 = time.perf_counter()
                 conn.request(method, path, body=body, headers=headers)
                 response = conn.getresponse()
@@ -265,6 +395,8 @@ class Command(BaseCommand):
                 t.start()
             for t in threads:
                 t.join()
+        if not latencies:
+            return {"n": 0, "p50": float("nan"), "p95": float("nan"), "errors": errors[0]}
         return {"n": len(latencies), "p50": pct(latencies, 50), "p95": pct(latencies, 95), "errors": errors[0]}
 
     @staticmethod

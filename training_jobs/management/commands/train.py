@@ -14,6 +14,7 @@ from django.core.files import File
 from django.core.management.base import BaseCommand, CommandError
 
 from ferweb.datasets.models import Dataset
+from ferweb.quotas import QuotaExceeded
 from training_jobs import services
 from training_jobs.models import TrainingRun
 
@@ -55,6 +56,8 @@ class Command(BaseCommand):
             raise CommandError(f"no checkpoint file {checkpoint_path}") from None
         except services.RunError as exc:
             raise CommandError("invalid run:\n" + "\n".join(f"  {k}: {v}" for k, v in exc.errors.items())) from None
+        except QuotaExceeded as exc:
+            raise CommandError(str(exc.detail)) from None
         self.stdout.write(f"run {run.pk}: {run.architecture} on dataset {dataset.pk} ({dataset.name}) for {user.username}")
         if options["background"]:
             self.stdout.write(f"queued; follow it at /runs/{run.pk}/")
