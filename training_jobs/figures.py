@@ -1,94 +1,93 @@
-"""PNG figures of a run's evaluation (for docs and model cards), drawn with Pillow."""
+"""PNG figures of a run's evaluation (for docs and model cards), drawn with matplotlib's Agg canvas.
+
+Figures are built object by object (Figure + FigureCanvasAgg), never through pyplot, so no global
+backend or figure registry is touched and nothing needs a display.
+"""
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from ferweb.classes import CLASSES
 
-COLOURS = ["#e03131", "#66a80f", "#7048e8", "#f59f00", "#1c7ed6", "#d6336c", "#868e96"]
+# The classes' colours, as the web pages draw them (the --angry... variables of frontend/static/css/app.css).
+CLASS_COLOURS = {"angry": "#e03131", "disgust": "#66a80f", "fear": "#7048e8", "happy": "#f59f00",
+                 "sad": "#1c7ed6", "surprise": "#d6336c", "neutral": "#868e96"}
+RUN_COLOUR = "#1c7ed6"  # one run's curves: training solid, validation dashed, as on its page
+DPI = 100  # pixels per inch: the size arguments below are in pixels
+
+
+def _figure(width_px: float, height_px: float) -> Figure:
+    figure = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: Path) -> None:
+    figure.savefig(path, format="png", dpi=DPI, facecolor="white")
 
 
 def draw_confusion_matrix(normalized: list[list[float]], path: Path, cell: int = 64) -> None:
     """Row-normalised confusion matrix: rows are the true class, columns the predicted one."""
-    left, top = 90, 40
     size = len(CLASSES) * cell
-    image = Image.new("RGB", (left + size + 20, top + size + 40), "white")
-    draw = ImageDraw.Draw(image)
-    for j, name in enumerate(CLASSES):
-        draw.text((left + j * cell + 8, top - 18), name, fill="#333")
-        draw.text((8, top + j * cell + cell // 2 - 6), name, fill="#333")
+    figure = _figure(size + 130, size + 110)
+    ax = figure.add_subplot()
+    image = ax.imshow(normalized, cmap="Blues", vmin=0.0, vmax=1.0)
     for i, row in enumerate(normalized):
         for j, value in enumerate(row):
-            shade = int(255 - 200 * min(1.0, value))
-            x, y = left + j * cell, top + i * cell
-            draw.rectangle([x, y, x + cell - 2, y + cell - 2], fill=(shade, shade, 255))
-            draw.text((x + cell // 2 - 14, y + cell // 2 - 6), f"{value:.2f}", fill="white" if value > 0.55 else "#111")
-    draw.text((left, top + size + 14), "predicted class (columns) / true class (rows), row-normalised", fill="#555")
-    image.save(path)
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=9,
+                    color="white" if value > 0.55 else "#1d2330")
+    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=35, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title("Confusion matrix, row-normalised", fontsize=11)
+    figure.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
+    _save(figure, path)
 
 
 def draw_roc_curves(roc: dict, macro_auc: float | None, path: Path, side: int = 420) -> None:
     """One-vs-rest ROC curve per class, with its AUC in the legend."""
-    left, top = 50, 20
-    image = Image.new("RGB", (left + side + 190, top + side + 50), "white")
-    draw = ImageDraw.Draw(image)
-    draw.rectangle([left, top, left + side, top + side], outline="#999")
-    draw.line([left, top + side, left + side, top], fill="#ccc")
-    for k in range(0, 11, 2):
-        draw.text((left + k * side // 10 - 8, top + side + 6), f"{k / 10:.1f}", fill="#555")
-        draw.text((left - 30, top + side - k * side // 10 - 6), f"{k / 10:.1f}", fill="#555")
-    for index, name in enumerate(CLASSES):
+    figure = _figure(side + 240, side + 90)
+    ax = figure.add_subplot()
+    ax.plot([0, 1], [0, 1], linestyle="--", linewidth=1, color="#ced4da", label="chance")
+    for name in CLASSES:
         curve = roc.get(name)
         if not curve or curve.get("auc") is None:
             continue  # no faces of this class (or only these) in the evaluation: no curve to draw
-        points = [(left + fpr * side, top + side - tpr * side) for fpr, tpr in zip(curve["fpr"], curve["tpr"])]
-        draw.line(points, fill=COLOURS[index], width=2)
-        draw.text((left + side + 16, top + 10 + index * 18), f"{name}: AUC {curve['auc']:.3f}", fill=COLOURS[index])
-    if macro_auc is not None:
-        draw.text((left + side + 16, top + 10 + len(CLASSES) * 18 + 8), f"macro AUC {macro_auc:.3f}", fill="#111")
-    draw.text((left + side // 2 - 100, top + side + 26), "false positive rate (x) / true positive rate (y)", fill="#555")
-    image.save(path)
-
-
-def _panel(draw, box, series: list[tuple[str, str, list[float]]], title: str, mark: int | None,
-           legend_at_bottom: bool = False) -> None:
-    """Line chart of several per-epoch series in one box, y scaled to their joint range."""
-    left, top, right, bottom = box
-    values = [v for _, _, points in series for v in points]
-    low, high = min(values), max(values)
-    span = (high - low) or 1.0
-    epochs = max(len(points) for _, _, points in series)
-    x_of = lambda i: left + (right - left) * i / max(epochs - 1, 1)  # noqa: E731
-    y_of = lambda v: bottom - (bottom - top) * (v - low) / span  # noqa: E731
-    draw.rectangle(box, outline="#999")
-    draw.text((left, top - 16), title, fill="#111")
-    for k in range(5):
-        value = low + span * k / 4
-        draw.text((left - 44, y_of(value) - 6), f"{value:.3f}", fill="#555")
-    for k in range(5):
-        epoch = round(1 + (epochs - 1) * k / 4)
-        draw.text((x_of(epoch - 1) - 6, bottom + 6), str(epoch), fill="#555")
-    if mark:
-        draw.line([x_of(mark - 1), top, x_of(mark - 1), bottom], fill="#bbb", width=1)
-    legend_top = bottom - 12 - 16 * len(series) if legend_at_bottom else top + 8  # away from rising curves
-    for offset, (name, colour, points) in enumerate(series):
-        draw.line([(x_of(i), y_of(v)) for i, v in enumerate(points)], fill=colour, width=2)
-        draw.text((right - 90, legend_top + offset * 16), name, fill=colour)
+        ax.plot(curve["fpr"], curve["tpr"], linewidth=2, color=CLASS_COLOURS[name], label=f"{name}: AUC {curve['auc']:.3f}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.grid(color="#eef0f3")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    title = "ROC curves, one vs rest" + (f" (macro AUC {macro_auc:.3f})" if macro_auc is not None else "")
+    ax.set_title(title, fontsize=11)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False, fontsize=9)
+    _save(figure, path)
 
 
 def draw_training_curves(history: list[dict], path: Path, width: int = 460, height: int = 300) -> None:
-    """Loss and accuracy per epoch, training against validation; a grey line at the best epoch."""
+    """Loss and accuracy per epoch, training (solid) against validation (dashed); a grey line at the best epoch."""
     epochs = history  # a run's history holds only its run.epoch events
     if not epochs:
         raise ValueError("the run has no finished epochs to draw")
     best = epochs[-1].get("best_epoch")
-    image = Image.new("RGB", (2 * width + 140, height + 70), "white")
-    draw = ImageDraw.Draw(image)
-    pick = lambda key: [e[key] for e in epochs]  # noqa: E731
-    _panel(draw, (60, 30, 60 + width, 30 + height),
-           [("train", COLOURS[4], pick("train_loss")), ("validation", COLOURS[0], pick("val_loss"))], "loss", best)
-    _panel(draw, (width + 120, 30, 2 * width + 120, 30 + height),
-           [("train", COLOURS[4], pick("train_accuracy")), ("validation", COLOURS[0], pick("val_accuracy"))],
-           "accuracy", best, legend_at_bottom=True)
-    draw.text((60, height + 52), f"epoch (x); grey line: best validation epoch ({best}), the checkpoint kept", fill="#555")
-    image.save(path)
+    figure = _figure(2 * width + 140, height + 70)
+    numbers = [e.get("epoch", i + 1) for i, e in enumerate(epochs)]
+    for column, metric in enumerate(("loss", "accuracy")):
+        ax = figure.add_subplot(1, 2, column + 1)
+        marker = "o" if len(epochs) <= 24 else None  # a lone epoch still shows
+        ax.plot(numbers, [e[f"train_{metric}"] for e in epochs], color=RUN_COLOUR, linewidth=2, marker=marker,
+                markersize=3, label="training")
+        ax.plot(numbers, [e[f"val_{metric}"] for e in epochs], color=RUN_COLOUR, linewidth=2, linestyle="--",
+                marker=marker, markersize=3, label="validation")
+        if best:
+            ax.axvline(best, color="#adb5bd", linewidth=1, label=f"best epoch ({best}), the checkpoint kept")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(color="#eef0f3")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(metric, fontsize=11)
+        ax.legend(loc="best", frameon=False, fontsize=9)
+    _save(figure, path)

@@ -3,6 +3,7 @@ import pytest
 
 from ferweb.classes import CLASSES
 from tests.conftest import signup
+from tests.training_web.chart_reading import figure, texts
 
 from .conftest import class_tree, make_zip
 
@@ -20,11 +21,11 @@ def test_a_new_user_uploads_a_zip_and_sees_the_class_chart_and_samples(live_asgi
 
     assert page.text_content("#dataset-status") == "ready"
     assert page.text_content("#num-items") == "42"
-    # Grouped bars: one per class and split, each with the count it stands for.
-    bars = page.locator("#class-chart svg rect[data-value]")
-    assert bars.count() == len(CLASSES) * 2
-    assert {bars.nth(i).get_attribute("data-value") for i in range(bars.count())} == {"3"}
-    assert page.locator("#class-chart .legend").inner_text().split() == ["test", "train"]
+    # Grouped bars: one series per split, a bar per class, each with the count it stands for.
+    bars = figure(page, "#class-chart")["data"]
+    assert [(split["name"], split["x"], split["y"]) for split in bars] == [
+        (name, list(CLASSES), [3] * len(CLASSES)) for name in ("test", "train")]
+    assert texts(page, "#class-chart .legendtext") == ["test", "train"]
     # The sample grid: every class has faces that actually loaded.
     for name in CLASSES:
         faces = page.locator(f'#sample-grid .sample-row[data-class="{name}"] img')

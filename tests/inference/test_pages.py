@@ -1,4 +1,5 @@
 """The predict and job pages in headless Chromium against Daphne and a worker process."""
+import itertools
 import zipfile
 
 import pytest
@@ -50,7 +51,10 @@ def test_a_user_predicts_a_photo_then_follows_a_video_job_to_its_timeline(
     page.wait_for_selector("#job-faces-summary .face-card")
     assert page.locator("#job-faces-summary .face-card").count() == 2
     assert page.locator("#job-faces-summary [data-face-label]").first.get_attribute("data-face-label") in CLASSES
-    assert page.locator("#job-faces-summary .timeline svg path").count() == 2 * len(CLASSES)
+    # A timeline per face, a curve per class.
+    page.wait_for_function("Array.from(document.querySelectorAll('#job-faces-summary .timeline')).every((el) => el._fullLayout)")
+    curves = page.eval_on_selector_all("#job-faces-summary .timeline", "els => els.map((el) => el.data.map((t) => t.name))")
+    assert curves == [list(CLASSES)] * 2
     assert page.locator("#job-csv").is_visible() and page.locator("#job-json").is_visible()
 
 
@@ -93,7 +97,15 @@ def test_a_video_job_page_labels_its_share_bars_and_timeline_axes_exactly(live_a
     from django.db import connections
 
     from inference.models import InferenceJob
-    from tests.training_web.chart_reading import clipped_labels, overlapping_labels, shot, texts
+    from tests.training_web.chart_reading import (
+        clipped_labels,
+        figure,
+        hover,
+        overlapping_labels,
+        shot,
+        texts,
+        ticks,
+    )
 
     signup(page, live_asgi.url, "timelineuser")
     owner = get_user_model().objects.get(username="timelineuser")
@@ -108,16 +120,22 @@ def test_a_video_job_page_labels_its_share_bars_and_timeline_axes_exactly(live_a
                  "share": {c: float(c == "happy") for c in CLASSES}, "faces": [face]})
     connections.close_all()
     page.goto(f"{live_asgi.url}/jobs/{job.pk}/")
-    page.wait_for_selector("#job-faces-summary .timeline svg")
+    timeline = figure(page, "#job-faces-summary .timeline")
+    figure(page, "#job-share")
     shot(page, "job-video")
 
-    bars = dict(zip(texts(page, "#job-share .x-label"), texts(page, "#job-share .bar-value")))
+    bars = dict(zip(ticks(page, "#job-share", "x"), texts(page, "#job-share .bartext")))
     assert bars["happy"] == "100%" and bars["sad"] == "0%"
-    assert texts(page, "#job-share .y-tick") == ["0%", "20%", "40%", "60%", "80%", "100%"]
-    assert overlapping_labels(page, "#job-share .x-label") == []
-    assert texts(page, ".timeline .y-tick") == ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]
-    assert texts(page, ".timeline .x-tick") == ["0.0", "0.5", "1.0", "1.5", "2.0", "2.5"]
-    assert clipped_labels(page, ".timeline text") == []
+    assert ticks(page, "#job-share", "y") == ["100%", "80%", "60%", "40%", "20%", "0%"]
+    assert overlapping_labels(page, "#job-share .xtick text") == []
+    assert ticks(page, ".timeline", "y") == ["1.0", "0.8", "0.6", "0.4", "0.2", "0.0"]
+    seconds = [float(t) for t in ticks(page, ".timeline", "x")]  # evenly spaced, from the first frame on
+    steps = {round(later - earlier, 6) for earlier, later in itertools.pairwise(seconds)}
+    assert seconds[0] == 0 and seconds[-1] >= 2 and len(steps) == 1
+    assert (timeline["layout"]["xaxis"]["title"]["text"], timeline["layout"]["yaxis"]["title"]["text"]) == (
+        "seconds", "probability")
+    assert "happy : 90%" in hover(page, ".timeline", curve=CLASSES.index("happy"), point=2)
+    assert clipped_labels(page, ".timeline .xtick text, .timeline .ytick text") == []
 
 
 @pytest.mark.browser

@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 
 from tests.conftest import signup
+from tests.training_web.chart_reading import figure, series
 from tests.training_web.conftest import make_ready_dataset
 from training_jobs.models import ActiveModelChoice, ModelVersion, TrainingRun
 
@@ -213,10 +214,11 @@ def launch_and_watch_a_run(live_asgi, page):
 
     # The evaluation appears without a reload: curves, confusion matrices, ROC, occlusion, download.
     page.wait_for_selector("#evaluation:not([hidden])")
-    assert page.locator("#loss-chart svg path").count() >= 2
-    assert page.locator("#confusion-counts svg rect").count() == 49
-    assert page.locator("#confusion-normalized svg rect").count() == 49
-    assert page.locator("#roc-chart svg path").count() >= 3
+    assert [name for name, _, _ in series(figure(page, "#loss-chart"))] == ["training loss", "validation loss"]
+    for matrix in ("#confusion-counts", "#confusion-normalized"):
+        z = figure(page, matrix)["data"][0]["z"]
+        assert len(z) == 7 and all(len(row) == 7 for row in z), matrix
+    assert len(figure(page, "#roc-chart")["data"]) >= 3
     assert "AUC" in page.inner_text("#roc-chart")
     assert page.locator("#per-class-table tr[data-class=happy]").count() == 1
     assert page.locator("#occlusion figure").count() >= 3

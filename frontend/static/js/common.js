@@ -1,7 +1,15 @@
-// Helpers every page script shares: CSRF, error text of a failed request, upload with progress,
-// and polling a background job until it leaves its working state.
+// Helpers every page script shares: the class list and colours, one JSON request helper (CSRF, the
+// API's error shape), upload with progress, and polling a background job until it leaves its working state.
 (function () {
   const POLL_MS = 800;
+
+  // The seven classes in contract order, from ferweb/classes.py through base.html.
+  const CLASSES = JSON.parse(document.getElementById("fer-classes").textContent);
+
+  // Class colours live once, as CSS variables (--angry, ...) in app.css; charts and overlays read them here.
+  function classColor(name) {
+    return getComputedStyle(document.documentElement).getPropertyValue(`--${name}`).trim() || "#3b5bdb";
+  }
 
   function csrfToken() {
     const input = document.querySelector("input[name=csrfmiddlewaretoken]");
@@ -10,38 +18,54 @@
     return match ? decodeURIComponent(match[1]) : "";
   }
 
-  // DRF answers {detail} or {field: [messages]}; anything else falls back to the status.
-  function errorText(xhr) {
-    try {
-      const body = JSON.parse(xhr.responseText);
-      if (body.detail) return body.detail;
-      return Object.entries(body).map(([field, messages]) => `${field}: ${[].concat(messages).join(" ")}`).join(" ");
-    } catch (_) {
-      return xhr.status === 413 ? "The upload is too large for this server." : `Upload failed (HTTP ${xhr.status}).`;
-    }
+  // The API answers errors as {detail, code, fields}: an Error whose message is the detail, with the
+  // rest attached for callers that look closer. Anything else (a proxy's HTML page) falls back to the status.
+  function apiError(status, body) {
+    const fallback = status === 413 ? "The upload is too large for this server."
+      : status ? `The server answered ${status}.` : "The request failed; check the connection and try again.";
+    const error = new Error((body && body.detail) || fallback);
+    return Object.assign(error, { status, code: body && body.code, fields: (body && body.fields) || {} });
   }
 
-  // POSTs a multipart form with upload progress (0-1); resolves with the JSON answer.
+  // fetch for the API: JSON in (a plain object body) or FormData as is, JSON out; rejects with apiError.
+  async function api(url, options) {
+    options = options || {};
+    const method = (options.method || "GET").toUpperCase();
+    const headers = { Accept: "application/json" };
+    let body = options.body;
+    if (method !== "GET" && method !== "HEAD") headers["X-CSRFToken"] = csrfToken();
+    if (body !== undefined && !(body instanceof FormData)) {
+      headers["Content-Type"] = "application/json";
+      body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(url, { method, headers, body, credentials: "same-origin" });
+    } catch (_) {
+      throw apiError(0, null);
+    }
+    const data = response.status === 204 ? null : await response.json().catch(() => null);
+    if (!response.ok) throw apiError(response.status, data);
+    return data;
+  }
+
+  // POSTs a multipart form with upload progress (0-1), which fetch cannot report; resolves with the JSON answer.
   function upload(url, body, onProgress) {
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       xhr.open("POST", url);
       xhr.setRequestHeader("X-CSRFToken", csrfToken());
       xhr.setRequestHeader("Accept", "application/json");
-      xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); });
+      xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable && onProgress) onProgress(e.loaded / e.total); });
       xhr.addEventListener("error", () => reject(new Error("The upload was interrupted; check the connection and try again.")));
       xhr.addEventListener("load", () => {
-        if (xhr.status >= 200 && xhr.status < 300) resolve(JSON.parse(xhr.responseText));
-        else reject(new Error(errorText(xhr)));
+        let data = null;
+        try { data = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
+        if (xhr.status >= 200 && xhr.status < 300) resolve(data);
+        else reject(apiError(xhr.status, data));
       });
       xhr.send(body);
     });
-  }
-
-  async function getJson(url) {
-    const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-    if (!response.ok) throw new Error(`HTTP ${response.status}`);
-    return response.json();
   }
 
   // Calls onUpdate with each state while state.status === workingStatus; resolves with the final state.
@@ -49,7 +73,7 @@
     return new Promise((resolve, reject) => {
       const tick = async () => {
         try {
-          const data = await getJson(url);
+          const data = await api(url);
           onUpdate(data);
           if (data.status === workingStatus) setTimeout(tick, POLL_MS);
           else resolve(data);
@@ -61,5 +85,5 @@
     });
   }
 
-  window.FerWeb = { csrfToken, errorText, upload, getJson, pollUntilDone };
+  window.FerWeb = { CLASSES, classColor, csrfToken, api, upload, pollUntilDone };
 })();

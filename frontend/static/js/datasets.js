@@ -1,7 +1,6 @@
 // Dataset pages: upload with a real progress bar, import progress by polling, and the analysis charts.
 (function () {
-  const CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
-  const { upload, pollUntilDone } = window.FerWeb;
+  const { CLASSES, upload, pollUntilDone } = window.FerWeb;
 
   // Calls onUpdate with each state until the import ends; resolves with the final state.
   function pollImport(id, onUpdate) {
@@ -91,7 +90,7 @@
     const series = splits.length
       ? splits.map((split) => ({ name: split, values: CLASSES.map((c) => bySplit[split][c] || 0) }))
       : [{ name: "", values: CLASSES.map((c) => data.class_counts[c] || 0) }];
-    window.FerCharts.barChart(container, CLASSES, series, { width: 560, height: 260 });
+    window.FerCharts.barChart(container, CLASSES, series, { yLabel: "faces" });
   }
 
   function setupDetail(data) {

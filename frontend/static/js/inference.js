@@ -1,10 +1,6 @@
 // Predict page (upload a photo, show boxes and probabilities) and job pages (upload, progress, timeline).
 (function () {
-  const classesEl = document.getElementById("fer-classes");
-  const CLASSES = classesEl ? JSON.parse(classesEl.textContent) : ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
-  const COLORS = { angry: "#e03131", disgust: "#66a80f", fear: "#7048e8", happy: "#f59f00", sad: "#1c7ed6", surprise: "#d6336c", neutral: "#868e96" };
-
-  const { csrfToken } = window.FerWeb;
+  const { CLASSES, classColor, api, upload } = window.FerWeb;
   const FINISHED = ["succeeded", "failed", "cancelled"];
   const POLL_MS = 2000;  // how often the job page checks that it has heard from the socket lately
   const QUIET_MS = 5000;  // longer than this without an event (they come every 0.5 s while a job runs): ask the API
@@ -14,7 +10,7 @@
   function probRows(probabilities) {
     return CLASSES.map((c) => {
       const p = probabilities[c] || 0;
-      return `<div class="prob-row"><span>${c}</span><span class="prob-bar"><i style="width:${(p * 100).toFixed(1)}%;background:${COLORS[c]}"></i></span><span class="num">${(p * 100).toFixed(0)}%</span></div>`;
+      return `<div class="prob-row"><span>${c}</span><span class="prob-bar"><i style="width:${(p * 100).toFixed(1)}%;background:${classColor(c)}"></i></span><span class="num">${(p * 100).toFixed(0)}%</span></div>`;
     }).join("");
   }
 
@@ -31,9 +27,13 @@
       if (!file) { show(errorEl, "Choose a photo first."); return; }
       const body = new FormData();
       body.append("image", file);
-      const response = await fetch("/api/predict/", { method: "POST", body, headers: { "X-CSRFToken": csrfToken() }, credentials: "same-origin" });
-      const data = await response.json().catch(() => ({}));
-      if (!response.ok) { show(errorEl, data.detail || `The server answered ${response.status}.`); return; }
+      let data;
+      try {
+        data = await api("/api/predict/", { method: "POST", body });
+      } catch (error) {
+        show(errorEl, error.message);
+        return;
+      }
       img.src = URL.createObjectURL(file);
       await img.decode().catch(() => {});
       stage.hidden = false;
@@ -46,8 +46,8 @@
         const [x, y, bw, bh] = face.box;
         const box = document.createElement("div");
         box.className = "box";
-        Object.assign(box.style, { left: `${(100 * x) / w}%`, top: `${(100 * y) / h}%`, width: `${(100 * bw) / w}%`, height: `${(100 * bh) / h}%`, borderColor: COLORS[face.label] });
-        box.innerHTML = `<span style="background:${COLORS[face.label]}">${i + 1}: ${face.label}</span>`;
+        Object.assign(box.style, { left: `${(100 * x) / w}%`, top: `${(100 * y) / h}%`, width: `${(100 * bw) / w}%`, height: `${(100 * bh) / h}%`, borderColor: classColor(face.label) });
+        box.innerHTML = `<span style="background:${classColor(face.label)}">${i + 1}: ${face.label}</span>`;
         stage.appendChild(box);
         const card = document.createElement("div");
         card.className = "face-card";
@@ -71,21 +71,12 @@
       const file = document.getElementById("id_file").files[0];
       if (!file) { show(errorEl, "Choose a zip or a video first."); return; }
       const body = new FormData(jobForm);
-      const xhr = new XMLHttpRequest();
-      xhr.open("POST", "/api/jobs/");
-      xhr.setRequestHeader("X-CSRFToken", csrfToken());
+      body.delete("csrfmiddlewaretoken");
       document.getElementById("job-upload").hidden = false;
-      xhr.upload.onprogress = (e) => {
-        if (e.lengthComputable) document.getElementById("job-upload-bar").style.width = `${(100 * e.loaded) / e.total}%`;
-      };
-      xhr.onload = () => {
-        let data = {};
-        try { data = JSON.parse(xhr.responseText); } catch (e) { /* not JSON */ }
-        if (xhr.status === 201) location.href = `/jobs/${data.id}/`;
-        else show(errorEl, data.detail || (data.every_k && `every_k: ${data.every_k.join(" ")}`) || `The server answered ${xhr.status}.`);
-      };
-      xhr.onerror = () => show(errorEl, "The upload failed; check the connection and try again.");
-      xhr.send(body);
+      const bar = document.getElementById("job-upload-bar");
+      upload("/api/jobs/", body, (fraction) => { bar.style.width = `${100 * fraction}%`; })
+        .then((data) => { location.href = `/jobs/${data.id}/`; })
+        .catch((error) => show(errorEl, error.message));
     });
   }
 
@@ -108,7 +99,7 @@
       document.getElementById("job-cancel").hidden = done;
       if (done && !finished) {
         finished = true;
-        fetch(`/api/jobs/${id}/`, { credentials: "same-origin" }).then((r) => r.json()).then(showSummary);
+        api(`/api/jobs/${id}/`).then(showSummary).catch((error) => show(document.getElementById("job-error"), error.message));
       }
     };
     const showSummary = (job) => {
@@ -117,7 +108,8 @@
       document.getElementById("job-json").hidden = false;
       const summary = job.summary;
       document.getElementById("job-summary").hidden = false;
-      window.FerCharts.barChart(document.getElementById("job-share"), CLASSES, [{ name: "share", values: CLASSES.map((c) => summary.share[c] || 0) }], { format: (v) => `${(v * 100).toFixed(0)}%` });
+      window.FerCharts.barChart(document.getElementById("job-share"), CLASSES, [{ name: "share", values: CLASSES.map((c) => summary.share[c] || 0) }],
+                                { format: ".0%", yLabel: "share of detections" });
       const holder = document.getElementById("job-faces-summary");
       holder.innerHTML = "";
       if (summary.kind === "images") {
@@ -132,15 +124,19 @@
           <p class="muted">Seen from ${face.first_s.toFixed(1)} s to ${face.last_s.toFixed(1)} s in ${face.detections} frames. Time per emotion: ${shares}.</p>
           <div class="chart timeline"></div>`;
         holder.appendChild(card);
-        const series = CLASSES.map((c) => ({ name: c, color: COLORS[c], points: face.timeline.map((p) => [p.t, p.probabilities[c]]) }));
-        window.FerCharts.lineChart(card.querySelector(".timeline"), series, { maxY: 1, xLabel: "seconds", format: (v) => v.toFixed(1) });
+        const series = CLASSES.map((c) => ({ name: c, color: classColor(c), points: face.timeline.map((p) => [p.t, p.probabilities[c]]) }));
+        window.FerCharts.lineChart(card.querySelector(".timeline"), series,
+                                   { maxY: 1, xLabel: "seconds", yLabel: "probability", format: ".1f", hoverFormat: ".0%" });
       });
     };
     document.getElementById("job-cancel").addEventListener("click", async () => {
       // A long video job is minutes of work; one stray click must not end it.
       if (!window.confirm(`Cancel job ${id}? The analysis stops and cannot be resumed.`)) return;
-      const r = await fetch(`/api/jobs/${id}/cancel/`, { method: "POST", headers: { "X-CSRFToken": csrfToken() }, credentials: "same-origin" });
-      if (r.ok) update(await r.json());
+      try {
+        update(await api(`/api/jobs/${id}/cancel/`, { method: "POST", body: {} }));
+      } catch (error) {
+        show(document.getElementById("job-error"), error.message);
+      }
     });
     // Socket events are best effort (a closed socket or a dropped event is possible); the job's row
     // is the truth, so whenever the socket has been quiet for a while the page asks the API.
@@ -148,7 +144,7 @@
     const poll = async () => {
       if (finished) return;
       if (Date.now() - lastHeard >= QUIET_MS) {
-        try { update(await (await fetch(`/api/jobs/${id}/`, { credentials: "same-origin" })).json()); } catch (e) { /* retry */ }
+        try { update(await api(`/api/jobs/${id}/`)); } catch (e) { /* retry */ }
       }
       setTimeout(poll, POLL_MS);
     };

@@ -1,25 +1,7 @@
 // Labeling pages: photo upload with progress, processing progress by polling, and the review grid
 // (click or keys 1-7 / Enter / s / arrows), bulk accept, the confirmed-count chart and dataset creation.
 (function () {
-  const CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
-  const { csrfToken, upload, pollUntilDone } = window.FerWeb;
-
-  async function api(method, url, body) {
-    const response = await fetch(url, {
-      method,
-      credentials: "same-origin",
-      headers: Object.assign({ Accept: "application/json", "X-CSRFToken": csrfToken() },
-                             body ? { "Content-Type": "application/json" } : {}),
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    let data = null;
-    try { data = await response.json(); } catch (_) { data = null; }
-    if (!response.ok) {
-      const detail = data && (data.detail || Object.entries(data).map(([k, v]) => `${k}: ${[].concat(v).join(" ")}`).join(" "));
-      throw new Error(detail || `HTTP ${response.status}`);
-    }
-    return data;
-  }
+  const { CLASSES, api, upload, pollUntilDone } = window.FerWeb;
 
   // Calls onUpdate with each state of the set until processing ends; resolves with the final state.
   function pollSet(id, onUpdate) {
@@ -75,7 +57,7 @@
     const chart = document.getElementById("confirmed-chart");
     if (!chart || !window.FerCharts) return;
     window.FerCharts.barChart(chart, CLASSES, [{ name: "confirmed", values: CLASSES.map((c) => classCounts[c] || 0) }],
-                              { width: 360, height: 220 });
+                              { height: 240, yLabel: "confirmed faces" });
   }
 
   function updateCounts(counts) {
@@ -104,7 +86,7 @@
     async function decide(card, body, advance) {
       card.classList.add("saving");
       try {
-        const data = await api("PATCH", `/api/labeling/faces/${card.dataset.faceId}/`, body);
+        const data = await api(`/api/labeling/faces/${card.dataset.faceId}/`, { method: "PATCH", body });
         renderFace(card, data.face);
         updateCounts(data.counts);
         drawChart(data.class_counts);
@@ -170,7 +152,7 @@
       event.preventDefault();
       const percent = Number(form.querySelector("input[name=min_percent]").value);
       try {
-        const data = await api("POST", `/api/labeling/sets/${setId}/accept/`, { min_probability: percent / 100 });
+        const data = await api(`/api/labeling/sets/${setId}/accept/`, { method: "POST", body: { min_probability: percent / 100 } });
         message.textContent = `Accepted ${data.accepted} proposal${data.accepted === 1 ? "" : "s"} at ${percent}% or more.`;
         updateCounts(data.counts);
         drawChart(data.class_counts);
@@ -192,11 +174,11 @@
       errorBox.hidden = true;
       button.disabled = true;
       try {
-        const created = await api("POST", `/api/labeling/sets/${setId}/create-dataset/`, {
+        const created = await api(`/api/labeling/sets/${setId}/create-dataset/`, { method: "POST", body: {
           name: form.querySelector("input[name=name]").value,
           test_share: Number(form.querySelector("input[name=test_percent]").value || 0) / 100,
           seed: Number(form.querySelector("input[name=seed]").value || 0),
-        });
+        } });
         const item = document.createElement("li");
         const link = document.createElement("a");
         link.href = created.url;

@@ -3,20 +3,7 @@
   const FINISHED = ["succeeded", "failed", "cancelled"];
   const RUN_QUIET_MS = 15000;  // a running job reports at least every few seconds; quieter than this, read the row
 
-  const { csrfToken } = window.FerWeb;
-
-  async function api(url, options) {
-    options = options || {};
-    const headers = Object.assign({ Accept: "application/json" }, options.headers || {});
-    if (options.method && options.method !== "GET") {
-      headers["X-CSRFToken"] = csrfToken();
-      headers["Content-Type"] = "application/json";
-    }
-    const response = await fetch(url, Object.assign({}, options, { headers, credentials: "same-origin" }));
-    const body = await response.json().catch(() => ({}));
-    if (!response.ok) throw Object.assign(new Error(body.detail || response.statusText), { body, status: response.status });
-    return body;
-  }
+  const { api, CLASSES, classColor } = window.FerWeb;
 
   function jsonData(id) {
     const node = document.getElementById(id);
@@ -114,24 +101,23 @@
 
   // ------------------------------------------------------------ charts of one run
 
-  function curves(history) {
+  // One run's training (solid) and validation (dashed) curve of a metric, in the run's colour.
+  function curvePair(history, metric, color, prefix) {
     const pick = (key) => history.filter((h) => h[key] !== null && h[key] !== undefined).map((h) => [h.epoch, h[key]]);
-    return {
-      loss: [
-        { name: "training loss", points: pick("train_loss"), color: "#1c7ed6" },
-        { name: "validation loss", points: pick("val_loss"), color: "#e03131" },
-      ],
-      accuracy: [
-        { name: "training accuracy", points: pick("train_accuracy"), color: "#1c7ed6" },
-        { name: "validation accuracy", points: pick("val_accuracy"), color: "#e03131" },
-      ],
-    };
+    return [
+      { name: `${prefix}training ${metric}`, points: pick(`train_${metric}`), color },
+      { name: `${prefix}validation ${metric}`, points: pick(`val_${metric}`), color, dash: "dash" },
+    ];
   }
 
+  const ACCURACY_AXIS = { maxY: 1, format: ".0%", hoverFormat: ".1%", yLabel: "accuracy" };
+
   function drawCurves(history) {
-    const c = curves(history);
-    FerCharts.lineChart(document.getElementById("loss-chart"), c.loss, { xLabel: "epoch", integerX: true });
-    FerCharts.lineChart(document.getElementById("accuracy-chart"), c.accuracy, { xLabel: "epoch", integerX: true, maxY: 1 });
+    const color = FerCharts.PALETTE[0];
+    FerCharts.lineChart(document.getElementById("loss-chart"), curvePair(history, "loss", color, ""),
+                        { xLabel: "epoch", yLabel: "loss", integerX: true });
+    FerCharts.lineChart(document.getElementById("accuracy-chart"), curvePair(history, "accuracy", color, ""),
+                        Object.assign({ xLabel: "epoch", integerX: true }, ACCURACY_AXIS));
   }
 
   function perClassTable(metrics, classes) {
@@ -155,12 +141,10 @@
 
   function rocSeries(metrics, classes) {
     const roc = metrics.roc || {};
-    const colors = { angry: "#e03131", disgust: "#66a80f", fear: "#7048e8", happy: "#f59f00", sad: "#1c7ed6",
-                     surprise: "#d6336c", neutral: "#868e96" };
     return classes.filter((c) => roc[c] && roc[c].fpr && roc[c].fpr.length).map((c) => ({
       name: `${c} (AUC ${fmt(roc[c].auc)})`,
       points: roc[c].fpr.map((x, i) => [x, roc[c].tpr[i]]),
-      color: colors[c],
+      color: classColor(c),
     }));
   }
 
@@ -236,7 +220,7 @@
       activate.addEventListener("click", async () => {
         activate.disabled = true;
         try {
-          await api(`/api/models/${version.id}/activate/`, { method: "POST", body: "{}" });
+          await api(`/api/models/${version.id}/activate/`, { method: "POST", body: {} });
           activate.textContent = "Active";
         } catch (error) {
           activate.disabled = false;
@@ -249,13 +233,13 @@
     perClass.innerHTML = "";
     perClass.append(perClassTable(metrics, classes));
     if (metrics.confusion_matrix) {
-      FerCharts.heatmap(document.getElementById("confusion-counts"), metrics.confusion_matrix, classes, classes,
-                        { xLabel: "predicted →" });
+      FerCharts.heatmap(document.getElementById("confusion-counts"), metrics.confusion_matrix, classes, classes);
       FerCharts.heatmap(document.getElementById("confusion-normalized"), metrics.confusion_matrix_normalized, classes, classes,
-                        { max: 1, format: (v) => v.toFixed(2), xLabel: "predicted →" });
+                        { max: 1, format: ".2f" });
     }
     FerCharts.lineChart(document.getElementById("roc-chart"), rocSeries(metrics, classes),
-                        { maxY: 1, minX: 0, diagonal: true, xLabel: "false positive rate", height: 320 });
+                        { maxY: 1, minX: 0, diagonal: true, format: ".1f", formatX: ".1f", hoverFormat: ".2f", height: 340,
+                          xLabel: "false positive rate", yLabel: "true positive rate" });
     document.getElementById("roc-auc").textContent =
       `Macro AUC ${fmt(metrics.macro_auc)} · micro AUC ${fmt(metrics.micro_auc)}`;
     drawOcclusion(document.getElementById("occlusion"), metrics.occlusion, document.getElementById("occlusion-scale"));
@@ -265,7 +249,6 @@
 
   function runDetailPage() {
     let run = jsonData("run-data");
-    const classes = jsonData("classes");
     let history = run.history || [];
     let lastBatch = run.last_batch || {};
     const bar = document.getElementById("run-progress");
@@ -319,7 +302,7 @@
       setProgress(run.progress);
       drawCurves(history);
       describe();
-      drawEvaluation(run, classes);
+      drawEvaluation(run, CLASSES);
     }
 
     const handlers = {
@@ -390,7 +373,7 @@
       cancel.disabled = true;
       cancel.textContent = "Cancelling…";
       try {
-        const answer = await api(`/api/runs/${run.id}/cancel/`, { method: "POST", body: "{}" });
+        const answer = await api(`/api/runs/${run.id}/cancel/`, { method: "POST", body: {} });
         if (FINISHED.includes(answer.status)) setStatus(answer.status);
       } catch (error) {
         cancel.disabled = false;
@@ -404,7 +387,7 @@
     setProgress(run.progress);
     drawCurves(history);
     describe();
-    drawEvaluation(run, classes);
+    drawEvaluation(run, CLASSES);
     if (!FINISHED.includes(run.status)) {
       connect();
       watchQuiet();
@@ -415,7 +398,6 @@
 
   function comparePage() {
     const runs = jsonData("runs-data") || [];
-    const classes = jsonData("classes");
     if (!runs.length) return;
     const table = document.getElementById("compare-table");
     const keys = [
@@ -438,26 +420,28 @@
       runs.map((r) => make("td", { className: "num", text: get(r) })))));
     table.append(make("table", { id: "compare-metrics" }, [make("thead", {}, [head]), make("tbody", {}, body)]));
 
+    // One colour per run; its training curve solid, its validation curve dashed.
     const palette = FerCharts.PALETTE;
-    const series = (key, dash) => runs.map((r, i) => ({
-      name: `#${r.id} ${key.replace("_", " ")}`,
-      points: (r.history || []).map((h) => [h.epoch, h[key]]).filter((p) => p[1] !== null && p[1] !== undefined),
-      color: palette[i % palette.length], dash,
-    }));
-    FerCharts.lineChart(document.getElementById("compare-accuracy"), series("val_accuracy"), { maxY: 1, integerX: true, xLabel: "epoch" });
-    FerCharts.lineChart(document.getElementById("compare-loss"),
-                        series("train_loss", "4 3").concat(series("val_loss")), { integerX: true, xLabel: "epoch" });
+    const series = (metric) => runs.flatMap((r, i) => curvePair(r.history || [], metric, palette[i % palette.length], `#${r.id} `));
+    FerCharts.lineChart(document.getElementById("compare-accuracy"), series("accuracy"),
+                        Object.assign({ integerX: true, xLabel: "epoch" }, ACCURACY_AXIS));
+    FerCharts.lineChart(document.getElementById("compare-loss"), series("loss"), { integerX: true, xLabel: "epoch", yLabel: "loss" });
+    // Every box first, then the matrices: each chart takes the width its box has beside the others.
     const confusion = document.getElementById("compare-confusion");
-    for (const r of runs) {
-      const box = make("div", { className: "chart" });
+    const boxes = runs.map((r) => {
+      const box = make("div", { className: "chart", id: `confusion-run-${r.id}` });  // the id names its PNG download
       confusion.append(make("div", {}, [make("h3", { text: `#${r.id} ${r.architecture}` }), box]));
+      return box;
+    });
+    runs.forEach((r, i) => {
+      const box = boxes[i];
       if (r.metrics.confusion_matrix_normalized) {
-        FerCharts.heatmap(box, r.metrics.confusion_matrix_normalized, classes, classes,
-                          { max: 1, cell: 34, format: (v) => v.toFixed(2) });
+        FerCharts.heatmap(box, r.metrics.confusion_matrix_normalized, CLASSES, CLASSES,
+                          { max: 1, cell: 34, format: ".2f" });
       } else {
         box.append(make("p", { className: "muted", text: "Not evaluated yet." }));
       }
-    }
+    });
   }
 
   // ------------------------------------------------------------ /models/
@@ -468,7 +452,7 @@
         button.disabled = true;
         const body = button.dataset.siteDefault ? { site_default: true } : {};
         try {
-          await api(`/api/models/${button.dataset.model}/activate/`, { method: "POST", body: JSON.stringify(body) });
+          await api(`/api/models/${button.dataset.model}/activate/`, { method: "POST", body });
           window.location.reload();
         } catch (error) {
           button.disabled = false;

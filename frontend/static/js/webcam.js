@@ -1,7 +1,7 @@
 // Live webcam: capture, send one JPEG frame at a time over /ws/webcam/, draw what comes back.
 (function () {
-  const CLASSES = JSON.parse(document.getElementById("fer-classes").textContent);
-  const COLORS = { angry: "#e03131", disgust: "#66a80f", fear: "#7048e8", happy: "#f59f00", sad: "#1c7ed6", surprise: "#d6336c", neutral: "#868e96" };
+  const { CLASSES, classColor, api } = window.FerWeb;
+  const COLORS = Object.fromEntries(CLASSES.map((c) => [c, classColor(c)]));  // read once: the overlay redraws every frame
   const SEND_WIDTH = 640;          // frames are scaled to this width before encoding
   const MIN_INTERVAL_MS = 33;      // at most ~30 frames per second
   const SMOOTH_FRAMES = 5;
@@ -224,16 +224,22 @@
     const blobs = await faceBlobs();
     const body = new FormData();
     blobs.forEach((blob, i) => body.append("files", blob, `webcam-face-${Date.now()}-${i + 1}.jpg`));
-    const headers = { "X-CSRFToken": document.querySelector("input[name=csrfmiddlewaretoken]").value };
-    let setId = localStorage.getItem(SET_KEY);
-    let response = setId ? await fetch(`/api/labeling/sets/${setId}/photos/`, { method: "POST", body, headers, credentials: "same-origin" }) : null;
-    if (!response || response.status === 404) {
+    const setId = localStorage.getItem(SET_KEY);
+    const newSet = () => {
       body.append("name", `Webcam faces ${new Date().toISOString().slice(0, 10)}`);
-      response = await fetch("/api/labeling/sets/", { method: "POST", body, headers, credentials: "same-origin" });
-    }
-    const data = await response.json().catch(() => ({}));
+      return api("/api/labeling/sets/", { method: "POST", body });
+    };
+    let data;
     saveStatus.hidden = false;
-    if (!response.ok) { saveStatus.textContent = data.detail || `Saving failed (${response.status}).`; return; }
+    try {
+      // Add to the set this browser saved to before; start a new one when there is none, or it is gone.
+      data = setId ? await api(`/api/labeling/sets/${setId}/photos/`, { method: "POST", body })
+                       .catch((error) => { if (error.status === 404) return newSet(); throw error; })
+                   : await newSet();
+    } catch (error) {
+      saveStatus.textContent = `Saving failed: ${error.message}`;
+      return;
+    }
     localStorage.setItem(SET_KEY, data.id);
     saveStatus.innerHTML = `Saved ${blobs.length} face${blobs.length === 1 ? "" : "s"} to <a href="/labeling/${data.id}/">labeling set #${data.id}</a>.`;
   });
