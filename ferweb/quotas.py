@@ -57,7 +57,7 @@ def active_runs(user) -> int:
 
 def active_jobs(user) -> int:
     return apps.get_model("inference", "InferenceJob").objects.filter(
-        owner=user, state__in=ACTIVE_JOB_STATES).count()
+        owner=user, status__in=ACTIVE_JOB_STATES).count()
 
 
 def check_active_runs(user) -> None:

@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "ferweb",  # the project: loads the Celery app when Django starts (ferweb/apps.py)
     "ferweb.accounts",
     "ferweb.datasets",
     "ferweb.labeling",
@@ -190,6 +191,7 @@ AXES_RESET_ON_SUCCESS = True  # a successful login clears that pair's failures
 AXES_DISABLE_ACCESS_LOG = True  # failures are recorded, successful logins not (that table would only grow)
 AXES_CLIENT_IP_CALLABLE = "ferweb.accounts.abuse.client_address"
 AXES_LOCKOUT_CALLABLE = "ferweb.accounts.abuse.lockout_response"
+AXES_VERBOSE = False  # no banner from every process at start
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -227,11 +229,13 @@ FERWEB_MAX_COMPRESSION_RATIO = envint("FERWEB_MAX_COMPRESSION_RATIO", 200)  # un
 # webcam), checked from the image header before any pixel is decoded. Pillow's own guard caps it
 # at about 179 megapixels.
 FERWEB_MAX_IMAGE_PIXELS = envint("FERWEB_MAX_IMAGE_PIXELS", 50_000_000)  # pixels, width x height
-# Dataset imports: a worker that restarts, or an import silent this long, counts as crashed.
-FERWEB_IMPORT_STALE_SECONDS = envint("FERWEB_IMPORT_STALE_SECONDS", 300)  # seconds without a heartbeat
-FERWEB_IMPORT_MAX_ATTEMPTS = envint("FERWEB_IMPORT_MAX_ATTEMPTS", 2)  # tries before a crashed import is failed
-# Labeling: a photo-processing job silent this long is taken over by the next worker that asks.
-FERWEB_LABELING_STALE_SECONDS = envint("FERWEB_LABELING_STALE_SECONDS", 120)  # seconds without a heartbeat
+# Background jobs (dataset imports, labeling sets, inference jobs, training runs; ferweb/jobs.py):
+# a running job whose worker restarts, or that sent no heartbeat for this long, is lost. It starts
+# over (a run from its last epoch), and fails as worker_lost once it has been started this often.
+# A live job beats at least every 30 s (a run that evaluates or exports), so the limit only sets how
+# soon another worker notices one gone for good; a restarting worker recovers its own jobs at once.
+FERWEB_JOB_STALE_SECONDS = envint("FERWEB_JOB_STALE_SECONDS", 300)  # seconds without a heartbeat
+FERWEB_JOB_MAX_ATTEMPTS = envint("FERWEB_JOB_MAX_ATTEMPTS", 2)  # starts, before a job whose worker died is failed
 
 # Redis: Celery broker and the Channels layer.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -299,9 +303,6 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "ferweb.api_schema.document_errors"],
 }
 
-# Training: a running run whose worker sent no heartbeat for this long is taken as lost.
-FERWEB_RUN_STALE_SECONDS = envint("FERWEB_RUN_STALE_SECONDS", 300)  # seconds
-
 # Training limits and per-user quotas (training_jobs/ml/memory.py, ferweb/quotas.py).
 # The training process of one run may use this much memory: a recipe estimated above it is refused
 # at creation, and a run that grows past it is stopped as out_of_memory. Half the machine's memory
@@ -310,7 +311,6 @@ _MACHINE_MB = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 
 FERWEB_TRAIN_MAX_MEMORY_MB = envint("FERWEB_TRAIN_MAX_MEMORY_MB", _MACHINE_MB // 2)  # MB (MiB)
 # A run's num_threads above the training worker's cores is lowered to them (with a note).
 FERWEB_TRAIN_MAX_THREADS = envint("FERWEB_TRAIN_MAX_THREADS", os.cpu_count() or 1)  # threads (cores)
-FERWEB_RUN_MAX_ATTEMPTS = envint("FERWEB_RUN_MAX_ATTEMPTS", 2)  # starts before a run whose worker died is failed
 # Per-user quotas (staff are exempt): 429 for the counts, 413/400 for storage.
 FERWEB_QUOTA_ACTIVE_RUNS = envint("FERWEB_QUOTA_ACTIVE_RUNS", 3)  # queued + running runs per user; 0 = no quota
 FERWEB_QUOTA_ACTIVE_JOBS = envint("FERWEB_QUOTA_ACTIVE_JOBS", 3)  # queued + running inference jobs per user; 0 = no quota
@@ -326,7 +326,6 @@ FERWEB_PREFER_INT8 = envbool("FERWEB_PREFER_INT8", "True")
 FERWEB_SERVE_THREADS = envint("FERWEB_SERVE_THREADS", 2)  # web-process threads for webcam frames
 FERWEB_SERVE_MAX_PENDING = envint("FERWEB_SERVE_MAX_PENDING", 8)  # predictions in progress before refusing
 FERWEB_VIDEO_MAX_SECONDS = envint("FERWEB_VIDEO_MAX_SECONDS", 4 * 3600)  # seconds of video one job may read
-FERWEB_JOB_STALE_SECONDS = envint("FERWEB_JOB_STALE_SECONDS", 120)  # seconds without progress before a job is retaken
 
 LOGGING = {
     "version": 1,

@@ -8,10 +8,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ferweb.api_errors import ApiError
+from ferweb.core.images import ALLOWED_NAMES, ImageDecodeError
 from training_jobs.selectors import active_model_for
 
 from . import selectors, serving, services
-from .decode import ALLOWED_NAMES, ImageDecodeError
 from .engine import ModelUnavailable
 from .models import InferenceJob
 
@@ -76,12 +76,12 @@ class InferenceJobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = InferenceJob
-        fields = ["id", "kind", "state", "progress", "error", "human_readable_error", "source_name", "every_k",
+        fields = ["id", "kind", "status", "progress", "error", "human_readable_error", "source_name", "every_k",
                   "model_version", "total", "processed", "num_faces", "summary", "created_at", "started_at",
                   "finished_at", "results"]
 
     def get_results(self, job) -> dict:
-        if job.state != InferenceJob.State.SUCCEEDED:
+        if job.status != InferenceJob.Status.SUCCEEDED:
             return {}
         return {"csv": f"/api/jobs/{job.pk}/results.csv", "json": f"/api/jobs/{job.pk}/results.json"}
 
@@ -143,7 +143,7 @@ class JobResultsView(APIView):
     def get(self, request, pk, fmt):
         job = selectors.job_get_for(request.user, pk)
         path = job.csv_path if fmt == "csv" else job.json_path
-        if job.state != InferenceJob.State.SUCCEEDED or not path.exists():
+        if job.status != InferenceJob.Status.SUCCEEDED or not path.exists():
             raise Http404("The results are not ready.")
         content_type = "text/csv" if fmt == "csv" else "application/json"
         stem = f"job-{job.pk}-{job.source_name.rsplit('.', 1)[0]}"[:100]

@@ -7,8 +7,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from ferweb.core.images import ImageDecodeError
+
 from . import selectors, serving
-from .decode import ImageDecodeError
 from .engine import ModelUnavailable
 from .tracking import IoUTracker
 
@@ -120,7 +121,7 @@ def _predict(frame: bytes, model_path) -> dict:
 
 
 class JobProgressConsumer(AsyncWebsocketConsumer):
-    """Current state first, then every job.progress event of that job (owner or staff only)."""
+    """Current status first, then every job.progress event of that job (owner or staff only)."""
 
     async def connect(self):
         user = self.scope.get("user")

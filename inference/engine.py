@@ -4,7 +4,6 @@ Sessions are cached by (path, mtime, size): replacing or promoting a model chang
 so every process picks the new one up on its next prediction without a restart. No torch here.
 """
 import hashlib
-import json
 import queue
 import threading
 import time
@@ -15,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ferweb.classes import CLASSES
+from ferweb.core.model_contract import parse_metadata
+from ferweb.core.preprocess import crop_face, softmax, to_gray, to_model_input
 
 from .faces import Face, FaceDetector
-from .preprocess import crop_face, softmax, to_gray, to_model_input
 
 
 class ModelUnavailable(Exception):
@@ -63,17 +62,16 @@ def load_model(path: Path, threads: int) -> LoadedModel:
         raise ModelUnavailable(f"No model available: {path} does not exist. Train and activate a model, or restore the default model file.")
     except Exception as exc:  # onnxruntime raises its own exception types for broken files
         raise ModelUnavailable(f"No model available: {path} could not be loaded ({exc}).")
-    meta = dict(session.get_modelmeta().custom_metadata_map)
-    classes = tuple(json.loads(meta["fer.classes"])) if "fer.classes" in meta else CLASSES
+    contract = parse_metadata(session.get_modelmeta().custom_metadata_map)
     return LoadedModel(
         path=path,
         key=(str(path), stat.st_mtime_ns, stat.st_size),
         session=session,
-        classes=classes,
-        version=meta.get("fer.version", path.stem),
+        classes=contract.classes,
+        version=contract.version or path.stem,
         input_name=session.get_inputs()[0].name,
         output_name=session.get_outputs()[0].name,
-        metadata=meta,
+        metadata=contract.props,
     )
 
 

@@ -3,11 +3,13 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
+from ferweb.jobs import Job, status_field
 
-class InferenceJob(models.Model):
+
+class InferenceJob(Job):
     """A batch of photos (zip) or a video, classified face by face on the `inference` queue.
 
-    queued -> running -> succeeded | failed | cancelled. Results are written to files as
+    A background job (ferweb.jobs): queued -> running -> succeeded | failed | cancelled. Results are written to files as
     frames are processed (CSV row by row), so a long video needs no more memory than a short one.
     """
 
@@ -15,21 +17,17 @@ class InferenceJob(models.Model):
         IMAGES = "images"
         VIDEO = "video"
 
-    class State(models.TextChoices):
+    class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
         CANCELLED = "cancelled"
 
-    FINISHED = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="inference_jobs")
     kind = models.CharField(max_length=8, choices=Kind.choices)
-    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED, db_index=True)
-    progress = models.FloatField(default=0, help_text="0-100.")
-    error = models.CharField(max_length=64, blank=True, help_text="Machine-readable error code.")
-    human_readable_error = models.TextField(blank=True, help_text="What went wrong, for a person.")
+    status = status_field(Status, default=Status.QUEUED)
     source = models.FileField(upload_to="inference_uploads/", max_length=255, blank=True,
                               help_text="The uploaded zip or video; removed when the job ends (the results stay).")
     source_name = models.CharField(max_length=255, help_text="Original file name.")
@@ -40,18 +38,12 @@ class InferenceJob(models.Model):
     processed = models.PositiveIntegerField(default=0, help_text="Images or frames done.")
     num_faces = models.PositiveIntegerField(default=0, help_text="Face detections written.")
     summary = models.JSONField(default=dict, blank=True, help_text="Per-face dominant emotion, shares and timeline.")
-    worker = models.CharField(max_length=200, blank=True, help_text="Celery worker that holds the job.")
-    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last progress write of the running job.")
-    attempts = models.PositiveSmallIntegerField(default=0, help_text="Starts, counting restarts after a worker died.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
 
     def __str__(self):
-        return f"{self.kind} job #{self.pk} ({self.state})"
+        return f"{self.kind} job #{self.pk} ({self.status})"
 
     @property
     def results_dir(self) -> Path:
@@ -67,7 +59,7 @@ class InferenceJob(models.Model):
 
     @property
     def is_finished(self) -> bool:
-        return self.state in self.FINISHED
+        return self.status in self.FINISHED
 
     @property
     def group_name(self) -> str:

@@ -4,7 +4,6 @@ import json
 import logging
 import shutil
 import time
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +12,13 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import F, Q
-from django.utils import timezone
+
+from ferweb.core.archive import Limits
+from ferweb.core.preprocess import crop_face
+from ferweb.jobs import JobLifecycle
 
 from .engine import ModelUnavailable, get_engine
 from .models import InferenceJob
-from .preprocess import crop_face
 from .tracking import FaceStats, IoUTracker, SourceError, video_frames, zip_images
 
 log = logging.getLogger(__name__)
@@ -61,22 +61,14 @@ def job_create(*, owner, upload: UploadedFile, every_k: int = 1) -> InferenceJob
     job = InferenceJob(owner=owner, kind=kind, every_k=every_k, source_name=Path(upload.name).name[:255])
     job.source.save(Path(upload.name).name, upload, save=False)
     job.save()
-    from .tasks import run_inference_job
-
-    transaction.on_commit(lambda: run_inference_job.delay(job.pk))
+    inference_jobs.enqueue(job.pk)
     return job
 
 
 @transaction.atomic
 def job_cancel(*, job: InferenceJob) -> InferenceJob:
     """Stop a queued or running job; the worker notices at its next progress write and stops."""
-    updated = InferenceJob.objects.filter(
-        pk=job.pk, state__in=[InferenceJob.State.QUEUED, InferenceJob.State.RUNNING]
-    ).update(state=InferenceJob.State.CANCELLED, finished_at=timezone.now())
-    job.refresh_from_db()
-    if updated:
-        _remove_upload(job)
-        transaction.on_commit(lambda: _send(job, {"type": "job.progress", **job_event(job)}))
+    inference_jobs.cancel(job)
     return job
 
 
@@ -110,7 +102,7 @@ def _remove_upload(job: InferenceJob) -> None:
 
 def job_event(job: InferenceJob) -> dict:
     return {
-        "id": job.pk, "state": job.state, "progress": round(job.progress, 1), "processed": job.processed,
+        "id": job.pk, "status": job.status, "progress": round(job.progress, 1), "processed": job.processed,
         "total": job.total, "num_faces": job.num_faces, "error": job.error,
         "human_readable_error": job.human_readable_error,
     }
@@ -126,62 +118,32 @@ def _send(job: InferenceJob, message: dict):
         log.warning("could not publish progress of job %s", job.pk, exc_info=True)
 
 
-def _finish(job_id: int, **fields) -> InferenceJob | None:
-    """Record the outcome unless the job was cancelled meanwhile; the upload goes either way."""
-    InferenceJob.objects.filter(pk=job_id, state=InferenceJob.State.RUNNING).update(finished_at=timezone.now(), **fields)
-    job = InferenceJob.objects.filter(pk=job_id).first()
-    if job is None:  # deleted while it ran: leave nothing behind
-        shutil.rmtree(InferenceJob(pk=job_id).results_dir, ignore_errors=True)
-        return None
-    _remove_upload(job)
-    _send(job, {"type": "job.progress", **job_event(job)})
-    return job
+class InferenceJobs(JobLifecycle):
+    """Batch and video jobs as background jobs (ferweb.jobs); followers hear job.progress events."""
+
+    model = InferenceJob
+    task = "inference.tasks.run_inference_job"
+    queued, running = InferenceJob.Status.QUEUED, InferenceJob.Status.RUNNING
+    failed, cancelled = InferenceJob.Status.FAILED, InferenceJob.Status.CANCELLED
+    retry_fields = {"processed": 0, "num_faces": 0, "progress": 0.0}  # a restart reads the upload from the start
+
+    def publish(self, job: InferenceJob, message: str) -> None:
+        _send(job, {"type": "job.progress", **job_event(job)})
+
+    def ended(self, job: InferenceJob) -> None:
+        _remove_upload(job)
 
 
-def job_claim(*, job_id: int, worker: str, redelivered: bool = False) -> bool:
-    """Take a queued job; a redelivered task may also take back a running job whose worker died.
-
-    A job counts as abandoned when it is held by this same worker name (a restarted worker) or
-    has not written progress for FERWEB_JOB_STALE_SECONDS.
-    """
-    now = timezone.now()
-    fields = {"state": InferenceJob.State.RUNNING, "worker": worker[:200], "heartbeat_at": now, "attempts": F("attempts") + 1}
-    if InferenceJob.objects.filter(pk=job_id, state=InferenceJob.State.QUEUED).update(started_at=now, **fields) == 1:
-        return True
-    if not redelivered:
-        return False
-    stale = now - timedelta(seconds=settings.FERWEB_JOB_STALE_SECONDS)
-    abandoned = Q(worker=worker[:200]) | Q(heartbeat_at__lt=stale) | Q(heartbeat_at__isnull=True)
-    return InferenceJob.objects.filter(abandoned, pk=job_id, state=InferenceJob.State.RUNNING).update(
-        processed=0, num_faces=0, progress=0, **fields) == 1
+inference_jobs = InferenceJobs()
 
 
-MAX_ATTEMPTS = 3
-
-
-def job_sweep(*, worker: str) -> list[int]:
-    """At worker start: jobs left running by this worker's previous life or by a silent worker.
-
-    Each goes back to the queue (claimed on the heartbeat that was seen, so two starting
-    workers never both take it), or fails after MAX_ATTEMPTS starts.
-    """
-    stale = timezone.now() - timedelta(seconds=settings.FERWEB_JOB_STALE_SECONDS)
-    from .tasks import run_inference_job
-
-    requeued = []
-    for job in InferenceJob.objects.filter(
-        Q(worker=worker[:200]) | Q(heartbeat_at__lt=stale), state=InferenceJob.State.RUNNING
-    ):
-        seen = InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.State.RUNNING, heartbeat_at=job.heartbeat_at)
-        if job.attempts >= MAX_ATTEMPTS:
-            if seen.update(state=InferenceJob.State.FAILED, error="worker_lost", finished_at=timezone.now(),
-                           human_readable_error=f"The job stopped {job.attempts} times because its worker ended "
-                                                "(crashed, killed or out of memory); it was given up."):
-                _remove_upload(job)
-        elif seen.update(state=InferenceJob.State.QUEUED, worker="", processed=0, num_faces=0, progress=0):
-            run_inference_job.delay(job.pk)
-            requeued.append(job.pk)
-    return requeued
+def _finish(job: InferenceJob, status: str, *, error: str = "", message: str = "", **fields) -> InferenceJob | None:
+    """Record the outcome unless the job was cancelled or taken over meanwhile (its upload goes as it ends)."""
+    inference_jobs.finish(job, status, error=error, message=message, **fields)
+    current = InferenceJob.objects.filter(pk=job.pk).first()
+    if current is None:  # deleted while it ran: leave nothing behind
+        shutil.rmtree(job.results_dir, ignore_errors=True)
+    return current
 
 
 def job_run(*, job_id: int, worker: str = "", redelivered: bool = False) -> InferenceJob | None:
@@ -192,7 +154,7 @@ def job_run(*, job_id: int, worker: str = "", redelivered: bool = False) -> Infe
     3. stream images or every k-th frame: detect, classify, track, append CSV rows;
     4. write the summary and the JSON file; mark it succeeded (or failed, with a reason).
     """
-    if not job_claim(job_id=job_id, worker=worker, redelivered=redelivered):
+    if not inference_jobs.claim(job_id, worker=worker, redelivered=redelivered):
         return None
     job = InferenceJob.objects.select_related("owner").filter(pk=job_id).first()
     if job is None:  # deleted since
@@ -207,14 +169,14 @@ def job_run(*, job_id: int, worker: str = "", redelivered: bool = False) -> Infe
     except (SourceError, ModelUnavailable) as exc:
         code = getattr(exc, "code", "no_model")
         message = getattr(exc, "message", None) or str(exc)
-        return _finish(job.pk, state=InferenceJob.State.FAILED, error=code, human_readable_error=message)
+        return _finish(job, InferenceJob.Status.FAILED, error=code, message=message)
     except Exception as exc:
         log.exception("inference job %s failed", job.pk)
-        return _finish(job.pk, state=InferenceJob.State.FAILED, error="internal",
-                       human_readable_error=f"The job stopped on an unexpected error: {exc}")
+        return _finish(job, InferenceJob.Status.FAILED, error="internal",
+                       message=f"The job stopped on an unexpected error: {exc}")
     if summary is None:  # cancelled, or deleted
         return _after_stop(job)
-    return _finish(job.pk, state=InferenceJob.State.SUCCEEDED, progress=100.0, summary=summary)
+    return _finish(job, InferenceJob.Status.SUCCEEDED, progress=100.0, summary=summary)
 
 
 def _after_stop(job: InferenceJob) -> InferenceJob | None:
@@ -237,11 +199,7 @@ def _process(job: InferenceJob) -> dict | None:
         )
         tracker = IoUTracker(max_missed=max(2, int(round(fps / job.every_k))))
     else:
-        total, items = zip_images(
-            source_path, max_members=settings.FERWEB_MAX_ARCHIVE_MEMBERS,
-            max_uncompressed=settings.FERWEB_MAX_ARCHIVE_UNCOMPRESSED_BYTES,
-            max_ratio=settings.FERWEB_MAX_COMPRESSION_RATIO, max_pixels=settings.FERWEB_MAX_IMAGE_PIXELS,
-        )
+        total, items = zip_images(source_path, limits=Limits.from_settings(settings))
         tracker = None
     InferenceJob.objects.filter(pk=job.pk).update(total=total)
     job.results_dir.mkdir(parents=True, exist_ok=True)
@@ -312,15 +270,12 @@ def _report(job: InferenceJob, processed: int, total: int, num_faces: int) -> bo
     """Write progress; False when the job was cancelled meanwhile."""
     total = max(total, processed)
     progress = 100.0 * processed / total if total else 0.0
-    updated = InferenceJob.objects.filter(pk=job.pk, state=InferenceJob.State.RUNNING).update(
-        processed=processed, total=total, num_faces=num_faces, progress=min(99.9, progress),
-        heartbeat_at=timezone.now(),
-    )
-    if not updated:
+    if not inference_jobs.heartbeat(
+        job, processed=processed, total=total, num_faces=num_faces, progress=min(99.9, progress)
+    ):
         return False
     job.processed, job.total, job.num_faces, job.progress = processed, total, num_faces, min(99.9, progress)
-    job.state = InferenceJob.State.RUNNING
-    _send(job, {"type": "job.progress", **job_event(job)})
+    inference_jobs.notify(job, "progress")
     return True
 
 

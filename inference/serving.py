@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 from django.conf import settings
 
-from .decode import decode_image
+from ferweb.core.images import decode_image
+
 from .engine import Prediction, get_engine
 
 

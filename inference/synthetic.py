@@ -143,12 +143,11 @@ def contract_model(path: Path, *, seed: int = 0, version: str = "synthetic", hid
     with the fer.* metadata (plus `metadata`). Its labels mean nothing; its shape and metadata are
     the real thing.
     """
-    import json
-
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from ferweb.classes import CLASSES
+    from ferweb.core.classes import CLASSES
+    from ferweb.core.model_contract import contract_metadata, set_metadata
 
     rng = np.random.default_rng(seed)
     w1 = rng.normal(0, 0.05, (48 * 48, hidden)).astype(np.float32)
@@ -169,17 +168,7 @@ def contract_model(path: Path, *, seed: int = 0, version: str = "synthetic", hid
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    meta = {
-        "fer.classes": json.dumps(list(CLASSES)),
-        "fer.input": json.dumps({"height": 48, "width": 48, "channels": 1, "scale": 1 / 255}),
-        "fer.architecture": "synthetic-mlp",
-        "fer.version": version,
-        "fer.metrics": json.dumps({}),
-        **(metadata or {}),
-    }
-    for key, value in meta.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_metadata(model, {**contract_metadata(architecture="synthetic-mlp", version=version), **(metadata or {})})
     onnx.checker.check_model(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,6 @@
-import logging
-
 from celery import shared_task
-from celery.signals import worker_ready
-from django.db import close_old_connections
 
 from . import services
-
-log = logging.getLogger(__name__)
 
 
 @shared_task(name="inference.run_job", bind=True, acks_late=True)
@@ -14,7 +8,7 @@ def run_inference_job(self, job_id: int):
     """Thin: the service claims the job (or returns if it is gone, taken or cancelled) and records the outcome."""
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     job = services.job_run(job_id=job_id, worker=self.request.hostname or "", redelivered=redelivered)
-    return job.state if job else None
+    return job.status if job else None
 
 
 @shared_task(name="inference.predict_frame")
@@ -31,16 +25,3 @@ def predict_frame(frame_b64: str, model_path: str, reply_channel: str):
     async_to_sync(get_channel_layer().send)(reply_channel, {
         "type": "frame.result", "faces": prediction.faces, "timing_ms": prediction.timing_ms,
     })
-
-
-@worker_ready.connect
-def recover_abandoned_jobs(sender=None, **kwargs):
-    """A starting worker re-queues jobs its previous life (same name) or a silent worker left running."""
-    hostname = getattr(sender, "hostname", None)
-    if not hostname:
-        return
-    try:
-        close_old_connections()
-        services.job_sweep(worker=hostname)
-    except Exception:  # recovery must never keep the worker from starting
-        log.exception("recovering abandoned inference jobs failed")

@@ -2,16 +2,13 @@
 
 No Django here: every piece works frame by frame with memory that does not grow with the video's length.
 """
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 
 import cv2
 import numpy as np
 
-from .decode import ImageDecodeError, decode_image
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+from ferweb.core.archive import ArchiveError, GuardedZip, Limits, UnreadableMember, is_system_file
+from ferweb.core.images import ALLOWED_NAMES, ImageDecodeError, decode_image, is_image_name
 
 
 class SourceError(Exception):
@@ -142,39 +139,34 @@ class FaceStats:
         }
 
 
-def zip_images(path, *, max_members: int, max_uncompressed: int, max_ratio: int, max_pixels: int):
-    """(count, iterator of (name, gray image or None, error)) over the image members of a zip."""
+def zip_images(path, *, limits: Limits):
+    """(count, iterator of (name, gray image or None, error)) over the image members of a zip.
+
+    The zip passes the one archive guard first (ferweb.core.archive: names, links, nested zips,
+    member count, unpacked size, compression ratio); hidden and system files and members that are
+    not images by their name are left out; each image is decoded by the one guarded decoder.
+    """
     try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
-        raise SourceError("bad_zip", "The file is not a readable zip archive.")
-    members = [
-        m for m in archive.infolist()
-        if not m.is_dir() and PurePosixPath(m.filename).suffix.lower() in IMAGE_SUFFIXES
-        and not PurePosixPath(m.filename).name.startswith(".") and "__MACOSX" not in m.filename
-    ]
+        archive = GuardedZip(path, limits)
+    except ArchiveError as error:
+        raise SourceError(error.code, error.message) from error
+    members = sorted(
+        (m for m in archive.files if is_image_name(m.filename) and not is_system_file(m.filename)),
+        key=lambda m: m.filename,
+    )
     if not members:
         archive.close()
-        raise SourceError("no_images", "The zip holds no images (.jpg, .jpeg, .png, .webp, .bmp).")
-    if len(members) > max_members:
-        archive.close()
-        raise SourceError("too_many_files", f"The zip holds {len(members):,} images; the limit is {max_members:,}.")
-    if sum(m.file_size for m in members) > max_uncompressed:
-        archive.close()
-        raise SourceError("too_large", f"The zip unpacks to more than {max_uncompressed:,} bytes.")
-    for m in members:
-        if m.compress_size and m.file_size / m.compress_size > max_ratio:
-            archive.close()
-            raise SourceError("zip_bomb", f"{m.filename} is compressed more than {max_ratio}:1; refusing it.")
-    members.sort(key=lambda m: m.filename)
+        raise SourceError("no_images", f"The zip holds no images ({ALLOWED_NAMES}).")
 
     def iterate():
         with archive:
             for member in members:
                 try:
-                    yield member.filename, decode_image(archive.read(member), max_pixels=max_pixels), None
+                    yield member.filename, decode_image(archive.read(member), max_pixels=limits.max_image_pixels), None
                 except ImageDecodeError as exc:
                     yield member.filename, None, exc.message
+                except UnreadableMember as exc:
+                    yield member.filename, None, f"The file could not be unpacked from the zip ({exc})."
 
     return len(members), iterate()
 

@@ -14,7 +14,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
     readonly_fields = (
         "owner", "dataset", "config", "architecture", "optimizer", "init_from_run", "init_checkpoint", "status",
         "progress", "error", "human_readable_error", "param_count", "wall_time_s", "best_epoch",
-        "best_val_accuracy", "worker", "heartbeat", "attempts", "cancel_requested", "celery_task_id",
+        "best_val_accuracy", "worker", "heartbeat_at", "attempts", "cancel_requested", "celery_task_id",
         "created_at", "started_at", "finished_at",
     )
     exclude = ("history", "last_batch", "metrics")  # large; the run page draws them

@@ -1,5 +1,4 @@
 """REST API for runs, architectures and model versions. Thin: validate, call one service, serialize."""
-from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
@@ -12,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ferweb.api_errors import error_body
+from ferweb.core import catalogue
 from ferweb.datasets.models import Dataset
 from training_jobs import selectors, services
 from training_jobs.models import ModelVersion, TrainingRun
@@ -188,7 +188,10 @@ RUN_CANCELLED = inline_serializer("RunCancelled", {
     "id": serializers.IntegerField(), "status": serializers.CharField(), "cancel_requested": serializers.BooleanField(),
 })
 ARCHITECTURE = inline_serializer("Architecture", {
-    "name": serializers.CharField(), "description": serializers.CharField(), "param_count": serializers.IntegerField(),
+    "name": serializers.CharField(), "description": serializers.CharField(),
+    "source": serializers.CharField(help_text="The paper it follows, or FERWeb for its own designs."),
+    "param_count": serializers.IntegerField(help_text="Trainable parameters."),
+    "macs": serializers.IntegerField(help_text="Multiply-adds of the conv and dense layers for one 48x48 face."),
 }, many=True)
 RECIPE_FIELD = inline_serializer("RecipeField", {
     "name": serializers.CharField(), "type": serializers.CharField(), "default": serializers.JSONField(),
@@ -360,21 +363,16 @@ class RunLimitsApi(APIView):
 # ---------------------------------------------------------------- architectures and recipe
 
 
-@lru_cache(maxsize=1)
-def architecture_catalogue() -> tuple[dict, ...]:
-    """Names, descriptions and parameter counts; counted once per process (building a net takes time)."""
-    from training_jobs.ml.architectures import ARCHITECTURES, build_model, count_parameters
-
-    return tuple(
-        {"name": name, "description": spec.description, "param_count": count_parameters(build_model(name))}
-        for name, spec in ARCHITECTURES.items()
-    )
+def architecture_catalogue() -> list[dict]:
+    """Every architecture's name, description, source, parameters and multiply-adds: recorded data,
+    so the web process builds no network and imports no torch."""
+    return catalogue.catalogue()
 
 
 class ArchitectureListApi(APIView):
     @extend_schema(operation_id="architectures_list", responses=ARCHITECTURE)
     def get(self, request):
-        return Response(list(architecture_catalogue()))
+        return Response(architecture_catalogue())
 
 
 class RecipeSchemaApi(APIView):

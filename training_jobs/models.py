@@ -2,14 +2,16 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import models
-from django.utils import timezone
+
+from ferweb.jobs import Job, status_field
 
 
-class TrainingRun(models.Model):
-    """One training job: its config, its state machine, its live history and its evaluation.
+class TrainingRun(Job):
+    """One training job: its config, its live history and its evaluation.
 
-    queued -> running -> succeeded | failed | cancelled. A worker that dies leaves the row
-    `running` with its name and a stale heartbeat; the next worker start re-queues it.
+    A background job (ferweb.jobs): queued -> running -> succeeded | failed | cancelled. A worker
+    that dies leaves the row `running` with its name and a stale heartbeat; the next worker start
+    re-queues it, and the run resumes from its last epoch checkpoint.
     """
 
     class Status(models.TextChoices):
@@ -21,7 +23,6 @@ class TrainingRun(models.Model):
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="training_runs")
     dataset = models.ForeignKey("datasets.Dataset", on_delete=models.PROTECT, related_name="training_runs")
     name = models.CharField(max_length=200, blank=True)
     config = models.JSONField(default=dict, help_text="The full TrainConfig as a dict (every field, defaults filled in).")
@@ -34,10 +35,7 @@ class TrainingRun(models.Model):
     init_checkpoint = models.FileField(
         upload_to="checkpoints/", blank=True, help_text="Uploaded weights to start from (transfer learning)."
     )
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    progress = models.FloatField(default=0, help_text="0-100 over the whole run.")
-    error = models.CharField(max_length=64, blank=True, help_text="Machine-readable error code.")
-    human_readable_error = models.TextField(blank=True, help_text="What went wrong, for a person.")
+    status = status_field(Status, default=Status.QUEUED)
     history = models.JSONField(default=list, blank=True, help_text="One run.epoch event per finished epoch.")
     last_batch = models.JSONField(default=dict, blank=True, help_text="The latest run.batch event.")
     eta_seconds = models.FloatField(null=True, blank=True)
@@ -46,14 +44,10 @@ class TrainingRun(models.Model):
     wall_time_s = models.FloatField(null=True, blank=True, help_text="Seconds spent training (all attempts).")
     best_epoch = models.PositiveIntegerField(null=True, blank=True)
     best_val_accuracy = models.FloatField(null=True, blank=True)
-    worker = models.CharField(max_length=200, blank=True, help_text="Celery worker hostname that holds the run.")
-    heartbeat = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from the worker.")
-    attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker started it (resumes count).")
-    cancel_requested = models.BooleanField(default=False)
-    celery_task_id = models.CharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(
+        default=False, help_text="The run was asked to stop; the worker training it stops within a batch."
+    )
+    celery_task_id = models.CharField(max_length=64, blank=True, help_text="Id of the last task message sent for it.")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -74,9 +68,6 @@ class TrainingRun(models.Model):
     @property
     def group_name(self) -> str:
         return f"run_{self.pk}"
-
-    def touch(self) -> None:
-        self.heartbeat = timezone.now()
 
 
 def onnx_upload_path(instance, filename):

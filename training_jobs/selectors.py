@@ -166,7 +166,7 @@ def run_next_fair_id() -> int | None:
         .order_by().values("owner").annotate(last=Max("started_at")).values("last")
     )
     return (
-        TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, cancel_requested=False)
+        TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, heartbeat_at__isnull=True)
         .annotate(last_turn=Subquery(last_turn))
         .order_by(F("last_turn").asc(nulls_first=True), "created_at", "pk")
         .values_list("pk", flat=True)
@@ -188,7 +188,7 @@ def run_limits_for(user, *, faces: int = FER2013_FACES) -> dict:
         "training": {
             "memory_mb": settings.FERWEB_TRAIN_MAX_MEMORY_MB,
             "cores": settings.FERWEB_TRAIN_MAX_THREADS,
-            "max_attempts": settings.FERWEB_RUN_MAX_ATTEMPTS,
+            "max_attempts": settings.FERWEB_JOB_MAX_ATTEMPTS,
             "faces": faces,
             "optimizer": "nadam",
             "max_batch_size": memory.max_batch_sizes(cap, faces=faces),

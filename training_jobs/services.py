@@ -2,7 +2,6 @@
 import logging
 import shutil
 import time
-from datetime import timedelta
 from pathlib import Path
 
 from asgiref.sync import async_to_sync
@@ -10,12 +9,10 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import F
-from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from ferweb import quotas
 from ferweb.datasets.models import Dataset
+from ferweb.jobs import JobLifecycle
 from training_jobs.ml import memory
 from training_jobs.models import ActiveModelChoice, ModelVersion, TrainingRun
 
@@ -176,7 +173,7 @@ def run_create(
         run.config = {**run.config, "teacher_checkpoint": str(copy)}
         run.save(update_fields=["config"])
     if queue:
-        enqueue(run)
+        training_runs.enqueue(run.pk)
     return run
 
 
@@ -223,31 +220,42 @@ def fit_to_worker(config: dict, *, faces: int, teacher_architecture: str = "") -
     return config, notes
 
 
-def enqueue(run: TrainingRun) -> None:
-    from training_jobs.tasks import train_run
+class TrainingRuns(JobLifecycle):
+    """Training runs as background jobs (ferweb.jobs); followers hear run.status events.
 
-    run_id = run.pk
+    A run that starts over resumes from its last epoch checkpoint. A cancelled run also gets
+    cancel_requested, which the worker training it polls (ProgressRecorder.should_stop).
+    """
 
-    def send():
-        result = train_run.delay(run_id)
-        TrainingRun.objects.filter(pk=run_id).update(celery_task_id=result.id or "")
+    model = TrainingRun
+    task = "training_jobs.tasks.train_run"
+    queued, running = TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING
+    failed, cancelled = TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED
+    noun = "run"
+    gave_up_advice = ("It resumed from its last epoch each time; a worker that keeps dying under one run is "
+                      "often out of memory: try a smaller batch size or a lighter architecture.")
+    cancel_fields = {"cancel_requested": True}
 
-    transaction.on_commit(send)
+    def publish(self, run: TrainingRun, message: str) -> None:
+        publish(run.pk, _status_event(run, message))
+
+    def sent(self, run_id: int, result) -> None:
+        TrainingRun.objects.filter(pk=run_id).update(celery_task_id=getattr(result, "id", None) or "")
+
+    def restart_refusal(self, run: TrainingRun) -> str:
+        if run.dataset.status != Dataset.Status.READY:
+            return (f"The worker {run.worker} died and dataset {run.dataset_id} is no longer ready, "
+                    "so the run cannot resume.")
+        return ""
+
+
+training_runs = TrainingRuns()
 
 
 @transaction.atomic
 def run_cancel(*, run: TrainingRun) -> TrainingRun:
-    """A queued run is cancelled at once; a running one stops within one batch (the worker polls)."""
-    now = timezone.now()
-    if TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
-        status=TrainingRun.Status.CANCELLED, cancel_requested=True, finished_at=now,
-        error="cancelled", human_readable_error="Cancelled before it started.",
-    ):
-        run.refresh_from_db()
-        transaction.on_commit(lambda: publish(run.pk, _status_event(run, "cancelled")))
-        return run
-    TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(cancel_requested=True)
-    run.refresh_from_db()
+    """Cancel a queued or running run at once; the worker training it stops within a batch (it polls)."""
+    training_runs.cancel(run)
     return run
 
 
@@ -280,18 +288,15 @@ class ProgressRecorder:
             event.update(status=TrainingRun.Status.RUNNING, phase=event.get("status"))
         elif kind == "run.epoch":
             self.history = [h for h in self.history if h.get("epoch") != event.get("epoch")] + [event]
-            TrainingRun.objects.filter(pk=self.run.pk).update(
-                history=self.history, progress=event["progress"], eta_seconds=event.get("eta_seconds"),
+            training_runs.heartbeat(
+                self.run, history=self.history, progress=event["progress"], eta_seconds=event.get("eta_seconds"),
                 best_val_accuracy=event.get("best_val_accuracy"), best_epoch=event.get("best_epoch"),
-                heartbeat=timezone.now(),
             )
             self.last_batch_write = now
         elif kind == "run.batch" and now - self.last_batch_write >= self.DB_BATCH_INTERVAL_S:
-            TrainingRun.objects.filter(pk=self.run.pk).update(
-                last_batch=event, progress=event["progress"], heartbeat=timezone.now(),
-            )
+            training_runs.heartbeat(self.run, last_batch=event, progress=event["progress"])
             self.last_batch_write = now
-        publish(self.run.pk, event)
+        transaction.on_commit(lambda: publish(self.run.pk, event))
         if self.also:
             self.also(event)
 
@@ -299,22 +304,14 @@ class ProgressRecorder:
         now = time.monotonic()
         if not self.cancelled and now - self.last_cancel_poll >= self.CANCEL_POLL_INTERVAL_S:
             self.last_cancel_poll = now
-            self.cancelled = TrainingRun.objects.filter(pk=self.run.pk, cancel_requested=True).exists()
+            # Cancelled, or no longer this worker's (given up, deleted): stop either way.
+            self.cancelled = not training_runs.held(self.run).filter(cancel_requested=False).exists()
         return self.cancelled
 
 
 def run_claim(*, run_id: int, worker: str) -> TrainingRun | None:
     """Take a queued run for this worker; None when it is gone, cancelled or taken."""
-    now = timezone.now()
-    claimed = TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED, cancel_requested=False).update(
-        status=TrainingRun.Status.RUNNING, worker=worker, heartbeat=now,
-        started_at=Coalesce(F("started_at"), now), attempts=F("attempts") + 1, error="", human_readable_error="",
-    )
-    if claimed != 1:
-        return None
-    run = TrainingRun.objects.get(pk=run_id)
-    publish(run.pk, _status_event(run, "resumed" if run.attempts > 1 else "started"))
-    return run
+    return TrainingRun.objects.get(pk=run_id) if training_runs.claim(run_id, worker=worker) else None
 
 
 def run_claim_next(*, worker: str) -> TrainingRun | None:
@@ -354,26 +351,16 @@ def _execute(run: TrainingRun, on_event=None) -> TrainingRun:
     """
     try:
         _train_evaluate_export(run, on_event=on_event)
-    except RunCancelled:
-        _finish(run, TrainingRun.Status.CANCELLED, error="cancelled", message="Cancelled while training.")
+    except RunCancelled:  # already ended when the run itself was cancelled: then this writes nothing
+        training_runs.finish(run, TrainingRun.Status.CANCELLED, error="cancelled", message="Cancelled while training.")
     except RunFailure as exc:
-        _finish(run, TrainingRun.Status.FAILED, error=exc.code, message=str(exc))
+        training_runs.finish(run, TrainingRun.Status.FAILED, error=exc.code, message=str(exc))
     except Exception as exc:  # noqa: BLE001 - every failure ends the run with a reason
         logger.exception("run %s failed", run.pk)
-        _finish(run, TrainingRun.Status.FAILED, error="internal_error", message=f"{type(exc).__name__}: {str(exc)[:500]}")
+        training_runs.finish(run, TrainingRun.Status.FAILED, error="internal_error",
+                             message=f"{type(exc).__name__}: {str(exc)[:500]}")
     run.refresh_from_db()
     return run
-
-
-def _finish(run: TrainingRun, status: str, *, error: str = "", message: str = "", **fields) -> None:
-    """End the run; only the fields named here are written, so the history the recorder stored stays."""
-    changes = {"status": status, "error": error, "human_readable_error": message, "finished_at": timezone.now(),
-               **fields}
-    for key, value in changes.items():
-        setattr(run, key, value)
-    run.save(update_fields=list(changes))
-    run.refresh_from_db()
-    publish(run.pk, _status_event(run, message or status))
 
 
 def load_train_data(dataset: Dataset):
@@ -422,7 +409,7 @@ def _train_evaluate_export(run: TrainingRun, on_event=None) -> None:
     outcome = run_isolated(
         _job_for(run, onnx_path=onnx_path, version=version), on_event=recorder.on_event,
         should_stop=recorder.should_stop, memory_cap_bytes=memory_cap_bytes(),
-        on_tick=lambda: TrainingRun.objects.filter(pk=run.pk).update(heartbeat=timezone.now()),
+        on_tick=lambda: training_runs.heartbeat(run),
     )
     if outcome.status == "cancelled":
         raise RunCancelled()
@@ -433,27 +420,24 @@ def _train_evaluate_export(run: TrainingRun, on_event=None) -> None:
     result = outcome.result
 
     run.refresh_from_db()
-    run.history = result["history"]
-    run.param_count = result["param_count"]
-    run.wall_time_s = result["wall_time_s"]
-    run.best_epoch = result["best_epoch"]
-    run.best_val_accuracy = result["best_val_accuracy"]
-    run.eta_seconds = 0
     metrics = dict(result["metrics"])
     # Notes made when the run was created (e.g. threads lowered) come first.
     metrics["notes"] = list(run.metrics.get("notes", [])) + list(metrics.get("notes", []))
     metrics["occlusion"] = occlusion_for_page(result["occlusion"])
-    run.metrics = metrics
-    run.progress = 98.0
-    run.save(update_fields=["history", "param_count", "wall_time_s", "best_epoch", "best_val_accuracy",
-                            "eta_seconds", "metrics", "progress"])
-    ModelVersion.objects.create(
-        run=run, owner=run.owner, onnx_file=str(onnx_path.relative_to(settings.MEDIA_ROOT)),
-        architecture=run.architecture, version=version, metrics=result["export"]["metrics"],
-        param_count=run.param_count, latency_ms=result["export"]["latency_ms"],
-        parity_max_abs_diff=result["export"]["max_abs_diff"],
-    )
-    _finish(run, TrainingRun.Status.SUCCEEDED, progress=100.0)
+    with transaction.atomic():  # the outcome and its model version together, or neither
+        if not training_runs.finish(
+            run, TrainingRun.Status.SUCCEEDED, progress=100.0, history=result["history"],
+            param_count=result["param_count"], wall_time_s=result["wall_time_s"], best_epoch=result["best_epoch"],
+            best_val_accuracy=result["best_val_accuracy"], eta_seconds=0, metrics=metrics,
+        ):
+            onnx_path.unlink(missing_ok=True)  # cancelled at the last moment
+            raise RunCancelled()
+        ModelVersion.objects.create(
+            run=run, owner=run.owner, onnx_file=str(onnx_path.relative_to(settings.MEDIA_ROOT)),
+            architecture=run.architecture, version=version, metrics=result["export"]["metrics"],
+            param_count=run.param_count, latency_ms=result["export"]["latency_ms"],
+            parity_max_abs_diff=result["export"]["max_abs_diff"],
+        )
 
 
 def _job_for(run: TrainingRun, *, onnx_path: Path, version: str):
@@ -551,54 +535,3 @@ def model_activate(*, user, model_version: ModelVersion | None, site_default: bo
         return model_version
     ActiveModelChoice.objects.update_or_create(user=user, defaults={"model_version": model_version})
     return model_version
-
-
-# ---------------------------------------------------------------- crash recovery
-
-
-def runs_recover(*, worker: str, stale_after_s: float | None = None) -> list[int]:
-    """Runs left `running` by a worker that died: by this worker's name, or with a stale heartbeat.
-
-    Each is queued again (the trainer resumes from its last epoch checkpoint) unless its worker
-    already died FERWEB_RUN_MAX_ATTEMPTS times under it, or its dataset is gone: then it fails with
-    the reason. (A run that runs out of memory no longer takes its worker down: it fails alone,
-    in its child process, and is never queued again.)
-    """
-    stale_after_s = settings.FERWEB_RUN_STALE_SECONDS if stale_after_s is None else stale_after_s
-    cutoff = timezone.now() - timedelta(seconds=stale_after_s)
-    running = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING)
-    orphans = list(running.filter(worker=worker)) + list(running.exclude(worker=worker).filter(heartbeat__lt=cutoff))
-    requeued = []
-    for run in orphans:
-        with transaction.atomic():
-            still_running = TrainingRun.objects.select_for_update().filter(
-                pk=run.pk, status=TrainingRun.Status.RUNNING, worker=run.worker
-            )
-            if not still_running.exists():
-                continue
-            if run.cancel_requested:
-                _finish(run, TrainingRun.Status.CANCELLED, error="cancelled",
-                        message="Cancelled; the worker stopped before it could finish.")
-            elif run.attempts >= settings.FERWEB_RUN_MAX_ATTEMPTS:
-                _finish(run, TrainingRun.Status.FAILED, error="worker_lost",
-                        message=f"The worker {run.worker} died {run.attempts} times while training this run; "
-                                "giving up (often a sign of running out of memory).")
-            elif run.dataset.status != Dataset.Status.READY:
-                _finish(run, TrainingRun.Status.FAILED, error="worker_lost",
-                        message=f"The worker {run.worker} died and dataset {run.dataset_id} is no longer ready, "
-                                "so the run cannot resume.")
-            else:
-                lost = run.worker
-                still_running.update(status=TrainingRun.Status.QUEUED, worker="")
-                run.refresh_from_db()
-                publish(run.pk, _status_event(run, f"worker {lost} was lost; resuming from the last epoch"))
-                enqueue(run)
-                requeued.append(run.pk)
-    # A queued run whose message was lost (a broker restarted without its data) would wait forever;
-    # sending it again is harmless, since only one delivery can claim it.
-    with transaction.atomic():
-        for run in TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, cancel_requested=False).exclude(
-            pk__in=requeued
-        ):
-            enqueue(run)
-    return requeued

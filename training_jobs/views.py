@@ -5,7 +5,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
 from ferweb.datasets.models import Dataset
 from ferweb.quotas import QuotaExceeded
 from training_jobs import api, selectors, services
@@ -22,11 +22,17 @@ GROUP_TITLES = {
 }
 
 
+def architecture_label(architecture: dict) -> str:
+    """e.g. "fast_resnet · 1,236,903 parameters · 41M multiply-adds" (per face)."""
+    return (f"{architecture['name']} · {architecture['param_count']:,} parameters · "
+            f"{architecture['macs'] / 1e6:,.0f}M multiply-adds")
+
+
 def _recipe_groups(values: dict, errors: dict) -> list[dict]:
     """fields_schema() grouped for the form, each field with its current value and error."""
     from training_jobs.ml.config import TrainConfig
 
-    catalogue = {a["name"]: a for a in api.architecture_catalogue()}
+    architectures = {a["name"]: a for a in api.architecture_catalogue()}
     groups: dict[str, dict] = {}
     for field in TrainConfig.fields_schema():
         if field["name"] in services.PATH_FIELDS:
@@ -37,8 +43,8 @@ def _recipe_groups(values: dict, errors: dict) -> list[dict]:
         field["label"] = field["name"].replace("_", " ")
         if field["name"] == "architecture":
             field["options"] = [
-                {"value": c, "label": f"{c} · {catalogue[c]['param_count']:,} parameters" if c in catalogue else c,
-                 "description": catalogue.get(c, {}).get("description", "")}
+                {"value": c, "label": architecture_label(architectures[c]) if c in architectures else c,
+                 "description": architectures.get(c, {}).get("description", "")}
                 for c in field["choices"]
             ]
         elif field["choices"]:

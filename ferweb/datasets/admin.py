@@ -6,7 +6,7 @@ locked datasets (a run trained on them) stay read-only.
 from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
 
 from . import quality, services
 from .models import Dataset, DatasetItem
@@ -28,8 +28,8 @@ class DatasetAdmin(admin.ModelAdmin):
     search_fields = ("name", "owner__username", "source_name")
     readonly_fields = (
         "status", "progress", "error", "human_readable_error", "source_name", "source_format", "num_items",
-        "class_count_table", "split_counts", "attempts", "import_worker", "heartbeat_at", "locked_at",
-        "created_at", "finished_at", "mean_faces",
+        "class_count_table", "split_counts", "attempts", "worker", "heartbeat_at", "locked_at",
+        "created_at", "started_at", "finished_at", "mean_faces",
     )
     fields = ("name", "owner", "drop_unknown_classes") + readonly_fields
     list_select_related = ("owner",)

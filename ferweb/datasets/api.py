@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ferweb.api_errors import ApiError
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
 
 from . import selectors, services
 from .models import Dataset

@@ -3,14 +3,16 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
+from ferweb.jobs import Job, status_field
 
 
-class Dataset(models.Model):
-    """One uploaded dataset version: its import job state and its stored faces.
+class Dataset(Job):
+    """One uploaded dataset version: its import job and its stored faces.
 
-    Faces live twice: one packed uint8 array per dataset (fast loading for training)
-    and one DatasetItem row per face (browsing, admin edits, quality flags).
+    The import is a background job (ferweb.jobs): `importing` from upload to end, held by a
+    worker while it reads the file. Faces live twice: one packed uint8 array per dataset (fast
+    loading for training) and one DatasetItem row per face (browsing, admin edits, quality flags).
     """
 
     class Status(models.TextChoices):
@@ -18,12 +20,8 @@ class Dataset(models.Model):
         READY = "ready"
         FAILED = "failed"
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets")
     name = models.CharField(max_length=200)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.IMPORTING, db_index=True)
-    progress = models.FloatField(default=0, help_text="Import progress, 0-100.")
-    error = models.CharField(max_length=64, blank=True, help_text="Machine-readable error code.")
-    human_readable_error = models.TextField(blank=True, help_text="What went wrong, for a person.")
+    status = status_field(Status, default=Status.IMPORTING)
     source = models.FileField(upload_to="uploads/", blank=True, help_text="The uploaded file, kept until the import ends.")
     source_name = models.CharField(max_length=255, blank=True, help_text="Original file name.")
     source_format = models.CharField(max_length=16, blank=True, help_text="zip, csv or images.")
@@ -33,13 +31,6 @@ class Dataset(models.Model):
     split_counts = models.JSONField(default=dict, blank=True, help_text="{split: n}.")
     report = models.JSONField(default=dict, blank=True, help_text="Skipped members, faces not found, quality findings.")
     locked_at = models.DateTimeField(null=True, blank=True, help_text="Set when a run trains on it; read-only after.")
-    attempts = models.PositiveSmallIntegerField(default=0, help_text="Import attempts, for crash recovery.")
-    heartbeat_at = models.DateTimeField(
-        null=True, blank=True, help_text="Last sign of life of the running import; empty while it is queued."
-    )
-    import_worker = models.CharField(max_length=255, blank=True, help_text="Celery worker running the import.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,9 +1,11 @@
 """Reading face datasets from disk: zip archives, folder trees and the FER2013 CSV.
 
-Pure Python + NumPy, Pillow and OpenCV (no Django), so the import job, `evaluate_model` and a
-notebook all read data the same way. Images are decoded by the one guarded reader that serving
-uses too (`inference.decode.decode_image`). Every accepted image ends up as a 48x48 uint8
-grayscale face with a class index (ferweb.classes order) and a split name.
+Pure Python + NumPy, Pillow and OpenCV (no Django), so the import job, `evaluate_model`, the ML
+command line (`training_jobs.ml.data.load_dataset_file`) and a notebook all read data the same way.
+Zips are opened by the one guarded zip reader (`ferweb.core.archive`) and images decoded by the one
+guarded image reader that serving uses too (`ferweb.core.images`); limits are arguments (`Limits`).
+Every accepted image ends up as a 48x48 uint8 grayscale face with a class index
+(`ferweb.core.classes` order) and a split name.
 
 Layouts understood:
 - `<class>/<image>` and `<split>/<class>/<image>`, in a zip or a directory, optionally
@@ -17,20 +19,19 @@ from __future__ import annotations
 import csv
 import io
 import os
-import stat
 import time
 import warnings
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
 import numpy as np
 
-from ferweb.classes import CLASS_INDEX, CLASSES, canonical_class
-from inference.decode import DEFAULT_MAX_PIXELS, IMPORT_FORMATS, ImageDecodeError, decode_image
-from inference.preprocess import FACE_SIZE, crop_face, resize_face
+from ferweb.core.archive import ArchiveError, GuardedZip, Limits, UnreadableMember, is_system_file
+from ferweb.core.classes import CLASS_INDEX, CLASSES, canonical_class
+from ferweb.core.images import IMPORT_FORMATS, ImageDecodeError, decode_image, is_image_name
+from ferweb.core.preprocess import FACE_SIZE, crop_face, resize_face
 
 # Images up to this side are taken as face crops already; larger ones go through detection.
 FACE_CROP_MAX_SIDE = 2 * FACE_SIZE
@@ -39,15 +40,8 @@ SPLIT_NAMES = {
     "train", "training", "test", "testing", "val", "valid", "validation", "dev",
     "publictest", "privatetest", "holdout",
 }
-IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
-IMAGE_EXTENSIONS = {
-    ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm",
-    ".pnm", ".jp2", ".heic", ".avif",
-}
 CSV_COLUMNS = ("emotion", "pixels")
 PIXELS_PER_FACE = FACE_SIZE * FACE_SIZE
-# Members this small never count as bombs: JPEGs of blank faces compress very well.
-RATIO_CHECK_MIN_BYTES = 1024 * 1024
 LISTED_NAMES = 10
 
 
@@ -58,16 +52,6 @@ class DatasetError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Caps checked before anything is extracted (defaults match the settings' defaults)."""
-
-    max_members: int = 200_000
-    max_uncompressed_bytes: int = 4 * 1024**3
-    max_compression_ratio: int = 200
-    max_image_pixels: int = DEFAULT_MAX_PIXELS  # one decoded image (a PNG of zeros can hide gigabytes)
 
 
 @dataclass
@@ -132,7 +116,7 @@ def decode_gray(data: bytes, max_pixels: int) -> tuple[np.ndarray | None, str]:
     """(gray uint8 image, "") or (None, why it was skipped), through the one guarded reader.
 
     The pixel count is read from the header and checked before anything is decoded, so a
-    bomb costs microseconds; import and serving decode alike (see inference.decode).
+    bomb costs microseconds; import and serving decode alike (see ferweb.core.images).
     """
     try:
         return decode_image(data, max_pixels=max_pixels, formats=IMPORT_FORMATS), ""
@@ -151,10 +135,6 @@ class _Entry:
     name: str  # path inside the archive or below the root folder, with "/"
     class_name: str  # folder name as given ("" when the image is in no folder)
     split: str
-
-
-def _is_ignored(parts: tuple[str, ...]) -> bool:
-    return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1].lower() in IGNORED_NAMES
 
 
 def _layout(names: list[str]) -> list[_Entry]:
@@ -231,8 +211,7 @@ def _plan(names: list[str], drop_unknown_classes: bool) -> tuple[list[_Entry], d
     """
     images, extras = [], []
     for name in names:
-        suffix = PurePosixPath(name).suffix.lower()
-        if suffix and suffix not in IMAGE_EXTENSIONS:
+        if PurePosixPath(name).suffix and not is_image_name(name):  # no suffix at all: tried as an image
             extras.append({"name": name, "reason": "not an image (by its extension)"})
         else:
             images.append(name)
@@ -301,7 +280,7 @@ def _read_images(
         out.tick(i / total)
         try:
             data = read_bytes(entry.name)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
+        except (UnreadableMember, OSError) as error:
             skipped.append({"name": entry.name, "reason": f"unreadable: {error}"})
             continue
         gray, why = decode_gray(data, limits.max_image_pixels)
@@ -325,91 +304,39 @@ def _read_images(
 # ---------------------------------------------------------------- zip
 
 
-def _is_symlink(info: zipfile.ZipInfo) -> bool:
-    return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
-
-
-def _unsafe_name(name: str) -> str | None:
-    """Why a member name is unsafe to extract, or None."""
-    if "\x00" in name:
-        return "a NUL byte in the name"
-    normalized = name.replace("\\", "/")
-    if normalized.startswith("/") or (len(normalized) > 1 and normalized[1] == ":"):
-        return "an absolute path"
-    if ".." in normalized.split("/"):
-        return "a path that leaves the archive (../)"
-    return None
-
-
-def inspect_zip(zf: zipfile.ZipFile, limits: Limits) -> list[zipfile.ZipInfo]:
-    """Safety checks from the central directory alone; returns the file members.
-
-    Refuses unsafe names, symlinks, too many members, too many bytes once unpacked and
-    members that expand suspiciously (a zip bomb), all before a byte is decompressed.
-    """
-    infos = zf.infolist()
-    files = [i for i in infos if not i.is_dir()]
-    for info in infos:
-        why = _unsafe_name(info.filename)
-        if why:
-            raise DatasetError("unsafe_path", f"Refused: the zip member {info.filename!r} has {why}.")
-        if _is_symlink(info):
-            raise DatasetError("symlink", f"Refused: the zip member {info.filename!r} is a symbolic link.")
-    if len(files) > limits.max_members:
-        raise DatasetError(
-            "too_many_members",
-            f"Refused: the zip holds {len(files):,} files; the limit is {limits.max_members:,}.",
-        )
-    total = sum(i.file_size for i in files)
-    if total > limits.max_uncompressed_bytes:
-        raise DatasetError(
-            "too_large_uncompressed",
-            f"Refused: the zip unpacks to {total / 1024**2:,.0f} MB; the limit is "
-            f"{limits.max_uncompressed_bytes / 1024**2:,.0f} MB.",
-        )
-    for info in files:
-        ratio = info.file_size / max(1, info.compress_size)
-        if info.file_size >= RATIO_CHECK_MIN_BYTES and ratio > limits.max_compression_ratio:
-            raise DatasetError(
-                "compression_ratio",
-                f"Refused: the zip member {info.filename!r} expands {ratio:,.0f} times; the limit is "
-                f"{limits.max_compression_ratio} (this looks like a zip bomb).",
-            )
-    if not files:
-        raise DatasetError("empty_archive", "The zip is empty: it holds no files.")
-    return files
-
-
 def _zip_members(files: list[zipfile.ZipInfo]) -> tuple[list[str], list[str]]:
     """(image-or-other member names, CSV member names), hidden and system files left out."""
     names, csvs = [], []
     for info in files:
-        parts = PurePosixPath(info.filename).parts
-        if not parts or _is_ignored(parts):
+        if is_system_file(info.filename):
             continue
         (csvs if info.filename.lower().endswith(".csv") else names).append(info.filename)
     return names, csvs
 
 
-def _open_zip(path: Path) -> zipfile.ZipFile:
+def _open_zip(path: Path, limits: Limits) -> GuardedZip:
+    """The zip through the one archive guard (safety checks from the central directory alone)."""
     try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as error:
-        raise DatasetError("corrupt_zip", f"The zip file is damaged and cannot be opened ({error}).") from error
+        archive = GuardedZip(path, limits)
+    except ArchiveError as error:
+        raise DatasetError(error.code, error.message) from error
+    if not archive.files:
+        archive.close()
+        raise DatasetError("empty_archive", "The zip is empty: it holds no files.")
+    return archive
 
 
 def _read_zip(path, *, detector, drop_unknown_classes, limits, progress) -> ReadResult:
-    with _open_zip(path) as zf:
-        files = inspect_zip(zf, limits)
-        names, csvs = _zip_members(files)
+    with _open_zip(path, limits) as archive:
+        names, csvs = _zip_members(archive.files)
         if not names and len(csvs) == 1:
-            with zf.open(csvs[0]) as raw:
+            with archive.open(csvs[0]) as raw:
                 return _read_csv_stream(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), progress, "zip+csv")
         if not names:
             raise DatasetError("empty_archive", "The zip holds no images (only hidden or system files).")
         entries, dropped, extras = _plan(names, drop_unknown_classes)
         result = _read_images(
-            entries, zf.read, detector=detector, progress=progress, source_format="zip", dropped=dropped,
+            entries, archive.read, detector=detector, progress=progress, source_format="zip", dropped=dropped,
             limits=limits,
         )
         result.skipped[:0] = extras
@@ -418,11 +345,10 @@ def _read_zip(path, *, detector, drop_unknown_classes, limits, progress) -> Read
 
 def check_zip(path, *, drop_unknown_classes: bool = False, limits: Limits = Limits()) -> dict:
     """The checks that need no decoding (safety, layout, class names): fast enough for an upload request."""
-    with _open_zip(path) as zf:
-        files = inspect_zip(zf, limits)
-        names, csvs = _zip_members(files)
+    with _open_zip(path, limits) as archive:
+        names, csvs = _zip_members(archive.files)
         if not names and len(csvs) == 1:
-            with zf.open(csvs[0]) as raw:
+            with archive.open(csvs[0]) as raw:
                 _check_csv_header(io.TextIOWrapper(raw, encoding="utf-8-sig", newline="").readline())
             return {"format": "zip+csv", "files": 1}
         if not names:
@@ -441,7 +367,7 @@ def _read_directory(root: Path, *, detector, drop_unknown_classes, limits, progr
         for file in sorted(files):
             full = Path(folder) / file
             rel = full.relative_to(root).as_posix()
-            if _is_ignored(PurePosixPath(rel).parts):
+            if is_system_file(rel):
                 continue
             if full.is_symlink():
                 symlinks.append({"name": rel, "reason": "symbolic link, not followed"})

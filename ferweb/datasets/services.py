@@ -1,24 +1,26 @@
-"""Writes on datasets: upload, import job, crash recovery, admin edits, lock, delete."""
+"""Writes on datasets: upload, import job (its lifecycle is ferweb.jobs), admin edits, lock, delete."""
 from __future__ import annotations
 
 import logging
 import os
 import shutil
-from datetime import timedelta
+import socket
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count
 from django.utils import timezone
 
-from ferweb.classes import CLASSES
+from ferweb.core.archive import Limits
+from ferweb.core.classes import CLASSES
+from ferweb.jobs import JobLifecycle
 
 from . import quality
 from .models import Dataset, DatasetItem
-from .readers import DatasetError, Limits, ReadResult, check_dataset, read_dataset
+from .readers import DatasetError, ReadResult, check_dataset, read_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -33,12 +35,7 @@ class DatasetLockedError(Exception):
 
 
 def import_limits() -> Limits:
-    return Limits(
-        max_members=settings.FERWEB_MAX_ARCHIVE_MEMBERS,
-        max_uncompressed_bytes=settings.FERWEB_MAX_ARCHIVE_UNCOMPRESSED_BYTES,
-        max_compression_ratio=settings.FERWEB_MAX_COMPRESSION_RATIO,
-        max_image_pixels=settings.FERWEB_MAX_IMAGE_PIXELS,
-    )
+    return Limits.from_settings(settings)
 
 
 def _remove_files(dataset: Dataset, *, source: bool) -> None:
@@ -58,8 +55,6 @@ def dataset_create(*, owner, name: str, upload: UploadedFile, drop_unknown_class
     """
     from ferweb.quotas import check_storage
 
-    from .tasks import import_dataset
-
     check_storage(owner, upload.size or 0)
 
     dataset = Dataset(
@@ -76,7 +71,7 @@ def dataset_create(*, owner, name: str, upload: UploadedFile, drop_unknown_class
         raise
     dataset.source_format = checked["format"]
     dataset.save()
-    transaction.on_commit(lambda: import_dataset.delay(dataset.pk))
+    dataset_imports.enqueue(dataset.pk)
     return dataset
 
 
@@ -106,6 +101,9 @@ def dataset_create_from_faces(
         owner=owner, name=(name or "").strip()[:200] or "Labeled faces", source_name=source_name[:255],
         source_format=source_format[:16],
     )
+    # Stored here and now, as an import job that this process holds.
+    dataset_imports.claim(dataset.pk, worker=f"in-process-{os.getpid()}@{socket.gethostname()}")
+    dataset.refresh_from_db()
     result = ReadResult(
         pixels=pixels, labels=labels, splits=splits, source_names=[str(n) for n in source_names],
         source_format=source_format,
@@ -124,28 +122,36 @@ def dataset_create_from_faces(
 # ---------------------------------------------------------------- import job
 
 
-def dataset_import_claim(*, dataset_id: int, worker: str) -> bool:
-    """Atomically take a queued import; False when it is gone, finished or already running."""
-    return (
-        Dataset.objects.filter(id=dataset_id, status=Dataset.Status.IMPORTING, heartbeat_at__isnull=True).update(
-            heartbeat_at=timezone.now(), import_worker=worker[:255], attempts=F("attempts") + 1, progress=0
-        )
-        == 1
-    )
+class DatasetImports(JobLifecycle):
+    """Imports as background jobs (ferweb.jobs): `importing` from upload to end."""
+
+    model = Dataset
+    task = "ferweb.datasets.tasks.import_dataset"
+    queued = running = Dataset.Status.IMPORTING
+    failed = Dataset.Status.FAILED
+    noun = "import"
+    gave_up_advice = "Upload the file again; if it keeps failing, it may be too large for this server."
+    retry_fields = {"progress": 0}
+
+    def ended(self, dataset: Dataset) -> None:
+        """The upload goes once the import ends; a failed or cancelled import leaves no faces either."""
+        upload, storage, failed = dataset.source.name, dataset.source.storage, dataset.status != Dataset.Status.READY
+        Dataset.objects.filter(pk=dataset.pk).update(source="")
+
+        def remove_files():
+            if failed:
+                shutil.rmtree(dataset.storage_dir, ignore_errors=True)
+            if upload:
+                storage.delete(upload)
+
+        transaction.on_commit(remove_files)
 
 
-def _heartbeat(dataset_id: int, percent: float) -> None:
-    Dataset.objects.filter(id=dataset_id, status=Dataset.Status.IMPORTING).update(
-        progress=round(percent, 1), heartbeat_at=timezone.now()
-    )
+dataset_imports = DatasetImports()
 
 
 def _fail(dataset: Dataset, code: str, message: str) -> None:
-    _remove_files(dataset, source=True)
-    Dataset.objects.filter(id=dataset.id, status=Dataset.Status.IMPORTING).update(
-        status=Dataset.Status.FAILED, error=code[:64], human_readable_error=message, finished_at=timezone.now(),
-        heartbeat_at=None, source="",
-    )
+    dataset_imports.finish(dataset, Dataset.Status.FAILED, error=code, message=message)
 
 
 def dataset_import(*, dataset_id: int, detector=None) -> Dataset | None:
@@ -168,7 +174,7 @@ def dataset_import(*, dataset_id: int, detector=None) -> Dataset | None:
             detector=detector,
             drop_unknown_classes=dataset.drop_unknown_classes,
             limits=import_limits(),
-            progress=lambda fraction: _heartbeat(dataset_id, READ_SHARE * fraction),
+            progress=lambda fraction: dataset_imports.heartbeat(dataset, progress=round(READ_SHARE * fraction, 1)),
         )
         if not len(result):
             raise DatasetError(
@@ -212,9 +218,8 @@ def _store(dataset: Dataset, result: ReadResult) -> None:
         np.save(handle, result.pixels)
     try:
         with transaction.atomic():
-            current = Dataset.objects.select_for_update().filter(id=dataset.id, status=Dataset.Status.IMPORTING)
-            if not current.exists():
-                raise DatasetError("gone", "The dataset was deleted during its import.")
+            if not dataset_imports.held(dataset).select_for_update().exists():
+                raise DatasetError("gone", "The import was cancelled, deleted or taken over meanwhile.")
             DatasetItem.objects.filter(dataset_id=dataset.id).delete()  # a retry after a crash starts clean
             items = (
                 DatasetItem(
@@ -234,16 +239,12 @@ def _store(dataset: Dataset, result: ReadResult) -> None:
             os.replace(staging, dataset.pixels_path)
             np.save(dataset.mean_faces_path, quality.mean_faces(result.pixels, result.labels))
             counts = _counts(dataset.id)
-            current.update(
-                status=Dataset.Status.READY, progress=100, error="", human_readable_error="",
-                report={**report, **counts.pop("report")}, finished_at=timezone.now(), heartbeat_at=None,
-                source="", **counts,
-            )
+            report = {**report, **counts.pop("report")}
+            if not dataset_imports.finish(dataset, Dataset.Status.READY, progress=100, report=report, **counts):
+                raise DatasetError("gone", "The import was cancelled, deleted or taken over meanwhile.")
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
-    if dataset.source:
-        dataset.source.delete(save=False)
 
 
 def _counts(dataset_id: int) -> dict:
@@ -268,67 +269,6 @@ def _counts(dataset_id: int) -> dict:
         "split_counts": dict(sorted(split_counts.items())),
         "report": {"class_counts_by_split": dict(sorted(by_split.items())), "excluded": excluded},
     }
-
-
-# ---------------------------------------------------------------- crash recovery
-
-
-def dataset_import_sweep(*, worker: str, stale_after: float | None = None, max_attempts: int | None = None) -> dict:
-    """Recover imports whose worker died: re-queue them, or fail them after too many attempts.
-
-    An import counts as dead when the worker now starting has the name of the worker that
-    ran it (names are unique among live workers), or when its heartbeat is older than
-    `stale_after` seconds.
-    """
-    stale_after = settings.FERWEB_IMPORT_STALE_SECONDS if stale_after is None else stale_after
-    cutoff = timezone.now() - timedelta(seconds=stale_after)
-    outcome = {"requeued": [], "failed": []}
-    dead = Dataset.objects.filter(status=Dataset.Status.IMPORTING, heartbeat_at__isnull=False).filter(
-        Q(import_worker=worker) | Q(heartbeat_at__lt=cutoff)
-    )
-    for dataset in dead:
-        result = _recover(dataset, max_attempts)
-        if result:
-            outcome[result].append(dataset.id)
-    if outcome["requeued"] or outcome["failed"]:
-        logger.warning("recovered crashed dataset imports: %s", outcome)
-    return outcome
-
-
-def dataset_import_recover(*, dataset_id: int, worker: str, max_attempts: int | None = None) -> str | None:
-    """A redelivered import whose claim is held by this worker's name: the process running it died
-    (a pool child killed, e.g. out of memory, while the worker lived on). Recover it like the sweep does."""
-    dataset = Dataset.objects.filter(
-        id=dataset_id, status=Dataset.Status.IMPORTING, heartbeat_at__isnull=False, import_worker=worker
-    ).first()
-    return _recover(dataset, max_attempts) if dataset else None
-
-
-def _recover(dataset: Dataset, max_attempts: int | None) -> str | None:
-    """Re-queue a dead import, or fail it after its last attempt. Claimed atomically on the
-    heartbeat that was seen, so two workers starting together never both recover it."""
-    from .tasks import import_dataset
-
-    max_attempts = settings.FERWEB_IMPORT_MAX_ATTEMPTS if max_attempts is None else max_attempts
-    seen = Dataset.objects.filter(id=dataset.id, status=Dataset.Status.IMPORTING, heartbeat_at=dataset.heartbeat_at)
-    if dataset.attempts >= max_attempts:
-        message = (
-            f"The import stopped {dataset.attempts} times because its worker ended (crashed, killed or out of "
-            f"memory) and was given up. Upload the file again; if it keeps failing, it may be too large for "
-            f"this server."
-        )
-        if seen.update(
-            status=Dataset.Status.FAILED, error="worker_lost", human_readable_error=message,
-            finished_at=timezone.now(), heartbeat_at=None,
-        ):
-            _remove_files(dataset, source=True)
-            Dataset.objects.filter(id=dataset.id).update(source="")
-            return "failed"
-    elif seen.update(heartbeat_at=None, import_worker="", progress=0):
-        DatasetItem.objects.filter(dataset_id=dataset.id).delete()
-        import_dataset.delay(dataset.id)
-        return "requeued"
-    return None
 
 
 # ---------------------------------------------------------------- edits

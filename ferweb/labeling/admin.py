@@ -8,7 +8,7 @@ class LabelingSetAdmin(admin.ModelAdmin):
     list_display = ("id", "name", "owner", "status", "photos_done", "photos_total", "created_at")
     list_filter = ("status",)
     search_fields = ("name", "owner__username")
-    readonly_fields = ("report", "heartbeat_at", "worker")
+    readonly_fields = ("report", "attempts", "heartbeat_at", "worker", "started_at", "finished_at")
 
 
 @admin.register(LabelingPhoto)

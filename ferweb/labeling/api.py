@@ -8,7 +8,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
 from ferweb.datasets.api import PngRenderer
 
 from . import selectors, services

@@ -4,7 +4,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
+from ferweb.jobs import Job, status_field
 
 CLASS_CHOICES = list(enumerate(CLASSES))
 
@@ -13,34 +14,26 @@ def photo_upload_to(photo: "LabelingPhoto", filename: str) -> str:
     return f"labeling/{photo.labeling_set_id}/{Path(filename).name}"
 
 
-class LabelingSet(models.Model):
-    """A batch of photos being labeled, and the job that finds and classifies their faces."""
+class LabelingSet(Job):
+    """A batch of photos being labeled, and the background job (ferweb.jobs) that finds and
+    classifies their faces: `processing` while any photo waits, held by a worker while it works."""
 
     class Status(models.TextChoices):
         PROCESSING = "processing"
         READY = "ready"
         FAILED = "failed"
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="labeling_sets")
     name = models.CharField(max_length=200)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.READY, db_index=True)
-    progress = models.FloatField(default=0, help_text="Share of the photos processed, 0-100.")
-    error = models.CharField(max_length=64, blank=True, help_text="Machine-readable error code.")
-    human_readable_error = models.TextField(blank=True, help_text="What went wrong, for a person.")
+    status = status_field(Status, default=Status.READY)
     photos_total = models.PositiveIntegerField(default=0, help_text="Photos uploaded (zip members counted one by one).")
     photos_done = models.PositiveIntegerField(default=0, help_text="Photos processed so far.")
     report = models.JSONField(
         default=dict, blank=True,
         help_text="{unreadable: [{name, reason}], no_face: [{name, reason}], model: {version, error}}.",
     )
-    heartbeat_at = models.DateTimeField(
-        null=True, blank=True, help_text="Last sign of life of the processing job; empty while none runs."
-    )
-    worker = models.CharField(max_length=255, blank=True, help_text="Celery worker processing the photos.")
     datasets = models.ManyToManyField(
         "datasets.Dataset", blank=True, related_name="labeling_sets", help_text="Datasets created from this set."
     )
-    created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-import zipfile
-from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
 import cv2
@@ -13,18 +11,21 @@ import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
-from ferweb.classes import CLASSES, CLASS_INDEX
+from ferweb.core.archive import ArchiveError, GuardedZip, Limits, UnreadableMember, is_system_file
+from ferweb.core.classes import CLASSES, CLASS_INDEX
+from ferweb.core.images import ALLOWED_NAMES, ImageDecodeError, decode_image
+from ferweb.core.preprocess import crop_face
+from ferweb.jobs import JobLifecycle
 
 from .models import LabelingFace, LabelingPhoto, LabelingSet
 
 logger = logging.getLogger(__name__)
 
-PHOTO_FORMATS = "JPEG, PNG, WebP, BMP"
+PHOTO_FORMATS = ALLOWED_NAMES
 ZIP_SUFFIX = ".zip"
-IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 LISTED_PHOTOS = 200
 SUMMARY_EVERY_S = 0.5  # seconds between progress writes
 MAX_TEST_SHARE = 0.9
@@ -76,8 +77,6 @@ def labeling_photos_add(*, labeling_set: LabelingSet, uploads: list) -> int:
     """
     from ferweb.quotas import check_storage
 
-    from .tasks import process_labeling_set
-
     _check_uploads(uploads)
     check_storage(labeling_set.owner, sum(upload.size or 0 for upload in uploads))
     current = LabelingSet.objects.select_for_update().get(pk=labeling_set.pk)
@@ -87,29 +86,32 @@ def labeling_photos_add(*, labeling_set: LabelingSet, uploads: list) -> int:
         photo.file.save(name, upload, save=False)
         photo.save()
     summary = _summary(current.pk)
+    # New photos are new work: a set that no worker holds starts a job with a fresh count of
+    # attempts. Always queue: a worker that holds the set takes the new photos too (the extra
+    # task then steps aside), and one that let go of it meanwhile leaves it to that task.
+    fresh = {} if current.heartbeat_at else {"attempts": 0, "finished_at": None}
     LabelingSet.objects.filter(pk=current.pk).update(
-        status=LabelingSet.Status.PROCESSING, error="", human_readable_error="", **summary
+        status=LabelingSet.Status.PROCESSING, error="", human_readable_error="", **fresh, **summary
     )
-    # Always queue: a job already running keeps the set claimed and the extra task steps aside.
-    transaction.on_commit(lambda: process_labeling_set.delay(current.pk))
+    labeling_jobs.enqueue(current.pk)
     return len(uploads)
 
 
 # ---------------------------------------------------------------- processing job
 
 
-def labeling_claim(*, set_id: int, worker: str, redelivered: bool = False) -> bool:
-    """Atomically take a set to process: free, or silent past the stale limit, or (a redelivery
-    after this worker's process died) held by this same worker name."""
-    cutoff = timezone.now() - timedelta(seconds=settings.FERWEB_LABELING_STALE_SECONDS)
-    free = Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=cutoff)
-    if redelivered:
-        free |= Q(worker=worker[:255])
-    return (
-        LabelingSet.objects.filter(free, id=set_id, status=LabelingSet.Status.PROCESSING)
-        .update(heartbeat_at=timezone.now(), worker=worker[:255])
-        == 1
-    )
+class LabelingJobs(JobLifecycle):
+    """Processing a set's photos as a background job (ferweb.jobs): `processing` while any photo waits."""
+
+    model = LabelingSet
+    task = "ferweb.labeling.tasks.process_labeling_set"
+    queued = running = LabelingSet.Status.PROCESSING
+    failed = LabelingSet.Status.FAILED
+    noun = "processing"
+    gave_up_advice = "Uploading more photos retries the ones left."
+
+
+labeling_jobs = LabelingJobs()
 
 
 class Proposer:
@@ -156,7 +158,7 @@ def labeling_process(*, set_id: int, proposer: Proposer | None = None) -> Labeli
         while True:
             photo = LabelingPhoto.objects.filter(labeling_set_id=set_id, status=LabelingPhoto.Status.PENDING).first()
             if photo is None:
-                if _finish(set_id, model_report):
+                if _finish(labeling_set, model_report):
                     break
                 continue
             if photo.name.lower().endswith(ZIP_SUFFIX):
@@ -164,33 +166,31 @@ def labeling_process(*, set_id: int, proposer: Proposer | None = None) -> Labeli
             else:
                 _process_photo(photo, proposer)
             now = time.monotonic()
-            fields = {"heartbeat_at": timezone.now()}
+            fields = {}
             if now - last_summary >= SUMMARY_EVERY_S:
                 last_summary = now
-                fields.update(_summary(set_id, model_report))
-            if not LabelingSet.objects.filter(id=set_id, status=LabelingSet.Status.PROCESSING).update(**fields):
-                break  # deleted meanwhile
+                fields = _summary(set_id, model_report)
+            if not labeling_jobs.heartbeat(labeling_set, **fields):
+                break  # cancelled, deleted or taken over meanwhile
     except Exception as error:  # recorded for the user, logged for the operator
         logger.exception("processing labeling set %s failed", set_id)
-        LabelingSet.objects.filter(id=set_id, status=LabelingSet.Status.PROCESSING).update(
-            status=LabelingSet.Status.FAILED, error="internal_error", heartbeat_at=None,
-            human_readable_error=f"Processing stopped unexpectedly ({type(error).__name__}: {error}). "
-                                 "Uploading more photos retries the ones left.",
+        labeling_jobs.finish(
+            labeling_set, LabelingSet.Status.FAILED, error="internal_error",
+            message=f"Processing stopped unexpectedly ({type(error).__name__}: {error}). "
+                    "Uploading more photos retries the ones left.",
         )
     return LabelingSet.objects.filter(id=set_id).first()
 
 
-def _finish(set_id: int, model_report: dict) -> bool:
-    """Mark the set ready unless photos arrived meanwhile (then keep going)."""
+def _finish(labeling_set: LabelingSet, model_report: dict) -> bool:
+    """Mark the set ready unless photos arrived meanwhile (then keep going); True when the job is over."""
     with transaction.atomic():
-        current = LabelingSet.objects.select_for_update().filter(id=set_id).first()
+        current = LabelingSet.objects.select_for_update().filter(id=labeling_set.pk).first()
         if current is None:
             return True
-        if LabelingPhoto.objects.filter(labeling_set_id=set_id, status=LabelingPhoto.Status.PENDING).exists():
+        if LabelingPhoto.objects.filter(labeling_set_id=labeling_set.pk, status=LabelingPhoto.Status.PENDING).exists():
             return False
-        LabelingSet.objects.filter(id=set_id).update(
-            status=LabelingSet.Status.READY, heartbeat_at=None, worker="", **_summary(set_id, model_report)
-        )
+        labeling_jobs.finish(labeling_set, LabelingSet.Status.READY, **_summary(labeling_set.pk, model_report))
     return True
 
 
@@ -229,9 +229,6 @@ def _remove_file_on_commit(photo: LabelingPhoto) -> None:
 
 
 def _process_photo(photo: LabelingPhoto, proposer: Proposer) -> None:
-    from inference.decode import ImageDecodeError, decode_image
-    from inference.preprocess import crop_face
-
     try:
         if photo.file.size > settings.FERWEB_MAX_IMAGE_BYTES:
             return _mark(photo, LabelingPhoto.Status.UNREADABLE, _too_large_message())
@@ -279,16 +276,18 @@ def _process_photo(photo: LabelingPhoto, proposer: Proposer) -> None:
 
 
 def _expand_zip(photo: LabelingPhoto) -> None:
-    """Turn a zip into one pending photo per member (checked against the import limits first)."""
+    """Turn a zip into one pending photo per member, through the one archive guard (the import's limits).
+
+    The guard refuses a zip inside the zip, so expanding never goes more than one level deep.
+    """
     try:
-        archive = zipfile.ZipFile(photo.file.path)
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return _mark(photo, LabelingPhoto.Status.UNREADABLE, "Not a readable zip archive.")
+        archive = GuardedZip(photo.file.path, Limits.from_settings(settings))
+    except ArchiveError as error:
+        return _mark(photo, LabelingPhoto.Status.UNREADABLE, error.message)
+    except ValueError:  # the row has lost its file
+        return _mark(photo, LabelingPhoto.Status.UNREADABLE, "The uploaded file is no longer on the server.")
     with archive:
-        members = [m for m in archive.infolist() if not m.is_dir() and not _ignored(m.filename)]
-        refusal = _zip_refusal(members)
-        if refusal:
-            return _mark(photo, LabelingPhoto.Status.UNREADABLE, refusal)
+        members = [m for m in archive.files if not is_system_file(m.filename)]
         if not members:
             return _mark(photo, LabelingPhoto.Status.NO_FACE, "The zip holds no files.")
         stem = Path(photo.name).name
@@ -302,7 +301,7 @@ def _expand_zip(photo: LabelingPhoto) -> None:
                 continue
             try:
                 data = archive.read(member)
-            except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as error:
+            except UnreadableMember as error:
                 row.status, row.reason = LabelingPhoto.Status.UNREADABLE, f"Could not be extracted ({error})."[:255]
             else:
                 row.file.save(PurePosixPath(member.filename).name or "photo", ContentFile(data), save=False)
@@ -314,38 +313,6 @@ def _expand_zip(photo: LabelingPhoto) -> None:
 
 def _too_large_message() -> str:
     return f"Larger than the {settings.FERWEB_MAX_IMAGE_BYTES // (1024 * 1024)} MB limit for one photo."
-
-
-def _ignored(name: str) -> bool:
-    parts = PurePosixPath(name).parts
-    return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1].lower() in IGNORED_NAMES
-
-
-def _zip_refusal(members: list) -> str:
-    if len(members) > settings.FERWEB_MAX_ARCHIVE_MEMBERS:
-        return f"The zip holds {len(members):,} files; the limit is {settings.FERWEB_MAX_ARCHIVE_MEMBERS:,}."
-    if sum(m.file_size for m in members) > settings.FERWEB_MAX_ARCHIVE_UNCOMPRESSED_BYTES:
-        return f"The zip unpacks to more than {settings.FERWEB_MAX_ARCHIVE_UNCOMPRESSED_BYTES:,} bytes."
-    for m in members:
-        if m.compress_size and m.file_size > 1024 * 1024 and m.file_size / m.compress_size > settings.FERWEB_MAX_COMPRESSION_RATIO:
-            return f"{m.filename} is compressed more than {settings.FERWEB_MAX_COMPRESSION_RATIO}:1; refusing the zip."
-    return ""
-
-
-def labeling_requeue_stalled(*, worker: str) -> list[int]:
-    """Sets left processing by a dead worker (this name's previous life, or silent too long): queue them again."""
-    from .tasks import process_labeling_set
-
-    cutoff = timezone.now() - timedelta(seconds=settings.FERWEB_LABELING_STALE_SECONDS)
-    stalled = list(
-        LabelingSet.objects.filter(status=LabelingSet.Status.PROCESSING)
-        .filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=cutoff) | Q(worker=worker))
-        .values_list("id", flat=True)
-    )
-    LabelingSet.objects.filter(id__in=stalled, worker=worker).update(heartbeat_at=None, worker="")
-    for set_id in stalled:
-        process_labeling_set.delay(set_id)
-    return stalled
 
 
 # ---------------------------------------------------------------- review

@@ -1,13 +1,12 @@
 """POST/GET/DELETE /api/datasets/: every import format and every bad input, as a client sees them."""
 import time
-import zipfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
 from ferweb.datasets.models import Dataset, DatasetItem
 from ferweb.datasets.selectors import dataset_arrays
 

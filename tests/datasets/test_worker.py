@@ -13,9 +13,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
 from ferweb.datasets.models import Dataset, DatasetItem
-from ferweb.datasets.services import dataset_import_sweep
+from ferweb.datasets.services import dataset_imports
 
 from tests.conftest import ROOT, subprocess_env
 
@@ -76,7 +76,7 @@ def test_an_import_killed_with_its_worker_is_finished_when_the_worker_restarts(w
     worker.kill()
     crashed = Dataset.objects.get(pk=pk)
     assert crashed.status == "importing", "the import ended before the kill: make slow_zip slower"
-    assert crashed.import_worker == name and crashed.attempts == 1
+    assert crashed.worker == name and crashed.attempts == 1
     assert started.progress < 100
 
     worker_process(queues=("inference",), name=name)  # same name, as `make run` restarts it
@@ -132,10 +132,10 @@ def test_an_import_whose_pool_process_is_killed_is_finished_by_the_same_worker(p
 
 def test_a_crashed_import_is_failed_with_a_reason_after_its_last_attempt(transactional_db, alice, settings):
     dataset = Dataset.objects.create(
-        owner=alice, name="doomed", attempts=settings.FERWEB_IMPORT_MAX_ATTEMPTS, import_worker="w1@host",
+        owner=alice, name="doomed", attempts=settings.FERWEB_JOB_MAX_ATTEMPTS, worker="w1@host",
         heartbeat_at=timezone.now(),
     )
-    assert dataset_import_sweep(worker="w1@host") == {"requeued": [], "failed": [dataset.pk]}
+    assert dataset_imports.recover(worker="w1@host") == {"requeued": [], "failed": [dataset.pk]}
     dataset.refresh_from_db()
     assert dataset.status == "failed" and dataset.error == "worker_lost"
     assert dataset.human_readable_error.startswith(
@@ -147,15 +147,15 @@ def test_the_sweep_leaves_live_imports_of_other_workers_alone_and_recovers_silen
     from ferweb.celery import app
 
     app.control.purge()
-    live = Dataset.objects.create(owner=alice, name="live", attempts=1, import_worker="other@host",
+    live = Dataset.objects.create(owner=alice, name="live", attempts=1, worker="other@host",
                                   heartbeat_at=timezone.now())
-    silent = Dataset.objects.create(owner=alice, name="silent", attempts=1, import_worker="gone@host",
-                                    heartbeat_at=timezone.now() - timedelta(seconds=settings.FERWEB_IMPORT_STALE_SECONDS + 5))
+    silent = Dataset.objects.create(owner=alice, name="silent", attempts=1, worker="gone@host",
+                                    heartbeat_at=timezone.now() - timedelta(seconds=settings.FERWEB_JOB_STALE_SECONDS + 5))
     queued = Dataset.objects.create(owner=alice, name="queued")
-    assert dataset_import_sweep(worker="me@host") == {"requeued": [silent.pk], "failed": []}
+    assert dataset_imports.recover(worker="me@host") == {"requeued": [silent.pk], "failed": []}
     silent.refresh_from_db()
-    assert silent.status == "importing" and silent.heartbeat_at is None and silent.import_worker == ""
+    assert silent.status == "importing" and silent.heartbeat_at is None and silent.worker == ""
     live.refresh_from_db()
-    assert live.heartbeat_at is not None and live.import_worker == "other@host"
+    assert live.heartbeat_at is not None and live.worker == "other@host"
     assert Dataset.objects.get(pk=queued.pk).heartbeat_at is None
     app.control.purge()

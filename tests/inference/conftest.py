@@ -1,7 +1,7 @@
 """Inference fixtures: photos drawn in the test (the contract model is in tests/conftest.py)."""
 import pytest
 
-from inference.synthetic import contract_model, draw_face, jpeg, scene
+from inference.synthetic import draw_face, jpeg, scene
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
+from ferweb.core.preprocess import softmax, to_model_input
 from inference.engine import ModelCache
-from inference.preprocess import softmax, to_model_input
 from inference.synthetic import FER_ZIP
 
 MODELS = Path(__file__).resolve().parents[2] / "inference" / "models"

@@ -6,10 +6,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
+from ferweb.core.preprocess import softmax, to_model_input
 from inference.engine import Engine, ModelUnavailable, classify
-from inference.preprocess import softmax, to_model_input
-from inference.synthetic import contract_model, jpeg
+from inference.synthetic import contract_model
 
 from .test_predict_api import post
 

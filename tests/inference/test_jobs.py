@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
 from inference.synthetic import clutter, draw_face, jpeg, place, scene
 
 
@@ -34,10 +34,10 @@ def wait_for(client, job_id, timeout=90):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = client.get(f"/api/jobs/{job_id}/").json()
-        if body["state"] in ("succeeded", "failed", "cancelled"):
+        if body["status"] in ("succeeded", "failed", "cancelled"):
             return body
         time.sleep(0.3)
-    raise AssertionError(f"job {job_id} still {body['state']} after {timeout}s")
+    raise AssertionError(f"job {job_id} still {body['status']} after {timeout}s")
 
 
 @pytest.mark.worker
@@ -48,7 +48,7 @@ def test_a_video_job_tracks_each_face_and_summarises_it(celery_worker, alice_api
     assert response.status_code == 201, response.content
     assert response.json()["kind"] == "video"
     job = wait_for(alice_api, response.json()["id"])
-    assert job["state"] == "succeeded", job
+    assert job["status"] == "succeeded", job
     assert job["processed"] == 12 and job["progress"] == 100.0
 
     summary = job["summary"]
@@ -83,7 +83,7 @@ def test_a_zip_of_photos_is_classified_photo_by_photo(celery_worker, alice_api, 
     upload = SimpleUploadedFile("photos.zip", buffer.getvalue(), content_type="application/zip")
     job_id = alice_api.post("/api/jobs/", {"file": upload}, format="multipart").json()["id"]
     job = wait_for(alice_api, job_id)
-    assert job["state"] == "succeeded", job
+    assert job["status"] == "succeeded", job
     assert job["summary"]["items"] == 4 and job["summary"]["unreadable"] == 1
     assert job["summary"]["detections"] == 3 == sum(job["summary"]["label_counts"].values())
 
@@ -92,7 +92,7 @@ def test_a_zip_of_photos_is_classified_photo_by_photo(celery_worker, alice_api, 
 def test_an_unreadable_video_fails_with_a_reason(celery_worker, alice_api, model_file):
     upload = SimpleUploadedFile("clip.mp4", b"\x00\x00\x00\x18ftypmp42 garbage", content_type="video/mp4")
     job = wait_for(alice_api, alice_api.post("/api/jobs/", {"file": upload}, format="multipart").json()["id"])
-    assert job["state"] == "failed"
+    assert job["status"] == "failed"
     assert job["error"] == "unreadable_video"
     assert "could not be opened" in job["human_readable_error"] or "no frame" in job["human_readable_error"]
 
@@ -113,10 +113,11 @@ def test_jobs_of_others_do_not_exist_but_staff_see_them(alice, alice_api, bob_ap
     assert bob_api.delete(f"/api/jobs/{job.pk}/").status_code == 404
     assert [j["id"] for j in bob_api.get("/api/jobs/").json()] == []
     assert carol_api.get(f"/api/jobs/{job.pk}/").status_code == 200
-    assert alice_api.post(f"/api/jobs/{job.pk}/cancel/").json()["state"] == "cancelled"
+    assert alice_api.post(f"/api/jobs/{job.pk}/cancel/").json()["status"] == "cancelled"
 
 
 def test_videos_and_zip_members_over_the_pixel_limit_are_refused_from_their_headers(tmp_path):
+    from ferweb.core.archive import Limits
     from inference.synthetic import png_bomb
     from inference.tracking import SourceError, video_frames, zip_images
 
@@ -125,8 +126,9 @@ def test_videos_and_zip_members_over_the_pixel_limit_are_refused_from_their_head
     assert refused.value.code == "too_many_pixels" and "640 x 480" in refused.value.message
     with zipfile.ZipFile(tmp_path / "photos.zip", "w") as archive:
         archive.writestr("bomb.png", png_bomb(30000, 30000))
-    total, items = zip_images(tmp_path / "photos.zip", max_members=10, max_uncompressed=10**9, max_ratio=10**6,
-                              max_pixels=50_000_000)
+    total, items = zip_images(tmp_path / "photos.zip", limits=Limits(max_members=10, max_uncompressed_bytes=10**9,
+                                                                     max_compression_ratio=10**6,
+                                                                     max_image_pixels=50_000_000))
     [(name, gray, error)] = list(items)
     assert gray is None and "more than 50,000,000 pixels" in error
 
@@ -174,7 +176,7 @@ def test_cancelling_a_job_removes_its_upload(alice_api, model_file, tmp_path, dj
     job_id = post_clip(alice_api, tmp_path)
     upload = upload_path(job_id)
     with django_capture_on_commit_callbacks(execute=True):
-        assert alice_api.post(f"/api/jobs/{job_id}/cancel/").json()["state"] == "cancelled"
+        assert alice_api.post(f"/api/jobs/{job_id}/cancel/").json()["status"] == "cancelled"
     assert not upload.exists() and upload_path(job_id) is None
 
 
@@ -188,13 +190,13 @@ def test_the_delete_route_is_in_the_schema(alice_api):
 @pytest.mark.worker
 def test_finished_jobs_keep_their_results_but_not_their_upload(celery_worker, alice_api, model_file, tmp_path):
     succeeded = wait_for(alice_api, post_clip(alice_api, tmp_path))
-    assert succeeded["state"] == "succeeded", succeeded
+    assert succeeded["status"] == "succeeded", succeeded
     assert upload_path(succeeded["id"]) is None
     assert alice_api.get(succeeded["results"]["csv"]).status_code == 200
 
     broken = SimpleUploadedFile("clip.mp4", b"\x00\x00\x00\x18ftypmp42 garbage", content_type="video/mp4")
     failed = wait_for(alice_api, alice_api.post("/api/jobs/", {"file": broken}, format="multipart").json()["id"])
-    assert failed["state"] == "failed" and upload_path(failed["id"]) is None
+    assert failed["status"] == "failed" and upload_path(failed["id"]) is None
     from django.conf import settings
 
     uploads = Path(settings.MEDIA_ROOT) / "inference_uploads"
@@ -248,7 +250,7 @@ def test_face_timelines_stay_bounded_however_long_the_video():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_job_socket_sends_the_state_then_forwards_progress_to_the_owner_only(alice, bob):
+def test_the_job_socket_sends_the_status_then_forwards_progress_to_the_owner_only(alice, bob):
     import asyncio
 
     from channels.layers import get_channel_layer
@@ -266,14 +268,14 @@ def test_the_job_socket_sends_the_state_then_forwards_progress_to_the_owner_only
         if not connected:
             return code, None, None
         first = json.loads(await comm.receive_from(timeout=5))
-        await get_channel_layer().group_send(job.group_name, {"type": "job.progress", "id": job.pk, "state": "running", "progress": 42.0})
+        await get_channel_layer().group_send(job.group_name, {"type": "job.progress", "id": job.pk, "status": "running", "progress": 42.0})
         second = json.loads(await comm.receive_from(timeout=5))
         await comm.disconnect()
         return None, first, second
 
     _, first, second = asyncio.run(run(alice))
-    assert first["state"] == "queued" and first["id"] == job.pk
-    assert second == {"type": "job.progress", "id": job.pk, "state": "running", "progress": 42.0}
+    assert first["status"] == "queued" and first["id"] == job.pk
+    assert second == {"type": "job.progress", "id": job.pk, "status": "running", "progress": 42.0}
     assert asyncio.run(run(bob))[0] == 4404
 
 
@@ -291,10 +293,10 @@ def test_a_job_whose_worker_is_killed_is_finished_by_the_restarted_worker(worker
         time.sleep(0.05)
     worker.kill()
     job = InferenceJob.objects.get(pk=job_id)
-    assert job.state == "running" and job.processed < 900
+    assert job.status == "running" and job.processed < 900
 
     worker_process(queues=("inference",), name="infer-crash@localhost")  # the same worker, restarted
     job = wait_for(alice_api, job_id, timeout=120)
-    assert job["state"] == "succeeded" and job["processed"] == 900
+    assert job["status"] == "succeeded" and job["processed"] == 900
     assert InferenceJob.objects.get(pk=job_id).attempts == 2
     assert [face["id"] for face in job["summary"]["faces"]] == [1, 2]

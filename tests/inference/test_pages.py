@@ -5,12 +5,12 @@ import zipfile
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
 
 from ..conftest import signup
 from .test_jobs import make_clip
 
-FINISHED = "['succeeded', 'failed', 'cancelled'].includes(document.getElementById('job').dataset.state)"
+FINISHED = "['succeeded', 'failed', 'cancelled'].includes(document.getElementById('job').dataset.status)"
 
 
 def wait_until_finished(page, live_asgi, timeout_ms=120_000):
@@ -18,10 +18,10 @@ def wait_until_finished(page, live_asgi, timeout_ms=120_000):
     try:
         page.wait_for_function(FINISHED, timeout=timeout_ms)
     except PlaywrightTimeout:
-        pytest.fail(f"the job page shows {page.get_attribute('#job', 'data-state')!r} after {timeout_ms} ms\n"
+        pytest.fail(f"the job page shows {page.get_attribute('#job', 'data-status')!r} after {timeout_ms} ms\n"
                     f"worker:\n{live_asgi.worker.output()[-3000:]}\nweb:\n{live_asgi.log.read_text()[-2000:]}")
-    state = page.get_attribute("#job", "data-state")
-    assert state == "succeeded", page.inner_text("#job-error")
+    status = page.get_attribute("#job", "data-status")
+    assert status == "succeeded", page.inner_text("#job-error")
 
 
 @pytest.mark.browser
@@ -70,7 +70,7 @@ def test_the_job_page_reaches_the_end_when_the_socket_stays_silent(served_model,
     page.wait_for_url(f"{live_asgi.url}/jobs/*/")
     wait_until_finished(page, live_asgi)
     assert silent, "the page never opened its socket"
-    assert page.inner_text("#job-state") == "succeeded"
+    assert page.inner_text("#job-status") == "succeeded"
     page.wait_for_selector("#job-faces-summary .face-card")
 
 
@@ -84,7 +84,7 @@ def test_a_failed_job_offers_no_downloads_and_no_cancel(served_model, live_asgi,
     page.click("#job-form button[type=submit]")
     page.wait_for_url(f"{live_asgi.url}/jobs/*/")
     page.wait_for_function(FINISHED, timeout=120_000)
-    assert page.get_attribute("#job", "data-state") == "failed"
+    assert page.get_attribute("#job", "data-status") == "failed"
     assert page.locator("#job-error").is_visible() and page.inner_text("#job-error")
     for control in ("#job-csv", "#job-json", "#job-cancel"):
         assert not page.locator(control).is_visible(), control
@@ -114,7 +114,7 @@ def test_a_video_job_page_labels_its_share_bars_and_timeline_axes_exactly(live_a
             "share": {c: float(c == "happy") for c in CLASSES}, "mean_probabilities": happy,
             "timeline": [{"t": 0.5 * i, "probabilities": happy} for i in range(6)]}
     job = InferenceJob.objects.create(
-        owner=owner, kind="video", state="succeeded", progress=100, source="inference_uploads/clip.avi",
+        owner=owner, kind="video", status="succeeded", progress=100, source="inference_uploads/clip.avi",
         source_name="clip.avi", total=6, processed=6, num_faces=6,
         summary={"kind": "video", "items": 6, "unreadable": 0, "detections": 6, "classes": list(CLASSES),
                  "share": {c: float(c == "happy") for c in CLASSES}, "faces": [face]})
@@ -148,7 +148,7 @@ def test_cancel_on_a_job_asks_first(live_asgi, page):
     signup(page, live_asgi.url, "canceluser")
     owner = get_user_model().objects.get(username="canceluser")
     # A running row that no worker holds, so only the button can end it.
-    job = InferenceJob.objects.create(owner=owner, kind="video", state="running", source="inference_uploads/x.avi",
+    job = InferenceJob.objects.create(owner=owner, kind="video", status="running", source="inference_uploads/x.avi",
                                       source_name="long.avi", total=1000, processed=10)
     connections.close_all()
     page.goto(f"{live_asgi.url}/jobs/{job.pk}/")
@@ -158,12 +158,12 @@ def test_cancel_on_a_job_asks_first(live_asgi, page):
     page.wait_for_timeout(300)
     assert questions and f"Cancel job {job.pk}?" in questions[0]
     job.refresh_from_db()
-    assert job.state == "running"
+    assert job.status == "running"
 
     page.once("dialog", lambda d: d.accept())
     page.click("#job-cancel")
-    page.wait_for_selector("#job-state:text('cancelled')")
+    page.wait_for_selector("#job-status:text('cancelled')")
     job.refresh_from_db()
-    assert job.state == "cancelled"
+    assert job.status == "cancelled"
     assert not page.locator("#job-cancel").is_visible()
     connections.close_all()

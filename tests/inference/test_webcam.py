@@ -1,7 +1,6 @@
 """The webcam consumer over a real channel layer, and the page in headless Chromium with a fake camera."""
 import asyncio
 import json
-import zipfile
 from pathlib import Path
 
 import cv2
@@ -12,8 +11,8 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
 from ferweb.asgi import application
-from ferweb.classes import CLASSES
-from inference.synthetic import FER_ZIP, clutter, draw_face, jpeg, place, scene, upscale
+from ferweb.core.classes import CLASSES
+from inference.synthetic import FER_ZIP, clutter, draw_face, jpeg, place, upscale
 
 from ..conftest import signup
 

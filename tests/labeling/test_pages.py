@@ -4,7 +4,7 @@ import re
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
 from ferweb.labeling import services
 from ferweb.labeling.models import LabelingFace
 
@@ -15,7 +15,7 @@ from ..conftest import signup
 def processed_set(alice, model_file, photos):
     files = [SimpleUploadedFile(name, data) for name, (data, _, _) in photos.items()]
     labeling_set = services.labeling_set_create(owner=alice, name="Family album", uploads=files)
-    services.labeling_claim(set_id=labeling_set.pk, worker="test@host")
+    services.labeling_jobs.claim(labeling_set.pk, worker="test@host")
     return services.labeling_process(set_id=labeling_set.pk)
 
 

@@ -7,12 +7,12 @@ import onnxruntime as ort
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
+from ferweb.core.images import decode_image
+from ferweb.core.preprocess import softmax, to_model_input
 from ferweb.labeling import services
 from ferweb.labeling.models import LabelingSet
-from inference.decode import decode_image
 from inference.faces import FaceDetector
-from inference.preprocess import to_model_input, softmax
 from inference.tracking import iou
 
 
@@ -111,7 +111,7 @@ def test_without_a_model_faces_are_still_stored_without_proposals(alice, tmp_pat
     labeling_set = services.labeling_set_create(
         owner=alice, name="No model", uploads=[SimpleUploadedFile("one.jpg", photos["one.jpg"][0])]
     )
-    assert services.labeling_claim(set_id=labeling_set.pk, worker="test@host")
+    assert services.labeling_jobs.claim(labeling_set.pk, worker="test@host")
     done = services.labeling_process(set_id=labeling_set.pk)
     assert done.status == LabelingSet.Status.READY
     assert "missing.onnx does not exist" in done.report["model"]["error"]
@@ -127,7 +127,7 @@ def test_a_photo_over_the_size_limit_is_listed_not_read(alice, model_file, photo
     labeling_set = services.labeling_set_create(
         owner=alice, name="Big", uploads=[SimpleUploadedFile("one.jpg", photos["one.jpg"][0])]
     )
-    services.labeling_claim(set_id=labeling_set.pk, worker="test@host")
+    services.labeling_jobs.claim(labeling_set.pk, worker="test@host")
     done = services.labeling_process(set_id=labeling_set.pk)
     assert done.status == LabelingSet.Status.READY and done.faces.count() == 0
     assert done.report["unreadable"]["members"][0]["name"] == "one.jpg"
@@ -141,7 +141,7 @@ def test_a_pixel_bomb_photo_is_listed_from_its_header_not_decoded(alice, model_f
     labeling_set = services.labeling_set_create(owner=alice, name="Bomb", uploads=[
         SimpleUploadedFile("bomb.png", bomb), SimpleUploadedFile("one.jpg", photos["one.jpg"][0]),
     ])
-    services.labeling_claim(set_id=labeling_set.pk, worker="test@host")
+    services.labeling_jobs.claim(labeling_set.pk, worker="test@host")
     started = time.perf_counter()
     done = services.labeling_process(set_id=labeling_set.pk)
     assert time.perf_counter() - started < 10  # detection on one.jpg included
@@ -152,15 +152,16 @@ def test_a_pixel_bomb_photo_is_listed_from_its_header_not_decoded(alice, model_f
 
 
 def test_a_set_is_claimed_once_and_a_stale_claim_is_taken_over(alice, photos, settings):
+    settings.FERWEB_JOB_MAX_ATTEMPTS = 3  # the claims below start it three times
     labeling_set = services.labeling_set_create(
         owner=alice, name="Claims", uploads=[SimpleUploadedFile("one.jpg", photos["one.jpg"][0])]
     )
-    assert services.labeling_claim(set_id=labeling_set.pk, worker="w1@host")
-    assert not services.labeling_claim(set_id=labeling_set.pk, worker="w2@host")  # held, heartbeat fresh
+    assert services.labeling_jobs.claim(labeling_set.pk, worker="w1@host")
+    assert not services.labeling_jobs.claim(labeling_set.pk, worker="w2@host")  # held, heartbeat fresh
     # The same worker name getting the task back after its process died takes it over.
-    assert services.labeling_claim(set_id=labeling_set.pk, worker="w1@host", redelivered=True)
-    settings.FERWEB_LABELING_STALE_SECONDS = -1  # every heartbeat is now stale
-    assert services.labeling_claim(set_id=labeling_set.pk, worker="w2@host")
+    assert services.labeling_jobs.claim(labeling_set.pk, worker="w1@host", redelivered=True)
+    settings.FERWEB_JOB_STALE_SECONDS = -1  # every heartbeat is now stale
+    assert services.labeling_jobs.claim(labeling_set.pk, worker="w2@host")
 
 
 @pytest.mark.worker
@@ -183,7 +184,7 @@ def test_a_set_left_processing_by_a_dead_worker_is_finished_by_the_next_one(
         LabelingSet.objects.filter(pk=labeling_set.pk).update(
             worker="dead@host", heartbeat_at=timezone.now() - timedelta(hours=1)
         )
-    assert services.labeling_requeue_stalled(worker="fresh@host") == [labeling_set.pk]
+    assert services.labeling_jobs.recover(worker="fresh@host")["requeued"] == [labeling_set.pk]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         labeling_set.refresh_from_db()

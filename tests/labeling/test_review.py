@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
 from ferweb.datasets.models import Dataset
 from ferweb.datasets.selectors import dataset_arrays
 from ferweb.labeling import services
@@ -16,7 +16,7 @@ def reviewed_set(alice, model_file, photos):
     """Alice's set of four faces, processed in this process (the worker path has its own test)."""
     files = [SimpleUploadedFile(name, photos[name][0]) for name in ("one.jpg", "two.png", "turned.jpg")]
     labeling_set = services.labeling_set_create(owner=alice, name="Team photos", uploads=files)
-    assert services.labeling_claim(set_id=labeling_set.pk, worker="test@host")
+    assert services.labeling_jobs.claim(labeling_set.pk, worker="test@host")
     labeling_set = services.labeling_process(set_id=labeling_set.pk)
     assert labeling_set.status == LabelingSet.Status.READY and labeling_set.faces.count() == 4
     return labeling_set

@@ -2,8 +2,7 @@ import pytest
 import torch
 
 from training_jobs.ml.architectures import (
-    ARCHITECTURES, build_model, count_parameters, describe_architectures, load_init_checkpoint,
-    set_backbone_trainable,
+    ARCHITECTURES, build_model, count_parameters, load_init_checkpoint, set_backbone_trainable,
 )
 
 EXPECTED_PARAMETERS = {
@@ -57,11 +56,6 @@ def test_paper_blocks_use_he_init_and_zero_bias():
 def test_an_unknown_name_lists_the_choices():
     with pytest.raises(ValueError, match="light_residual"):
         build_model("vgg99")
-
-
-def test_describe_gives_counts_for_the_ui():
-    rows = {row["name"]: row for row in describe_architectures()}
-    assert rows["adapted_residual"]["param_count"] == 9_766_391
 
 
 def test_freezing_the_backbone_leaves_only_the_classifier_trainable():

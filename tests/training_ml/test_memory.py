@@ -1,17 +1,17 @@
 """The memory table: measured for every architecture there is, and an estimate that behaves."""
 import pytest
 
+from ferweb.core import catalogue
 from training_jobs.ml import memory
-from training_jobs.ml.architectures import ARCHITECTURES, build_model, count_parameters
 
 GIB = 1024**3
 
 
 def test_every_architecture_was_measured_as_it_is_now():
     """A new or changed network needs new measurements (python -m training_jobs.ml.measure_memory)."""
-    assert set(memory.MEASURED) == set(ARCHITECTURES)
+    assert set(memory.MEASURED) == set(catalogue.NAMES)
     for name, measured in memory.MEASURED.items():
-        assert measured.params == count_parameters(build_model(name)), name
+        assert measured.params == catalogue.get(name).params, name
         assert measured.bytes_per_sample > 0 and measured.base > memory.RUNTIME_BYTES, name
 
 

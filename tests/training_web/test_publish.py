@@ -6,7 +6,7 @@ import onnx
 import pytest
 from django.core.management import CommandError, call_command
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
 
 from tests.training_web.conftest import make_ready_dataset
 from training_jobs.models import TrainingRun
@@ -35,7 +35,7 @@ def test_a_trained_run_is_published_with_its_card_and_figures(alice, tmp_path):
     assert card["version"] == meta["fer.version"] and card["version"].startswith("default-")
     assert card["choices"] == [{"choice": "flip averaging", "evidence": "+1 point"}]  # written by people, kept
     assert card["reproduce"] == ["python manage.py train ..."]
-    assert card["command"].startswith(f"python manage.py train --dataset ") and "--tta-flip True" in card["command"]
+    assert card["command"].startswith("python manage.py train --dataset ") and "--tta-flip True" in card["command"]
     assert card["recipe"]["tta_flip"] is True and card["training"]["epochs_run"] == 2
     assert card["metrics_summary"]["accuracy"] == pytest.approx(run.metrics["accuracy"])
     assert card["latency"]["batch1_median_ms_2_threads"] > 0

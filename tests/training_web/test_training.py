@@ -1,4 +1,5 @@
 """Runs trained by a real Celery worker on real Redis: results, live events, cancel, a killed worker."""
+import json
 import time
 
 import numpy as np
@@ -9,7 +10,7 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 
 from ferweb.asgi import application
-from ferweb.classes import CLASS_INDEX, CLASSES
+from ferweb.core.classes import CLASS_INDEX, CLASSES
 from tests.training_web.conftest import make_ready_dataset
 from tests.training_web.faces import drawn_faces
 from training_jobs.models import TrainingRun
@@ -111,6 +112,10 @@ def test_a_run_trains_to_well_above_chance_and_streams_its_events_in_order(
     model = onnx.load(str(version.path))
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["fer.architecture"] == "light_residual" and meta["fer.version"] == version.version
+    # Where it came from: the data it was trained on and the code that trained it.
+    provenance = run.metrics["provenance"]
+    assert len(provenance["dataset_sha256"]) == 64 and provenance["code_version"]
+    assert json.loads(meta["fer.metrics"])["provenance"] == provenance
     pixels, labels = drawn_faces(20, seed=99)
     session = ort.InferenceSession(str(version.path), providers=["CPUExecutionProvider"])
     logits = session.run(["logits"], {"input": pixels[:, None].astype(np.float32) / 255})[0]
@@ -125,6 +130,7 @@ def test_a_run_trains_to_well_above_chance_and_streams_its_events_in_order(
     client.force_login(alice)
     page = client.get(f"/runs/{run_id}/").content.decode()
     assert 'id="confusion-counts"' in page and '"confusion_matrix"' in page
+    assert provenance["dataset_sha256"][:12] in page and provenance["code_version"] in page
 
     # Making it active switches alice's predictions, not bob's.
     from training_jobs.selectors import active_model_for
@@ -175,18 +181,21 @@ def test_a_killed_worker_run_resumes_from_its_last_epoch(worker_process, alice, 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_run_whose_worker_died_twice_fails_with_the_reason(alice, settings):
-    from training_jobs.services import runs_recover
+    from django.utils import timezone
 
-    assert settings.FERWEB_RUN_MAX_ATTEMPTS == 2
+    from training_jobs.services import training_runs
+
+    assert settings.FERWEB_JOB_MAX_ATTEMPTS == 2
     dataset = make_ready_dataset(alice, per_class=5)
     once = TrainingRun.objects.create(owner=alice, dataset=dataset, architecture="light_residual", optimizer="nadam",
-                                      status="running", worker="w@host", attempts=1)
+                                      status="running", worker="w@host", attempts=1, heartbeat_at=timezone.now())
     twice = TrainingRun.objects.create(owner=alice, dataset=dataset, architecture="light_residual", optimizer="nadam",
-                                       status="running", worker="w@host", attempts=2)
-    assert runs_recover(worker="w@host") == [once.pk], "the first death is survived: the run resumes"
+                                       status="running", worker="w@host", attempts=2, heartbeat_at=timezone.now())
+    assert training_runs.recover(worker="w@host") == {"requeued": [once.pk], "failed": [twice.pk]}, (
+        "the first death is survived: the run resumes")
     twice.refresh_from_db()
     assert twice.status == "failed" and twice.error == "worker_lost"
-    assert "died 2 times" in twice.human_readable_error
+    assert "stopped 2 times because its worker ended" in twice.human_readable_error
     assert not TrainingRun.objects.filter(pk=twice.pk, status="queued").exists()
 
 
@@ -201,17 +210,17 @@ def test_a_run_with_a_stale_heartbeat_is_requeued_by_any_worker(alice, django_ca
 
     from django.utils import timezone
 
-    from training_jobs.services import runs_recover
+    from training_jobs.services import training_runs
 
     dataset = make_ready_dataset(alice, per_class=5)
     now = timezone.now()
     stale = TrainingRun.objects.create(owner=alice, dataset=dataset, architecture="light_residual", optimizer="nadam",
                                        status="running", worker="gone@host", attempts=1,
-                                       heartbeat=now - timedelta(minutes=30))
+                                       heartbeat_at=now - timedelta(minutes=30))
     alive = TrainingRun.objects.create(owner=alice, dataset=dataset, architecture="light_residual", optimizer="nadam",
-                                       status="running", worker="busy@host", attempts=1, heartbeat=now)
+                                       status="running", worker="busy@host", attempts=1, heartbeat_at=now)
     with django_capture_on_commit_callbacks() as sent:
-        assert runs_recover(worker="fresh@host") == [stale.pk]
+        assert training_runs.recover(worker="fresh@host")["requeued"] == [stale.pk]
     assert len(sent) == 1, "one message re-sent, for the stale run"
     stale.refresh_from_db()
     alive.refresh_from_db()

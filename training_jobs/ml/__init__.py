@@ -1,8 +1,9 @@
 """Pure-ML library of FERWeb: architectures, recipe, augmentation, trainer, metrics, export, occlusion.
 
 Nothing here imports Django, so it runs from a notebook, the command line or a Celery task alike.
+What it shares with the web app (the classes, preprocessing, the dataset reader and its guards, the
+model contract) comes from the framework-free core, `ferweb.core`.
 """
-# The class order of the model contract (DESIGN.md), repeated here so that importing this package
-# does not pull in the Django project; a test checks it against ferweb.classes.
-CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-NUM_CLASSES = len(CLASSES)
+from ferweb.core.classes import CLASSES, NUM_CLASSES
+
+__all__ = ("CLASSES", "NUM_CLASSES")

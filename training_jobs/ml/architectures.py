@@ -1,4 +1,5 @@
-"""The networks FERWeb can train, in a registry selectable by name.
+"""The networks FERWeb can train, in a registry selectable by name (`ferweb.core.catalogue` lists
+them as plain data for the web, which never imports this module).
 
 Every model takes float32 [N, 1, 48, 48] in [0, 1] and returns logits [N, 7] (FER2013 class
 order). Each keeps its last layer(s) in `self.classifier` so that transfer learning can freeze
@@ -13,6 +14,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from ferweb.core import catalogue
 
 NUM_CLASSES = 7
 
@@ -289,59 +292,22 @@ class ArchitectureSpec:
     source: str = ""
 
 
+BUILDERS: dict[str, Callable[[], nn.Module]] = {
+    "adapted_residual": lambda: AdaptedResidual(residual=True),
+    "basic_cnn": lambda: AdaptedResidual(residual=False),
+    "light_residual": LightResidual,
+    "resnet34": lambda: ResNet(BasicBlock, (3, 4, 6, 3)),
+    "resnet50": lambda: ResNet(Bottleneck, (3, 4, 6, 3)),
+    "hybrid_resnet34_50": HybridResNet,
+    "compact_resnet": CompactResNet,
+    "fast_resnet": lambda: CompactResNet(widths=(32, 32, 64, 128, 256), blocks=(1, 1, 1, 1)),
+}
+
+# Names, descriptions and sources come from the catalogue, the plain data that the web reads
+# without torch; tests/training_ml/test_catalogue.py checks its recorded sizes against these networks.
 ARCHITECTURES: dict[str, ArchitectureSpec] = {
-    spec.name: spec
-    for spec in (
-        ArchitectureSpec(
-            "adapted_residual",
-            "Bah & Xue 2022: 12 conv layers with three identity residual blocks (9.8M parameters).",
-            lambda: AdaptedResidual(residual=True),
-            "Bah & Xue, Intelligence & Robotics 2022, Table 1",
-        ),
-        ArchitectureSpec(
-            "basic_cnn",
-            "Bah & Xue 2022 baseline: the same network without its residual blocks (4.7M parameters).",
-            lambda: AdaptedResidual(residual=False),
-            "Bah & Xue, Intelligence & Robotics 2022",
-        ),
-        ArchitectureSpec(
-            "light_residual",
-            "Mutaliyev & Kalpeyeva 2026: three residual stages of 32/64/128 filters for CPUs (0.55M parameters).",
-            LightResidual,
-            "Mutaliyev & Kalpeyeva, IJACSA 2026",
-        ),
-        ArchitectureSpec(
-            "resnet34",
-            "ResNet-34 adapted to 48x48 grayscale faces (21M parameters).",
-            lambda: ResNet(BasicBlock, (3, 4, 6, 3)),
-            "He et al. 2016; Auliana et al. 2024",
-        ),
-        ArchitectureSpec(
-            "resnet50",
-            "ResNet-50 (bottleneck blocks) adapted to 48x48 grayscale faces (23M parameters).",
-            lambda: ResNet(Bottleneck, (3, 4, 6, 3)),
-            "He et al. 2016; Auliana et al. 2024",
-        ),
-        ArchitectureSpec(
-            "hybrid_resnet34_50",
-            "Auliana et al. 2024: ResNet-34 and ResNet-50 features fused before one classifier (45M parameters).",
-            HybridResNet,
-            "Auliana et al., KLIK 2024",
-        ),
-        ArchitectureSpec(
-            "compact_resnet",
-            "FERWeb's own: a small ResNet that halves the face first and goes deep at 12x12 (1.4M parameters).",
-            CompactResNet,
-            "FERWeb",
-        ),
-        ArchitectureSpec(
-            "fast_resnet",
-            "FERWeb's own, for serving: the compact ResNet down to 3x3, one block per stage "
-            "(1.2M parameters, ~40M multiply-adds per face).",
-            lambda: CompactResNet(widths=(32, 32, 64, 128, 256), blocks=(1, 1, 1, 1)),
-            "FERWeb",
-        ),
-    )
+    name: ArchitectureSpec(name, entry.description, BUILDERS[name], entry.source)
+    for name, entry in catalogue.ARCHITECTURES.items()
 }
 
 
@@ -356,14 +322,6 @@ def build_model(name: str) -> nn.Module:
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters (BN running statistics are buffers and do not count)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def describe_architectures() -> list[dict]:
-    """[{name, description, param_count}] for the UI; builds each model once on the CPU."""
-    out = []
-    for spec in ARCHITECTURES.values():
-        out.append({"name": spec.name, "description": spec.description, "param_count": count_parameters(spec.builder())})
-    return out
 
 
 # ---------------------------------------------------------------- transfer learning

@@ -28,10 +28,10 @@ class ConfigError(ValueError):
 
 
 def architecture_choices() -> tuple[str, ...]:
-    # Imported late: the registry needs torch, the rest of the config does not.
-    from training_jobs.ml.architectures import ARCHITECTURES
+    # The catalogue's names, not the torch registry's: the web validates recipes without torch.
+    from ferweb.core.catalogue import NAMES
 
-    return tuple(ARCHITECTURES)
+    return NAMES
 
 
 def _f(default, help, *, choices=None, min=None, max=None, group="recipe"):

@@ -5,24 +5,24 @@ split each face came with ("train", "val", "test", FER2013's "PublicTest", ...).
 validation is the dataset's own validation split when it has one, else a stratified, seeded share
 of training; test is the dataset's own test split when it has one, else the validation split
 (and the result says so).
+
+Dataset files are read by the dataset import's own reader (`ferweb.datasets.readers.read_dataset`:
+the same archive guard, image decoder and face finding, no Django), so the command line here and
+`manage.py train` train on the same pixels from the same zip.
 """
 from __future__ import annotations
 
-import csv
-import io
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from inference.preprocess import FACE_SIZE, resize_face
-from training_jobs.ml import CLASSES
+from ferweb.core.classes import CLASSES
+from ferweb.core.preprocess import FACE_SIZE
+from ferweb.datasets.readers import DatasetError, read_dataset
 
 VALIDATION_NAMES = ("val", "validation", "valid", "publictest", "dev")
 TEST_NAMES = ("test", "testing", "privatetest")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".webp", ".tif", ".tiff")
 
 
 class DataError(ValueError):
@@ -127,72 +127,26 @@ def split_data(data: TrainData, *, validation_fraction: float = 0.1, seed: int =
 
 # ---------------------------------------------------------------- loading files (command line, benchmarks)
 
-def _decode(raw: bytes) -> np.ndarray | None:
-    image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_GRAYSCALE)
-    return None if image is None else resize_face(image)
-
-
-def _from_entries(entries) -> TrainData:
-    """entries: iterable of (relative path parts, bytes reader). Layout [split/]class/file."""
-    # Only the file loaders need the class-name synonyms; importing them loads the project package.
-    from ferweb.classes import canonical_class
-
-    pixels, labels, splits = [], [], []
-    for parts, read in entries:
-        if len(parts) < 2 or not parts[-1].lower().endswith(IMAGE_SUFFIXES) or parts[-1].startswith("."):
-            continue
-        cls = canonical_class(parts[-2])
-        if cls is None:
-            continue
-        face = _decode(read())
-        if face is None:
-            continue
-        split = parts[-3] if len(parts) >= 3 else "train"
-        pixels.append(face)
-        labels.append(CLASSES.index(cls))
-        splits.append(split)
-    if not pixels:
-        raise DataError("no labelled faces found; expected [split/]<class>/<image> folders")
-    return TrainData(np.stack(pixels), np.array(labels), np.array(splits))
-
-
-def _from_csv(text: str) -> TrainData:
-    """FER2013 CSV: emotion (0-6), pixels (2,304 space-separated values), optional Usage."""
-    reader = csv.DictReader(io.StringIO(text))
-    pixels, labels, splits = [], [], []
-    for row in reader:
-        values = np.array(row["pixels"].split(), dtype=np.uint8)
-        if values.size != FACE_SIZE * FACE_SIZE:
-            continue
-        pixels.append(values.reshape(FACE_SIZE, FACE_SIZE))
-        labels.append(int(row["emotion"]))
-        splits.append(row.get("Usage") or "train")
-    if not pixels:
-        raise DataError("no rows with 2,304 pixels found; expected FER2013 columns emotion,pixels[,Usage]")
-    return TrainData(np.stack(pixels), np.array(labels), np.array(splits))
-
-
 def load_dataset_file(path: str | Path) -> TrainData:
-    """A zip or folder of [split/]<class>/<image>, a FER2013 CSV, or an .npz with pixels, labels, splits."""
+    """A zip or folder of [split/]<class>/<image>, a FER2013 CSV, or an .npz with pixels, labels, splits.
+
+    Everything but .npz is read as an upload is imported (read_dataset with the default limits and
+    face detector): photos larger than a crop have their faces found and cropped. Unlike an upload,
+    folders that name no class are left out instead of refused, as this loader always did.
+    """
     path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file())
-        return _from_entries(((p.relative_to(path).parts, p.read_bytes) for p in files))
-    suffix = path.suffix.lower()
-    if suffix == ".npz":
+    if path.suffix.lower() == ".npz" and path.is_file():
         with np.load(path, allow_pickle=False) as npz:
             splits = npz["splits"] if "splits" in npz else np.full(len(npz["labels"]), "train")
             return TrainData(npz["pixels"], npz["labels"], splits)
-    if suffix == ".csv":
-        return _from_csv(path.read_text())
-    if suffix == ".zip":
-        with zipfile.ZipFile(path) as archive:
-            names = sorted(n for n in archive.namelist() if not n.endswith("/") and "__MACOSX" not in n)
-            csvs = [n for n in names if n.lower().endswith(".csv")]
-            if csvs and not any(n.lower().endswith(IMAGE_SUFFIXES) for n in names):
-                return _from_csv(archive.read(csvs[0]).decode())
-            return _from_entries(((tuple(n.split("/")), (lambda n=n: archive.read(n))) for n in names))
-    raise DataError(f"unsupported dataset file {path.name!r}; use a .zip, a folder, a .csv or an .npz")
+    try:
+        result = read_dataset(path, drop_unknown_classes=True)
+    except (DatasetError, FileNotFoundError) as error:
+        raise DataError(f"cannot read {path.name!r}: {error}") from None
+    if not len(result):
+        raise DataError(f"no labelled faces found in {path.name!r}; expected [split/]<class>/<image> folders "
+                        f"({len(result.skipped)} files unreadable, {len(result.no_face)} photos without a face)")
+    return TrainData(result.pixels, result.labels, result.splits)
 
 
 def class_counts(labels: np.ndarray) -> np.ndarray:

@@ -19,7 +19,8 @@ import onnx
 import torch
 from torch import nn
 
-from training_jobs.ml import CLASSES
+from ferweb.core.classes import CLASSES
+from ferweb.core.model_contract import contract_metadata, set_metadata
 
 OPSET = 17
 PARITY_ATOL = 1e-4
@@ -71,7 +72,7 @@ def _parity_batch(seed: int = 0, n: int = 8) -> np.ndarray:
 
 def export_onnx(model: nn.Module, path, *, architecture: str, version: str, metrics: dict | None = None,
                 temperature: float = 1.0, tta_flip: bool = False, check_batch: np.ndarray | None = None) -> ExportReport:
-    """Export, add the fer.* metadata, run onnx.checker and compare ONNX Runtime with PyTorch.
+    """Export, add the fer.* metadata (ferweb.core.model_contract), run onnx.checker and compare ONNX Runtime with PyTorch.
 
     Raises ExportError (and removes the file) if the logits differ by 1e-4 or more anywhere or the
     top-1 class differs on the check batch.
@@ -91,18 +92,10 @@ def export_onnx(model: nn.Module, path, *, architecture: str, version: str, metr
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
             do_constant_folding=True)
     proto = onnx.load_from_string(buffer.getvalue())
-    meta = {
-        "fer.classes": json.dumps(list(CLASSES)),
-        "fer.input": json.dumps({"height": 48, "width": 48, "channels": 1, "scale": 1 / 255}),
-        "fer.architecture": architecture,
-        "fer.version": str(version),
-        "fer.metrics": json.dumps(metrics or {}),
-        "fer.temperature": repr(float(temperature)),
-        "fer.tta_flip": json.dumps(bool(tta_flip)),
-    }
-    del proto.metadata_props[:]
-    for key, value in meta.items():
-        proto.metadata_props.add(key=key, value=value)
+    set_metadata(proto, contract_metadata(
+        architecture=architecture, version=version, metrics=metrics,
+        extra={"fer.temperature": repr(float(temperature)), "fer.tta_flip": json.dumps(bool(tta_flip))},
+    ))
     proto.producer_name = "ferweb"
     onnx.checker.check_model(proto, full_check=True)
     path.write_bytes(proto.SerializeToString())
@@ -122,10 +115,6 @@ def export_onnx(model: nn.Module, path, *, architecture: str, version: str, metr
         raise ExportError(f"ONNX Runtime disagrees with PyTorch: max |diff| {max_diff:.2e} (limit {PARITY_ATOL:g}), "
                           f"same top-1: {top1}, output shape {got.shape}")
     return ExportReport(max_abs_diff=max_diff, top1_agree=top1, path=path)
-
-
-def read_metadata(path) -> dict[str, str]:
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
 
 
 def onnx_latency_ms(path, batch: int = 1, threads: int = 2, runs: int = 200, warmup: int = 20) -> float:

@@ -39,7 +39,7 @@ MAX_BATCH = 4096  # TrainConfig.batch_size's own maximum
 
 @dataclass(frozen=True)
 class Measured:
-    params: int  # trainable parameters (count_parameters)
+    params: int  # trainable parameters of the network measured (ferweb.core.catalogue's params)
     train_peaks: dict  # {batch size: peak bytes of training at that batch}
     eval_peak_256: int  # bytes: peak of one no-grad pass of 256 faces (weights only, no optimizer)
 
@@ -59,8 +59,9 @@ class Measured:
         return self._fit()[1] - MEASURED_FACES * DATA_BYTES_PER_FACE
 
 
-# Measured as the module docstring says; a test checks the names and parameter counts against
-# the architecture registry, so a new or changed network is measured before it can be trained.
+# Measured as the module docstring says. Each row keeps the parameter count it was measured with;
+# a test checks those against the architecture catalogue (whose own test checks the networks), so a
+# new or changed network is measured before it can be trained.
 MEASURED: dict[str, Measured] = {
     "adapted_residual": Measured(9_766_391, {32: 829_321_216, 128: 1_343_741_952, 256: 1_824_145_408}, 629_387_264),
     "basic_cnn": Measured(4_730_423, {32: 716_320_768, 128: 1_161_060_352, 256: 1_650_307_072}, 609_148_928),

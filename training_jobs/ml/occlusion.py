@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ferweb.core.preprocess import to_model_input
+
 GREY = 0.5
 
 
@@ -48,7 +50,7 @@ def occlusion_maps(model: nn.Module, faces, labels, patch: int = 8, stride: int 
     ys = list(range(0, h - patch + 1, stride))
     xs = list(range(0, w - patch + 1, stride))
     positions = [(y, x) for y in ys for x in xs]
-    x0 = torch.from_numpy(faces).float().div(255.0).unsqueeze(1)
+    x0 = torch.from_numpy(to_model_input(faces))
 
     def true_prob(batch: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
         out = []

@@ -1,13 +1,18 @@
 """The training loop: a function of its config and data, with events, cancellation and resume.
 
 `train(config, data, workdir=...)` is what the Celery task, the `train` management command and
-`python -m training_jobs.ml.trainer` (no Django) all call. Steps:
-1. split the data (dataset's own validation/test splits, else stratified and seeded);
-2. build the model (optionally from a checkpoint), optimizer, schedule and weighted loss;
-3. resume from workdir/last.pt when it is there (how a run survives a killed worker);
-4. train epoch by epoch on augmented batches, reporting `run.batch` / `run.epoch` events, saving
-   last.pt every epoch and best.pt on every better validation accuracy, stopping early;
-5. reload best.pt, fit a temperature on the validation logits, evaluate on the test split.
+`python -m training_jobs.ml.trainer` (no Django) all call. It runs these steps, each a function below:
+1. split the data (dataset's own validation/test splits, else stratified and seeded) and fingerprint
+   it and the code (`Provenance`: dataset SHA-256, code version), once per run;
+2. build the model (optionally from a checkpoint), optimizer, schedule, weighted loss, weight
+   average and teacher (`build_training`);
+3. resume from workdir/last.pt when it continues this run (`checkpoint_to_resume`, `restore`):
+   how a run survives a killed worker; last.pt of the same recipe on other data is refused;
+4. train epoch by epoch: `train_one_epoch` on augmented batches (`run.batch` events), `evaluate`
+   on the validation split (`run.epoch` events), last.pt every epoch and best.pt on every better
+   validation accuracy (`save_checkpoint`, one format: checkpoint.py), stopping early;
+5. reload best.pt, fit a temperature on the validation logits, evaluate on the test split
+   (`evaluate_held_out`).
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -36,12 +41,15 @@ from training_jobs.ml.architectures import (
 )
 from training_jobs.ml.augment import AugmentParams, augment_batch, mix_batch
 from training_jobs.ml.calibration import calibration_report, fit_temperature
+from training_jobs.ml.checkpoint import (
+    CheckpointError, Provenance, check_same_data, load_checkpoint, rng_state, save_checkpoint, set_rng_state,
+)
 from training_jobs.ml.config import ConfigError, TrainConfig
 from training_jobs.ml.data import DataSplits, TrainData, class_counts, load_dataset_file, split_data
-from training_jobs.ml.metrics import evaluate, softmax
+from training_jobs.ml.metrics import evaluate as classification_metrics, softmax
 from training_jobs.ml.occlusion import occlusion_maps, pick_faces_per_class
 
-CHECKPOINT_FORMAT = 1
+LAST, BEST = "last.pt", "best.pt"  # in the run's workdir
 BATCH_EVENT_INTERVAL_S = 0.25  # at most ~4 batch events a second
 EVAL_BATCH = 256
 
@@ -69,6 +77,7 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
     # [{index, label, face (48x48 uint8 as lists), base_prob, predicted, patch, stride, grid, map}]
     occlusion: list[dict] = field(default_factory=list)
+    provenance: dict = field(default_factory=dict)  # dataset_sha256, code_version, torch_version
 
 
 # ---------------------------------------------------------------- helpers
@@ -272,8 +281,11 @@ def load_teacher(config: TrainConfig, device: torch.device, train_pixels: torch.
         return TableTeacher(logits.to(device))
     if len(paths) > 1:
         raise ConfigError({"teacher_checkpoint": "an ensemble of teachers must be exported .onnx models"})
-    checkpoint = torch.load(Path(paths[0]), map_location="cpu", weights_only=True)
-    architecture = checkpoint.get("architecture") if isinstance(checkpoint, dict) else None
+    try:
+        checkpoint = load_checkpoint(paths[0])
+    except CheckpointError:
+        checkpoint = {}
+    architecture = checkpoint.get("architecture")
     if architecture not in ARCHITECTURES:
         raise ConfigError({"teacher_checkpoint": "the checkpoint does not say which architecture it holds (one "
                                                  f"of {', '.join(ARCHITECTURES)}); use a best.pt of a FERWeb run "
@@ -334,27 +346,6 @@ def predict_logits(model: nn.Module, pixels: np.ndarray, *, device=None, tta_fli
     return torch.cat(out).numpy() if out else np.zeros((0, len(CLASSES)), dtype=np.float32)
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 # Fields that may change between a run's attempts without invalidating its checkpoint.
 _RESUMABLE_CHANGES = {"num_threads", "device", "bf16", "deterministic"}
 
@@ -364,43 +355,120 @@ def _same_recipe(saved: dict, config: TrainConfig) -> bool:
     return all(saved.get(k) == v for k, v in current.items() if k not in _RESUMABLE_CHANGES)
 
 
-# ---------------------------------------------------------------- the loop
+# ---------------------------------------------------------------- the steps
 
-def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Callable[[dict], None] | None = None,
-          should_stop: Callable[[], bool] | None = None, resume: bool = True) -> TrainResult:
-    config.validate()
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    emit = on_event or (lambda event: None)
-    stop = should_stop or (lambda: False)
-    notes: list[str] = []
+@dataclass
+class TrainingSetup:
+    """What a run trains with (step 2); last.pt saves its states and a resume restores them."""
 
-    device = pick_device(config)
-    threads = set_threads(config.num_threads) if device.type == "cpu" else torch.get_num_threads()
-    seed_everything(config.seed, config.deterministic)
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    scaler: torch.amp.GradScaler
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    augment: AugmentParams
+    class_weights: torch.Tensor | None = None
+    ema: WeightAverage | None = None
+    teacher: Callable | None = None  # (training-face indices, augmented batch) -> logits
 
-    # 1. Split.
-    splits: DataSplits = split_data(data, validation_fraction=config.validation_fraction, seed=config.seed)
-    notes += splits.notes
-    train_pixels = torch.from_numpy(data.pixels[splits.train])
-    train_labels = torch.from_numpy(data.labels[splits.train])
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated and saved as best.pt: the weight average when one is kept."""
+        return self.ema.model if self.ema is not None else self.model
+
+    def resume_state(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                "ema": self.ema.state_dict() if self.ema is not None else None}
+
+    def load_resume_state(self, checkpoint: dict) -> None:
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.schedule.load_state_dict(checkpoint["schedule"])
+        if checkpoint.get("scaler"):
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        if self.ema is not None and checkpoint.get("ema"):
+            self.ema.load_state_dict(checkpoint["ema"])
+
+
+@dataclass
+class LoopState:
+    """Where the epoch loop stands (step 4): saved in last.pt, restored on resume."""
+
+    epoch: int = 0  # epochs finished
+    history: list[dict] = field(default_factory=list)  # their run.epoch events
+    best_val_accuracy: float = -1.0
+    best_epoch: int = 0
+    epochs_without_improvement: int = 0
+    stopped_early: bool = False
+    wall_time_s: float = 0.0  # of the attempts before this one
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict) -> LoopState:
+        return cls(**{name: checkpoint.get(name, default) for name, default in asdict(cls()).items()})
+
+    def end_epoch(self, val_accuracy: float, patience: int) -> bool:
+        """Count a finished epoch; True when its validation accuracy is the best so far. After
+        `patience` epochs without a better one (0: never), the run stops early."""
+        self.epoch += 1
+        improved = val_accuracy > self.best_val_accuracy
+        if improved:
+            self.best_val_accuracy, self.best_epoch, self.epochs_without_improvement = val_accuracy, self.epoch, 0
+        else:
+            self.epochs_without_improvement += 1
+        if patience and self.epochs_without_improvement >= patience:
+            self.stopped_early = True
+        return improved
+
+
+def training_tensors(data: TrainData, splits: DataSplits, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training faces (uint8) and labels as tensors, on the GPU when training there."""
+    pixels, labels = torch.from_numpy(data.pixels[splits.train]), torch.from_numpy(data.labels[splits.train])
     if device.type == "cuda":
-        train_pixels, train_labels = train_pixels.to(device), train_labels.to(device)
-    n_train = len(train_labels)
-    steps_per_epoch = math.ceil(n_train / config.batch_size)
-    if config.max_batches_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_batches_per_epoch)
+        pixels, labels = pixels.to(device), labels.to(device)
+    return pixels, labels
 
-    # 2. Model, optimizer, schedule, loss.
+
+def steps_per_epoch(config: TrainConfig, n_train: int) -> int:
+    steps = math.ceil(n_train / config.batch_size)
+    return min(steps, config.max_batches_per_epoch) if config.max_batches_per_epoch else steps
+
+
+def backbone_frozen(config: TrainConfig, epoch: int) -> bool:
+    return epoch < config.freeze_backbone_epochs
+
+
+def checkpoint_to_resume(path: Path, config: TrainConfig, provenance: Provenance, notes: list[str]) -> dict | None:
+    """Step 3: last.pt when it continues this run, else None (start from scratch).
+
+    A last.pt of another recipe, or of a format this code cannot read, is left for a fresh start
+    (with a note). One of the same recipe but other data is refused (DatasetChanged): resuming would
+    silently train the rest of the run on different faces.
+    """
+    if not path.exists():
+        return None
+    try:
+        checkpoint = load_checkpoint(path, trusted=True)  # the run's own workdir
+    except CheckpointError as exc:
+        notes.append(f"{path.name} could not be resumed ({exc}); started from scratch")
+        return None
+    if not _same_recipe(checkpoint.get("config") or {}, config):
+        notes.append(f"{path.name} was written with another recipe; started from scratch")
+        return None
+    check_same_data(checkpoint, provenance, path.name)
+    if checkpoint["dataset_sha256"] is None:
+        notes.append(f"{path.name} predates dataset hashes: resumed without checking that the data is the same")
+    return checkpoint
+
+
+def build_network(config: TrainConfig, device: torch.device, notes: list[str], *, fresh: bool) -> nn.Module:
+    """The architecture, initialised from `init_checkpoint` when a fresh run names one."""
     model = build_model(config.architecture)
-    last_path, best_path = workdir / "last.pt", workdir / "best.pt"
-    checkpoint = None
-    if resume and last_path.exists():
-        checkpoint = torch.load(last_path, map_location="cpu", weights_only=False)
-        if checkpoint.get("format") != CHECKPOINT_FORMAT or not _same_recipe(checkpoint.get("config", {}), config):
-            notes.append("last.pt was written with another recipe; started from scratch")
-            checkpoint = None
-    if checkpoint is None and config.init_checkpoint:
+    if fresh and config.init_checkpoint:
         try:
             report = load_init_checkpoint(model, config.init_checkpoint)
         except FileNotFoundError:
@@ -411,182 +479,267 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def mixed_precision(config: TrainConfig, device: torch.device, notes: list[str]):
+    """(gradient scaler, autocast factory): float16 with loss scaling on CUDA, bf16 on a CPU that
+    has the instructions for it when asked, else float32."""
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    if device.type == "cuda":
+        return scaler, lambda: torch.autocast("cuda", dtype=torch.float16)
+    if config.bf16 and cpu_supports_bf16():
+        return scaler, lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    if config.bf16:
+        notes.append("bf16 was asked for but this CPU has no bf16 instructions; trained in float32")
+    return scaler, contextlib.nullcontext
+
+
+def build_training(config: TrainConfig, device: torch.device, train_pixels: torch.Tensor, train_labels: np.ndarray,
+                   steps: int, notes: list[str], *, fresh: bool = True) -> TrainingSetup:
+    """Step 2: network, teacher, weight average, optimizer, schedule, loss weights, precision and
+    augmentation. `fresh`: a new run, not a resume (which brings its own weights)."""
+    model = build_network(config, device, notes, fresh=fresh)
     teacher = load_teacher(config, device, train_pixels) if config.teacher_checkpoint else None
     ema = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
     optimizer = make_optimizer(config, model.parameters())
-    schedule = Schedule(config, optimizer, steps_per_epoch)
-    weights = class_weights(data.labels[splits.train]).to(device) if config.class_weighting else None
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    if use_amp:
-        autocast = lambda: torch.autocast("cuda", dtype=torch.float16)  # noqa: E731
-    elif config.bf16 and cpu_supports_bf16():
-        autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
-    else:
-        if config.bf16:
-            notes.append("bf16 was asked for but this CPU has no bf16 instructions; trained in float32")
-        autocast = contextlib.nullcontext
-    augment = AugmentParams.from_config(config)
+    schedule = Schedule(config, optimizer, steps)
+    weights = class_weights(train_labels).to(device) if config.class_weighting else None
+    scaler, autocast = mixed_precision(config, device, notes)
+    return TrainingSetup(model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, autocast=autocast,
+                         augment=AugmentParams.from_config(config), class_weights=weights, ema=ema, teacher=teacher)
 
-    # 3. Resume.
-    history: list[dict] = []
-    start_epoch, best_acc, best_epoch, since_best, wall_before, stopped_early = 0, -1.0, 0, 0, 0.0, False
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        schedule.load_state_dict(checkpoint["schedule"])
-        if checkpoint.get("scaler"):
-            scaler.load_state_dict(checkpoint["scaler"])
-        if ema is not None and checkpoint.get("ema"):
-            ema.load_state_dict(checkpoint["ema"])
-        _set_rng_state(checkpoint["rng"])
-        history = checkpoint["history"]
-        start_epoch = checkpoint["epoch"]
-        best_acc, best_epoch = checkpoint["best_val_accuracy"], checkpoint["best_epoch"]
-        since_best, wall_before = checkpoint["epochs_without_improvement"], checkpoint["wall_time_s"]
-        stopped_early = checkpoint.get("stopped_early", False)
 
-    param_count = count_parameters(model)
-    emit({"type": "run.status", "status": "running",
-          "message": (f"resumed after epoch {start_epoch} of {config.epochs}" if start_epoch else "started")
-          + f"; {config.architecture}, {param_count:,} parameters, {n_train:,} training faces, "
-          f"{len(splits.val):,} validation, on {device.type}"
-          + (f" with {threads} threads" if device.type == "cpu" else "")})
+def restore(setup: TrainingSetup, checkpoint: dict) -> LoopState:
+    """Step 3: the states from last.pt, and the RNGs last, so that the next epoch draws exactly
+    what it would have drawn had the run not stopped."""
+    setup.load_resume_state(checkpoint)
+    set_rng_state(checkpoint["rng"])
+    return LoopState.from_checkpoint(checkpoint)
 
-    val_pixels, val_labels = data.pixels[splits.val], data.labels[splits.val]
-    attempt_start = time.monotonic()
-    epoch_seconds: list[float] = []
 
-    # 4. Epochs.
-    epoch = start_epoch
-    while epoch < config.epochs and not stopped_early:
-        epoch_start = time.monotonic()
-        frozen = epoch < config.freeze_backbone_epochs
-        set_backbone_trainable(model, not frozen)
-        model.train()
-        if frozen:
-            freeze_backbone_statistics(model)
-        # Per-epoch generators: the order and the augmentation of epoch k are the same after a resume.
-        gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        order = torch.randperm(n_train, generator=gen)
-        if device.type == "cuda":
-            order = order.to(device)
-        seen, correct, loss_sum = 0, 0, 0.0
-        last_event, window_images, window_start = 0.0, 0, time.monotonic()
-        for batch in range(steps_per_epoch):
-            if stop():
-                raise TrainingCancelled(f"cancelled during epoch {epoch + 1}")
-            idx = order[batch * config.batch_size:(batch + 1) * config.batch_size]
-            x = to_input(train_pixels[idx].to(device, non_blocking=True))
-            y = train_labels[idx].to(device, non_blocking=True)
-            x = augment_batch(x, augment, gen)
-            target = F.one_hot(y, len(CLASSES)).float()
-            x, target = mix_batch(x, target, mixup_alpha=config.mixup_alpha, cutmix_alpha=config.cutmix_alpha,
-                                  generator=gen)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast():
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), target, weight=weights, label_smoothing=config.label_smoothing)
-                if teacher is not None:
-                    teacher_logits = teacher(idx, x)
-                    loss = (1 - config.distill_weight) * loss + config.distill_weight * distillation_loss(
-                        logits.float(), teacher_logits, config.distill_temperature)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            schedule.step_batch()
-            if ema is not None:
-                ema.update(model)
+class BatchEvents:
+    """An epoch's `run.batch` events: at most one per BATCH_EVENT_INTERVAL_S plus the epoch's last
+    batch, each with the images per second since the one before."""
 
-            n = len(y)
-            seen += n
-            loss_sum += float(loss.detach()) * n
-            correct += int((logits.detach().argmax(1) == y).sum())
-            window_images += n
-            now = time.monotonic()
-            if now - last_event >= BATCH_EVENT_INTERVAL_S or batch == steps_per_epoch - 1:
-                emit({"type": "run.batch", "epoch": epoch + 1, "epochs": config.epochs, "batch": batch + 1,
-                      "batches": steps_per_epoch,
-                      "progress": round(100 * (epoch + (batch + 1) / steps_per_epoch) / config.epochs, 2),
-                      "images_per_s": round(window_images / max(now - window_start, 1e-6), 1)})
-                last_event, window_images, window_start = now, 0, now
+    def __init__(self, emit: Callable[[dict], None], config: TrainConfig, epoch: int, steps: int):
+        self.emit, self.epochs, self.epoch, self.steps = emit, config.epochs, epoch, steps
+        self.last_event, self.images, self.window_start = 0.0, 0, time.monotonic()
 
-        eval_model = ema.model if ema is not None else model
-        val_logits = predict_logits(eval_model, val_pixels, device=device, tta_flip=config.tta_flip,
-                                    autocast=autocast)
-        val_loss = float(F.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(val_labels)))
-        val_acc = float((val_logits.argmax(1) == val_labels).mean())
-        lr_used = schedule.lr
-        schedule.step_epoch(val_acc, epoch)
-        epoch += 1
-        improved = val_acc > best_acc
-        if improved:
-            best_acc, best_epoch, since_best = val_acc, epoch, 0
-            _atomic_save({"format": CHECKPOINT_FORMAT, "model": eval_model.state_dict(), "epoch": epoch,
-                          "val_accuracy": val_acc, "config": config.to_dict(), "architecture": config.architecture,
-                          "classes": list(CLASSES)}, best_path)
-        else:
-            since_best += 1
-        if config.early_stopping_patience and since_best >= config.early_stopping_patience:
-            stopped_early = True
-        seconds = time.monotonic() - epoch_start
-        epoch_seconds.append(seconds)
-        remaining = 0 if stopped_early else config.epochs - epoch
-        event = {
-            "type": "run.epoch", "epoch": epoch, "epochs": config.epochs,
-            "train_loss": round(loss_sum / max(seen, 1), 5), "train_accuracy": round(correct / max(seen, 1), 5),
-            "val_loss": round(val_loss, 5), "val_accuracy": round(val_acc, 5), "lr": lr_used,
-            "seconds": round(seconds, 2), "eta_seconds": round(float(np.mean(epoch_seconds)) * remaining, 1),
-            "best_val_accuracy": round(best_acc, 5), "best_epoch": best_epoch, "improved": improved,
-            "frozen_backbone": frozen, "progress": round(100 * epoch / config.epochs, 2),
-        }
-        history.append(event)
-        _atomic_save({
-            "format": CHECKPOINT_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "scaler": scaler.state_dict() if use_amp else None,
-            "ema": ema.state_dict() if ema is not None else None,
-            "epoch": epoch, "history": history, "best_val_accuracy": best_acc, "best_epoch": best_epoch,
-            "epochs_without_improvement": since_best, "stopped_early": stopped_early,
-            "wall_time_s": wall_before + time.monotonic() - attempt_start, "rng": _rng_state(),
-            "config": config.to_dict(), "architecture": config.architecture, "classes": list(CLASSES),
-        }, last_path)
-        emit(event)
+    def batch_done(self, batch: int, images: int) -> None:
+        self.images += images
+        now = time.monotonic()
+        if now - self.last_event < BATCH_EVENT_INTERVAL_S and batch != self.steps - 1:
+            return
+        done = self.epoch + (batch + 1) / self.steps  # epochs
+        self.emit({"type": "run.batch", "epoch": self.epoch + 1, "epochs": self.epochs, "batch": batch + 1,
+                   "batches": self.steps, "progress": round(100 * done / self.epochs, 2),
+                   "images_per_s": round(self.images / max(now - self.window_start, 1e-6), 1)})
+        self.last_event, self.images, self.window_start = now, 0, now
 
-    wall_time = wall_before + time.monotonic() - attempt_start
-    if stopped_early:
-        notes.append(f"stopped early after epoch {epoch}: no better validation accuracy for "
-                     f"{config.early_stopping_patience} epochs")
 
-    # 5. Best checkpoint, temperature, held-out evaluation.
-    emit({"type": "run.status", "status": "evaluating",
-          "message": f"evaluating the best epoch ({best_epoch}) on {splits.test_source}"})
-    if best_path.exists():
-        model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["model"])
+def training_batch(setup: TrainingSetup, config: TrainConfig, faces_u8: torch.Tensor, labels: torch.Tensor,
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 faces and their labels -> the augmented (and mixed) input and its soft targets."""
+    x = augment_batch(to_input(faces_u8.to(setup.device, non_blocking=True)), setup.augment, generator)
+    target = F.one_hot(labels, len(CLASSES)).float()
+    x, target = mix_batch(x, target, mixup_alpha=config.mixup_alpha, cutmix_alpha=config.cutmix_alpha,
+                          generator=generator)
+    if setup.device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, target
+
+
+def train_step(setup: TrainingSetup, config: TrainConfig, x: torch.Tensor, target: torch.Tensor,
+               idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step (weighted, smoothed cross-entropy, plus distillation from the teacher);
+    then the per-batch schedule and the weight average. -> (logits, loss)."""
+    with setup.autocast():
+        logits = setup.model(x)
+        loss = F.cross_entropy(logits.float(), target, weight=setup.class_weights,
+                               label_smoothing=config.label_smoothing)
+        if setup.teacher is not None:
+            loss = (1 - config.distill_weight) * loss + config.distill_weight * distillation_loss(
+                logits.float(), setup.teacher(idx, x), config.distill_temperature)
+    setup.optimizer.zero_grad(set_to_none=True)
+    setup.scaler.scale(loss).backward()
+    setup.scaler.step(setup.optimizer)
+    setup.scaler.update()
+    setup.schedule.step_batch()
+    if setup.ema is not None:
+        setup.ema.update(setup.model)
+    return logits, loss
+
+
+def train_one_epoch(setup: TrainingSetup, config: TrainConfig, pixels: torch.Tensor, labels: torch.Tensor, *,
+                    epoch: int, steps: int, emit: Callable[[dict], None] | None = None,
+                    stop: Callable[[], bool] | None = None) -> tuple[float, float]:
+    """Epoch `epoch` (0-based): `steps` shuffled batches of the training faces, augmented and mixed.
+    Returns (mean loss, accuracy) over the faces as trained on. Raises TrainingCancelled when
+    stop() says so, which it is asked before every batch."""
+    model, device = setup.model, setup.device
+    frozen = backbone_frozen(config, epoch)
+    set_backbone_trainable(model, not frozen)
+    model.train()
+    if frozen:
+        freeze_backbone_statistics(model)
+    # Per-epoch generators: the order and the augmentation of epoch k are the same after a resume.
+    gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    order = torch.randperm(len(labels), generator=gen)
+    if device.type == "cuda":
+        order = order.to(device)
+    events = BatchEvents(emit or (lambda event: None), config, epoch, steps)
+    seen, correct, loss_sum = 0, 0, 0.0
+    for batch in range(steps):
+        if stop is not None and stop():
+            raise TrainingCancelled(f"cancelled during epoch {epoch + 1}")
+        idx = order[batch * config.batch_size:(batch + 1) * config.batch_size]
+        y = labels[idx].to(device, non_blocking=True)
+        x, target = training_batch(setup, config, pixels[idx], y, gen)
+        logits, loss = train_step(setup, config, x, target, idx)
+        seen += len(y)
+        loss_sum += float(loss.detach()) * len(y)
+        correct += int((logits.detach().argmax(1) == y).sum())
+        events.batch_done(batch, len(y))
+    return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+
+def evaluate(model: nn.Module, pixels: np.ndarray, labels: np.ndarray, *, tta_flip: bool = False,
+             autocast=None) -> tuple[float, float]:
+    """Validation: (cross-entropy, accuracy) of the model on uint8 faces [N, 48, 48] and their labels."""
+    logits = predict_logits(model, pixels, tta_flip=tta_flip, autocast=autocast)
+    loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(np.asarray(labels, dtype=np.int64))))
+    return loss, float((logits.argmax(1) == labels).mean())
+
+
+def epoch_event(config: TrainConfig, state: LoopState, epoch_seconds: list[float], *, train: tuple[float, float],
+                val: tuple[float, float], lr: float, improved: bool, frozen: bool) -> dict:
+    """The `run.epoch` event (and history entry) of the epoch that `state` has just counted."""
+    remaining = 0 if state.stopped_early else config.epochs - state.epoch
+    return {
+        "type": "run.epoch", "epoch": state.epoch, "epochs": config.epochs,
+        "train_loss": round(train[0], 5), "train_accuracy": round(train[1], 5),
+        "val_loss": round(val[0], 5), "val_accuracy": round(val[1], 5), "lr": lr,
+        "seconds": round(epoch_seconds[-1], 2), "eta_seconds": round(float(np.mean(epoch_seconds)) * remaining, 1),
+        "best_val_accuracy": round(state.best_val_accuracy, 5), "best_epoch": state.best_epoch, "improved": improved,
+        "frozen_backbone": frozen, "progress": round(100 * state.epoch / config.epochs, 2),
+    }
+
+
+def save_best(path: Path, setup: TrainingSetup, state: LoopState, config: TrainConfig, provenance: Provenance) -> None:
+    save_checkpoint(path, model=setup.eval_model.state_dict(), epoch=state.epoch,
+                    best_val_accuracy=state.best_val_accuracy, config=config.to_dict(), provenance=provenance)
+
+
+def save_last(path: Path, setup: TrainingSetup, state: LoopState, config: TrainConfig, provenance: Provenance, *,
+              wall_time_s: float) -> None:
+    """Everything a resume needs to carry on after `state.epoch` as if the run had never stopped."""
+    save_checkpoint(path, model=setup.model.state_dict(), config=config.to_dict(), provenance=provenance,
+                    **{**asdict(state), "wall_time_s": wall_time_s}, **setup.resume_state(), rng=rng_state())
+
+
+def started_message(config: TrainConfig, state: LoopState, *, param_count: int, splits: DataSplits,
+                    device: torch.device, threads: int) -> str:
+    return ((f"resumed after epoch {state.epoch} of {config.epochs}" if state.epoch else "started")
+            + f"; {config.architecture}, {param_count:,} parameters, {len(splits.train):,} training faces, "
+            f"{len(splits.val):,} validation, on {device.type}"
+            + (f" with {threads} threads" if device.type == "cpu" else ""))
+
+
+def evaluate_held_out(model: nn.Module, data: TrainData, splits: DataSplits, config: TrainConfig, state: LoopState,
+                      emit: Callable[[dict], None]) -> tuple[dict, float, list[dict]]:
+    """Step 5 on the best weights: a temperature fitted on the validation logits, the metrics on
+    the test split, occlusion maps. -> (metrics, temperature, occlusion)."""
     model.eval()
-    val_logits = predict_logits(model, val_pixels, device=device, tta_flip=config.tta_flip)
-    temperature = fit_temperature(val_logits, val_labels) if config.temperature_scaling else 1.0
-    test_logits = predict_logits(model, data.pixels[splits.test], device=device, tta_flip=config.tta_flip)
-    test_labels = data.labels[splits.test]
-    metrics = evaluate(test_labels, softmax(test_logits, temperature))
-    metrics["calibration"] = calibration_report(test_logits, test_labels, temperature)
-    metrics["test_split"] = splits.test_source
-    metrics["best_epoch"] = best_epoch
-    metrics["best_val_accuracy"] = best_acc
-    metrics["tta_flip"] = config.tta_flip
-    metrics["splits"] = splits.describe()
+    val_logits = predict_logits(model, data.pixels[splits.val], tta_flip=config.tta_flip)
+    temperature = fit_temperature(val_logits, data.labels[splits.val]) if config.temperature_scaling else 1.0
+    test_pixels, test_labels = data.pixels[splits.test], data.labels[splits.test]
+    test_logits = predict_logits(model, test_pixels, tta_flip=config.tta_flip)
+    metrics = classification_metrics(test_labels, softmax(test_logits, temperature))
+    metrics.update(calibration=calibration_report(test_logits, test_labels, temperature),
+                   test_split=splits.test_source, best_epoch=state.best_epoch,
+                   best_val_accuracy=state.best_val_accuracy, tta_flip=config.tta_flip, splits=splits.describe())
     occlusion = []
     if config.occlusion_per_class:
         emit({"type": "run.status", "status": "evaluating", "message": "computing occlusion sensitivity maps"})
-        occlusion = occlusion_for(model, data.pixels[splits.test], test_labels, per_class=config.occlusion_per_class,
+        occlusion = occlusion_for(model, test_pixels, test_labels, per_class=config.occlusion_per_class,
                                   patch=config.occlusion_patch, temperature=temperature, seed=config.seed)
+    return metrics, temperature, occlusion
+
+
+# ---------------------------------------------------------------- the run
+
+def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Callable[[dict], None] | None = None,
+          should_stop: Callable[[], bool] | None = None, resume: bool = True) -> TrainResult:
+    """The steps of the module docstring. Raises TrainingCancelled when should_stop() says so (last.pt
+    then holds the last finished epoch), ConfigError for a recipe that cannot run here, DataError
+    for data it cannot train on (DatasetChanged: last.pt was trained on other data)."""
+    config.validate()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    emit = on_event or (lambda event: None)
+    device = pick_device(config)
+    threads = set_threads(config.num_threads) if device.type == "cpu" else torch.get_num_threads()
+    seed_everything(config.seed, config.deterministic)
+
+    # 1. Split; fingerprint the data and the code once, for every checkpoint of this attempt.
+    splits = split_data(data, validation_fraction=config.validation_fraction, seed=config.seed)
+    notes = list(splits.notes)
+    provenance = Provenance.of(data, splits)
+    train_pixels, train_labels = training_tensors(data, splits, device)
+    val_pixels, val_labels = data.pixels[splits.val], data.labels[splits.val]
+    steps = steps_per_epoch(config, len(train_labels))
+
+    # 2-3. What it trains with, and where it left off when last.pt continues this run.
+    checkpoint = checkpoint_to_resume(workdir / LAST, config, provenance, notes) if resume else None
+    setup = build_training(config, device, train_pixels, data.labels[splits.train], steps, notes,
+                           fresh=checkpoint is None)
+    state = restore(setup, checkpoint) if checkpoint is not None else LoopState()
+    start_epoch, param_count = state.epoch, count_parameters(setup.model)
+    emit({"type": "run.status", "status": "running", "message": started_message(
+        config, state, param_count=param_count, splits=splits, device=device, threads=threads)})
+
+    # 4. Epochs: train, validate, keep the best weights, save where the run stands.
+    attempt_start = time.monotonic()
+    epoch_seconds: list[float] = []
+    while state.epoch < config.epochs and not state.stopped_early:
+        epoch_start, frozen = time.monotonic(), backbone_frozen(config, state.epoch)
+        train_stats = train_one_epoch(setup, config, train_pixels, train_labels, epoch=state.epoch, steps=steps,
+                                      emit=emit, stop=should_stop)
+        val_stats = evaluate(setup.eval_model, val_pixels, val_labels, tta_flip=config.tta_flip,
+                             autocast=setup.autocast)
+        lr_used = setup.schedule.lr
+        setup.schedule.step_epoch(val_stats[1], state.epoch)
+        improved = state.end_epoch(val_stats[1], config.early_stopping_patience)
+        if improved:
+            save_best(workdir / BEST, setup, state, config, provenance)
+        epoch_seconds.append(time.monotonic() - epoch_start)
+        event = epoch_event(config, state, epoch_seconds, train=train_stats, val=val_stats, lr=lr_used,
+                            improved=improved, frozen=frozen)
+        state.history.append(event)
+        save_last(workdir / LAST, setup, state, config, provenance,
+                  wall_time_s=state.wall_time_s + time.monotonic() - attempt_start)
+        emit(event)
+    wall_time = state.wall_time_s + time.monotonic() - attempt_start
+    if state.stopped_early:
+        notes.append(f"stopped early after epoch {state.epoch}: no better validation accuracy for "
+                     f"{config.early_stopping_patience} epochs")
+
+    # 5. The best epoch's weights on the held-out split.
+    emit({"type": "run.status", "status": "evaluating",
+          "message": f"evaluating the best epoch ({state.best_epoch}) on {splits.test_source}"})
+    model = setup.model
+    if (workdir / BEST).exists():
+        model.load_state_dict(load_checkpoint(workdir / BEST)["model"])
+    metrics, temperature, occlusion = evaluate_held_out(model, data, splits, config, state, emit)
+    metrics["provenance"] = provenance.as_dict()
     model.cpu().eval()
     return TrainResult(
-        model=model, history=history, metrics=metrics, wall_time_s=round(wall_time, 2), param_count=param_count,
-        best_epoch=best_epoch, best_val_accuracy=best_acc, test_split_name=splits.test_source, epochs_run=epoch,
-        stopped_early=stopped_early, temperature=temperature, splits=splits.describe(), device=device.type,
-        resumed_from_epoch=start_epoch, notes=notes, occlusion=occlusion,
+        model=model, history=state.history, metrics=metrics, wall_time_s=round(wall_time, 2),
+        param_count=param_count, best_epoch=state.best_epoch, best_val_accuracy=state.best_val_accuracy,
+        test_split_name=splits.test_source, epochs_run=state.epoch, stopped_early=state.stopped_early,
+        temperature=temperature, splits=splits.describe(), device=device.type, resumed_from_epoch=start_epoch,
+        notes=notes, occlusion=occlusion, provenance=provenance.as_dict(),
     )
 
 

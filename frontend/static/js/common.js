@@ -3,7 +3,7 @@
 (function () {
   const POLL_MS = 800;
 
-  // The seven classes in contract order, from ferweb/classes.py through base.html.
+  // The seven classes in contract order, from ferweb/core/classes.py through base.html.
   const CLASSES = JSON.parse(document.getElementById("fer-classes").textContent);
 
   // Class colours live once, as CSS variables (--angry, ...) in app.css; charts and overlays read them here.

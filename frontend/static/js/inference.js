@@ -90,12 +90,12 @@
       document.getElementById("job-processed").textContent = job.processed;
       document.getElementById("job-total").textContent = job.total;
       document.getElementById("job-faces").textContent = job.num_faces;
-      const state = document.getElementById("job-state");
-      state.textContent = job.state;
-      state.className = `badge ${job.state}`;
-      jobEl.dataset.state = job.state;
+      const badge = document.getElementById("job-status");
+      badge.textContent = job.status;
+      badge.className = `badge ${job.status}`;
+      jobEl.dataset.status = job.status;
       show(document.getElementById("job-error"), job.human_readable_error || "");
-      const done = FINISHED.includes(job.state);
+      const done = FINISHED.includes(job.status);
       document.getElementById("job-cancel").hidden = done;
       if (done && !finished) {
         finished = true;
@@ -103,7 +103,7 @@
       }
     };
     const showSummary = (job) => {
-      if (job.state !== "succeeded") return;
+      if (job.status !== "succeeded") return;
       document.getElementById("job-csv").hidden = false;
       document.getElementById("job-json").hidden = false;
       const summary = job.summary;
@@ -153,10 +153,10 @@
     socket.onmessage = (event) => { lastHeard = Date.now(); update(JSON.parse(event.data)); };
     socket.onclose = () => { lastHeard = 0; };  // the stream is gone: poll from now on
     setTimeout(poll, POLL_MS);
-    if (FINISHED.includes(jobEl.dataset.state)) update({
-      progress: jobEl.dataset.state === "succeeded" ? 100 : 0, processed: document.getElementById("job-processed").textContent,
+    if (FINISHED.includes(jobEl.dataset.status)) update({
+      progress: jobEl.dataset.status === "succeeded" ? 100 : 0, processed: document.getElementById("job-processed").textContent,
       total: document.getElementById("job-total").textContent, num_faces: document.getElementById("job-faces").textContent,
-      state: jobEl.dataset.state, human_readable_error: document.getElementById("job-error").textContent.trim(),
+      status: jobEl.dataset.status, human_readable_error: document.getElementById("job-error").textContent.trim(),
     });
   }
 })();

@@ -157,7 +157,7 @@ class Command(BaseCommand):
 
     def webcam_pipeline(self, model_path, frame):
         """The consumer's work for one frame, in process: decode, detect, classify, JSON reply."""
-        from inference.decode import decode_image
+        from ferweb.core.images import decode_image
 
         engine = Engine(threads=settings.FERWEB_INFERENCE_THREADS, min_face_size=settings.FERWEB_MIN_FACE_SIZE,
                         batcher=False, detector=settings.FERWEB_FACE_DETECTOR, prefer_int8=settings.FERWEB_PREFER_INT8)

@@ -17,17 +17,19 @@ import random
 import statistics
 import tempfile
 import time
-import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-import cv2
 import numpy as np
 import onnx
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ferweb.classes import CLASS_INDEX, canonical_class
+from ferweb.core.archive import ArchiveError, GuardedZip, Limits, UnreadableMember, is_system_file
+from ferweb.core.classes import CLASS_INDEX, canonical_class
+from ferweb.core.images import IMPORT_FORMATS, ImageDecodeError, decode_image, is_image_name
+from ferweb.core.model_contract import set_metadata
+from ferweb.core.preprocess import resize_face, softmax, to_model_input
 from inference.engine import SOURCE_HASH_KEY, file_sha256, int8_path_for, load_model
-from inference.preprocess import resize_face, softmax, to_model_input
 
 
 SERVED = ("the engine serves the INT8 file in place of the float one while the float file's SHA-256 "
@@ -35,23 +37,37 @@ SERVED = ("the engine serves the INT8 file in place of the float one while the f
 
 
 def read_faces(path: Path, limit: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Up to `limit` random faces of a folder-per-class zip, as uint8 [N, 48, 48] and labels."""
-    with zipfile.ZipFile(path) as archive:
+    """Up to `limit` random faces of a folder-per-class zip, as uint8 [N, 48, 48] and labels.
+
+    The zip passes the archive guard and each face the one image decoder, with the settings' limits,
+    as in an import; members that cannot be read are left out.
+    """
+    limits = Limits.from_settings(settings)
+    try:
+        archive = GuardedZip(path, limits)
+    except ArchiveError as error:
+        raise CommandError(f"cannot read {path}: {error.message}") from None
+    with archive:
         members = []
-        for name in archive.namelist():
-            parts = name.split("/")
-            if len(parts) >= 2 and name.lower().endswith((".jpg", ".jpeg", ".png")):
+        for info in archive.files:
+            parts = PurePosixPath(info.filename).parts
+            if len(parts) >= 2 and is_image_name(info.filename) and not is_system_file(info.filename):
                 label = canonical_class(parts[-2])
                 if label is not None:
-                    members.append((name, CLASS_INDEX[label]))
+                    members.append((info.filename, CLASS_INDEX[label]))
         members.sort()
         random.Random(seed).shuffle(members)
-        members = members[:limit]
-        faces = np.stack([
-            resize_face(cv2.imdecode(np.frombuffer(archive.read(name), np.uint8), cv2.IMREAD_GRAYSCALE))
-            for name, _ in members
-        ])
-    return faces, np.array([label for _, label in members])
+        faces, labels = [], []
+        for name, label in members[:limit]:
+            try:
+                gray = decode_image(archive.read(name), max_pixels=limits.max_image_pixels, formats=IMPORT_FORMATS)
+            except (ImageDecodeError, UnreadableMember):
+                continue
+            faces.append(resize_face(gray))
+            labels.append(label)
+    if not faces:
+        raise CommandError(f"no readable faces in class folders in {path}")
+    return np.stack(faces), np.array(labels)
 
 
 def run_faces(run_id: int, calibration: int, seed: int):
@@ -146,13 +162,10 @@ class Command(BaseCommand):
             offered = drop <= opts["max_drop"]
             if offered:
                 model = onnx.load(str(quantized))
-                del model.metadata_props[:]
-                for key, value in {**float_model.metadata, "fer.quantized": "int8", SOURCE_HASH_KEY: file_sha256(source),
-                                   "fer.int8": json.dumps({"float_accuracy": acc_float, "int8_accuracy": acc_int8,
-                                                           "calibration_faces": len(cal_faces),
-                                                           "validation_faces": len(val_faces)})}.items():
-                    entry = model.metadata_props.add()
-                    entry.key, entry.value = key, value
+                set_metadata(model, {**float_model.metadata, "fer.quantized": "int8", SOURCE_HASH_KEY: file_sha256(source),
+                                     "fer.int8": json.dumps({"float_accuracy": acc_float, "int8_accuracy": acc_int8,
+                                                             "calibration_faces": len(cal_faces),
+                                                             "validation_faces": len(val_faces)})})
                 onnx.save(model, str(target))
             elif target.exists():
                 target.unlink()

@@ -13,12 +13,12 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
 
 
 def evaluate_onnx(model_paths, pixels: np.ndarray, labels: np.ndarray, *, batch_size: int = 256, threads: int = 0):
     """Probabilities of the model (or the ensemble of several) for uint8 faces [N, 48, 48], then the full metric set."""
-    from inference.preprocess import softmax
+    from ferweb.core.preprocess import softmax
     from training_jobs.ml.metrics import evaluate
 
     paths = model_paths if isinstance(model_paths, (list, tuple)) else [model_paths]

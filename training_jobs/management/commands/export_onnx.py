@@ -17,9 +17,8 @@ class Command(BaseCommand):
                             help="leave flip averaging out even if the run used it (to measure what it adds)")
 
     def handle(self, *args, **options):
-        import torch
-
         from training_jobs.ml.architectures import build_model
+        from training_jobs.ml.checkpoint import CheckpointError, load_checkpoint
         from training_jobs.ml.export import ExportError, export_onnx, onnx_latency_ms
         from training_jobs.ml.metrics import summary
         from training_jobs.services import best_checkpoint_path
@@ -31,7 +30,10 @@ class Command(BaseCommand):
         if not checkpoint.exists():
             raise CommandError(f"run {run.pk} has no best checkpoint at {checkpoint} (status: {run.status})")
         model = build_model(run.architecture)
-        model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"])
+        try:
+            model.load_state_dict(load_checkpoint(checkpoint)["model"])
+        except CheckpointError as exc:
+            raise CommandError(str(exc)) from None
         model.eval()
         metrics = {k: v for k, v in summary(run.metrics).items() if k not in ("occlusion", "notes")} if run.metrics else {}
         try:

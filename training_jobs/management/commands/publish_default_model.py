@@ -16,7 +16,8 @@ import onnx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ferweb.classes import CLASSES
+from ferweb.core.classes import CLASSES
+from ferweb.core.model_contract import VERSION_KEY, get_metadata, read_metadata, set_metadata
 from inference.engine import file_sha256
 from training_jobs.ml.config import TrainConfig
 from training_jobs.ml.export import faces_per_second, onnx_latency_ms
@@ -51,7 +52,7 @@ def teacher_provenance(path: str) -> dict:
         return {"path": path, "missing": True}
     info = {"path": path, "sha256": file_sha256(teacher)}
     if teacher.suffix == ".onnx":
-        meta = {p.key: p.value for p in onnx.load(str(teacher), load_external_data=False).metadata_props}
+        meta = read_metadata(teacher)
         info.update({k: meta[f"fer.{k}"] for k in ("version", "architecture") if f"fer.{k}" in meta})
     return info
 
@@ -104,9 +105,7 @@ class Command(BaseCommand):
 
     def stamp(self, source: Path, target: Path, label: str) -> None:
         model = onnx.load(str(source))
-        for prop in model.metadata_props:
-            if prop.key == "fer.version":
-                prop.value = label
+        set_metadata(model, {**get_metadata(model), VERSION_KEY: label})
         onnx.checker.check_model(model)
         onnx.save(model, str(target))
 

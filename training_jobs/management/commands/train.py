@@ -81,8 +81,7 @@ class Command(BaseCommand):
                 run_id=run.pk, worker=worker, on_event=ConsoleProgress(getattr(self.stderr, "_out", sys.stderr))
             )
         except KeyboardInterrupt:
-            TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True)
-            services.runs_recover(worker=worker)
+            services.run_cancel(run=run)
             raise CommandError(f"interrupted; run {run.pk} cancelled")
         if finished is None:
             self.stdout.write(f"a worker took run {run.pk} first; follow it at /runs/{run.pk}/")
@@ -137,7 +136,7 @@ class Command(BaseCommand):
                 dataset = dataset_services.dataset_create(owner=user, name=path.stem, upload=File(handle, name=path.name))
         except DatasetError as exc:
             raise CommandError(f"cannot import {path}: {exc}") from None
-        if dataset_services.dataset_import_claim(dataset_id=dataset.pk, worker=f"cli-{socket.gethostname()}"):
+        if dataset_services.dataset_imports.claim(dataset.pk, worker=f"cli-{socket.gethostname()}"):
             dataset = dataset_services.dataset_import(dataset_id=dataset.pk)
         while dataset.status == Dataset.Status.IMPORTING:  # a worker took it first
             time.sleep(1)

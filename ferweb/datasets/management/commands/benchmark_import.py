@@ -44,7 +44,7 @@ class Command(BaseCommand):
         with open(path, "rb") as handle:
             dataset.source.save(path.name, File(handle), save=True)
         # Claimed here, so no worker takes it: the import runs in this process, start to end.
-        if not services.dataset_import_claim(dataset_id=dataset.pk, worker="benchmark_import"):
+        if not services.dataset_imports.claim(dataset.pk, worker="benchmark_import"):
             raise CommandError("could not claim the import")
         started = time.perf_counter()
         dataset = services.dataset_import(dataset_id=dataset.pk)

@@ -1,9 +1,11 @@
 """The one guarded image reader: uploaded bytes -> a NumPy image, upright, or a refusal with a reason.
 
 Every path that decodes an uploaded image goes through `decode_image`: dataset imports (zip and
-folder), labeling photos, /api/predict/, batch jobs and webcam frames. It reads the size from the
-header first and refuses images over the pixel limit before a single pixel is decoded (a PNG of
-zeros a few kilobytes long can claim 30000x30000 pixels, 900 MB once decoded).
+folder, and the ML command line that reads datasets the same way), labeling photos, /api/predict/,
+batch jobs and webcam frames. It reads the size from the header first and refuses images over the
+pixel limit before a single pixel is decoded (a PNG of zeros a few kilobytes long can claim
+30000x30000 pixels, 900 MB once decoded). The limit is an argument: Django code passes
+settings.FERWEB_MAX_IMAGE_PIXELS (through `archive.Limits` for archives), other code DEFAULT_MAX_PIXELS.
 
 Why Pillow and not OpenCV, for import and serving alike: Pillow reads the header without decoding
 (so the limit is checked before any memory is spent), and refuses truncated files that OpenCV fills
@@ -14,6 +16,7 @@ served at prediction time reach the model as the same pixels.
 """
 import io
 import warnings
+from pathlib import PurePosixPath
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -26,6 +29,13 @@ IMPORT_FORMATS = {
     **ALLOWED_FORMATS, "DIB": "BMP", "GIF": "GIF", "TIFF": "TIFF", "PPM": "PGM/PPM/PBM", "JPEG2000": "JPEG 2000",
     "AVIF": "AVIF",
 }
+# The one list of image file suffixes: members of an archive or files of a folder with these names are
+# read as images, anything else is set aside by its name. The import's formats, plus HEIC, which phones
+# save: it is tried, so the person is told it could not be read rather than that it is no image.
+IMAGE_SUFFIXES = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm",
+    ".pnm", ".jp2", ".heic", ".avif",
+})
 # FERWEB_MAX_IMAGE_PIXELS's default, for code without settings: a 50-megapixel camera photo still fits.
 DEFAULT_MAX_PIXELS = 50_000_000
 SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
@@ -33,6 +43,11 @@ SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 # Pillow warns above its own limit (89 MP); the caller's `max_pixels` is the one that decides. Set once here:
 # warnings.catch_warnings() around each call is not thread-safe, and serving decodes on a thread pool.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file or archive member is read as an image, by its suffix (IMAGE_SUFFIXES)."""
+    return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
 
 
 class ImageDecodeError(ValueError):
@@ -87,7 +102,7 @@ def decode_image(data: bytes, *, max_pixels: int, color: bool = False, formats: 
 
     1. refuse empty input;
     2. open the header: refuse what is not an image, a format outside `formats`, or more pixels
-       than `max_pixels` (callers pass settings.FERWEB_MAX_IMAGE_PIXELS) -- all before decoding;
+       than `max_pixels` -- all before decoding;
     3. decode (JPEGs straight to gray, about four times cheaper than colour then convert);
        a truncated or damaged file is refused here.
     """

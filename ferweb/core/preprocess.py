@@ -1,13 +1,16 @@
 """The one preprocessing definition shared by import, training, evaluation, export and serving.
 
 A face becomes a 48x48 uint8 grayscale crop (how FER2013 looks); the model sees it as
-float32 [N, 1, 48, 48] scaled to [0, 1] (the model contract). NumPy and OpenCV only.
+float32 [N, 1, 48, 48] scaled to [0, 1] (the model contract), and every exported model records
+that scaling as its `fer.input` (MODEL_INPUT). NumPy and OpenCV only.
 """
 import cv2
 import numpy as np
 
 FACE_SIZE = 48
-SCALE = 1.0 / 255.0
+SCALE = 1.0 / 255.0  # uint8 pixel -> [0, 1]
+# What `fer.input` says in every exported model: the input that SCALE and FACE_SIZE define.
+MODEL_INPUT = {"height": FACE_SIZE, "width": FACE_SIZE, "channels": 1, "scale": SCALE}
 # FER2013 crops are tight around the face; detectors box a little less than that.
 CROP_MARGIN = 0.1
 

@@ -1,0 +1,12 @@
+"""The framework-free core of FERWeb: what every layer above shares, with no Django and no torch.
+
+- `classes`: the seven expression classes in contract order and the names imports accept;
+- `preprocess`: face size, crops, the one [0, 1] scaling and the `fer.input` record of it;
+- `images`: the one guarded image decoder and the one list of image file suffixes;
+- `archive`: the one guarded zip reader and its `Limits`;
+- `model_contract`: the `fer.*` metadata of every ONNX model, written and read in one place;
+- `catalogue`: the architectures FERWeb can train, as data.
+
+Limits are arguments: Django code builds them from settings (`archive.Limits.from_settings`).
+Nothing here imports from `inference`, `training_jobs`, the apps or Django.
+"""
