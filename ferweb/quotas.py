@@ -121,7 +121,7 @@ def stored_paths(user) -> list[Path]:
         paths += [job.results_dir, _file(job.source)]
     for run in model("training_jobs", "TrainingRun").objects.filter(owner=user).only("id", "init_checkpoint"):
         paths += [run.workdir, _file(run.init_checkpoint)]
-    for version in model("training_jobs", "ModelVersion").objects.filter(owner=user).only("id", "onnx_file"):
+    for version in model("inference", "ModelVersion").objects.filter(owner=user).only("id", "onnx_file"):
         onnx = _file(version.onnx_file)
         if onnx is not None:
             paths += [onnx, onnx.with_suffix(".int8.onnx")]

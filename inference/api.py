@@ -1,19 +1,19 @@
-"""REST: POST /api/predict/ and the batch/video jobs under /api/jobs/."""
+"""REST: POST /api/predict/, the batch/video jobs under /api/jobs/ and the model registry under /api/models/."""
 from django.conf import settings
 from django.http import FileResponse, Http404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ferweb.api_errors import ApiError
+from ferweb.api_errors import ApiError, error_body
 from ferweb.core.images import ALLOWED_NAMES, ImageDecodeError
-from training_jobs.selectors import active_model_for
 
 from . import selectors, serving, services
 from .engine import ModelUnavailable
-from .models import InferenceJob
+from .models import InferenceJob, ModelVersion
 
 
 class PredictView(APIView):
@@ -49,7 +49,7 @@ class PredictView(APIView):
             limit = settings.FERWEB_MAX_IMAGE_BYTES / (1024 * 1024)
             raise ApiError("too_large", f"The image is {upload.size:,} bytes; the limit is {limit:g} MB.", status=413)
         data = upload.read()
-        active = active_model_for(request.user)
+        active = selectors.active_model_for(request.user)
         try:
             with serving.admission():
                 prediction = serving.predict_bytes(data, active.path)
@@ -148,3 +148,201 @@ class JobResultsView(APIView):
         content_type = "text/csv" if fmt == "csv" else "application/json"
         stem = f"job-{job.pk}-{job.source_name.rsplit('.', 1)[0]}"[:100]
         return FileResponse(open(path, "rb"), content_type=content_type, as_attachment=True, filename=f"{stem}.{fmt}")
+
+
+# ---------------------------------------------------------------- the model registry (/api/models/)
+
+
+def model_version_data(version: ModelVersion | None, *, active_id: int | None = None) -> dict | None:
+    if version is None:
+        return None
+    return {
+        "id": version.pk,
+        "run": version.run_id,
+        "owner": version.owner.username,
+        "architecture": version.architecture,
+        "version": version.version,
+        "metrics": version.metrics,
+        "param_count": version.param_count,
+        "latency_ms": version.latency_ms,
+        "parity_max_abs_diff": version.parity_max_abs_diff,
+        "is_site_default": version.is_site_default,
+        "is_active": active_id == version.pk,
+        "created_at": version.created_at,
+        "onnx_url": f"/api/models/{version.pk}/onnx/",
+    }
+
+
+SHIPPED_ONNX_URL = "/api/models/default/onnx/"
+
+
+def shipped_model_data(*, active_id: int | None, site_default_set: bool) -> dict:
+    """The shipped model in the shape of a version: no id, no run, its card's numbers."""
+    shipped = selectors.shipped_model()
+    return {
+        "id": None,
+        "run": None,
+        "owner": None,
+        "shipped": True,
+        "architecture": shipped.architecture,
+        "version": shipped.version,
+        "metrics": dict(shipped.metrics),
+        "param_count": shipped.param_count,
+        "latency_ms": shipped.latency_ms,
+        "is_site_default": not site_default_set,
+        "is_active": active_id is None,
+        "available": shipped.exists,
+        "onnx_url": SHIPPED_ONNX_URL,
+    }
+
+
+class ModelVersionOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    run = serializers.IntegerField(allow_null=True)
+    owner = serializers.CharField()
+    architecture = serializers.CharField()
+    version = serializers.CharField()
+    metrics = serializers.DictField(help_text="Held-out metrics without the curves.")
+    param_count = serializers.IntegerField(allow_null=True)
+    latency_ms = serializers.FloatField(allow_null=True, help_text="Median ONNX Runtime CPU latency at batch 1.")
+    parity_max_abs_diff = serializers.FloatField(allow_null=True)
+    is_site_default = serializers.BooleanField()
+    is_active = serializers.BooleanField(help_text="Serves the requesting user's predictions.")
+    created_at = serializers.DateTimeField()
+    onnx_url = serializers.CharField()
+
+
+class ShippedModelOutput(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True, help_text="Always null: the shipped model is no version.")
+    run = serializers.IntegerField(allow_null=True)
+    owner = serializers.CharField(allow_null=True)
+    shipped = serializers.BooleanField(help_text="Always true: the model FERWeb ships with.")
+    architecture = serializers.CharField()
+    version = serializers.CharField(help_text="From its model card (fer.version), as predictions name it; `default` without a card.")
+    metrics = serializers.DictField(help_text="accuracy, macro_f1, macro_auc, micro_auc from its model card.")
+    param_count = serializers.IntegerField(allow_null=True)
+    latency_ms = serializers.FloatField(allow_null=True, help_text="Median ONNX Runtime CPU latency at batch 1.")
+    is_site_default = serializers.BooleanField(help_text="True while no version is the site default.")
+    is_active = serializers.BooleanField(help_text="Serves the requesting user's predictions.")
+    available = serializers.BooleanField(help_text="False when this installation ships no model file.")
+    onnx_url = serializers.CharField()
+
+
+FIELD_ERRORS = OpenApiTypes.OBJECT
+
+
+class ModelListApi(APIView):
+    @extend_schema(operation_id="models_list", responses=ModelVersionOutput(many=True))
+    def get(self, request):
+        active = selectors.active_model_for(request.user)
+        versions = selectors.model_list_for(request.user)
+        return Response([model_version_data(v, active_id=active.model_version_id) for v in versions])
+
+
+def _model_for(request, pk: str) -> ModelVersion | None:
+    """`active` resolves to the requesting user's active version, `default` to the shipped model (None)."""
+    if pk == "default":
+        return None
+    if pk == "active":
+        # active_model_for resolves only to versions the user may see; model_get_for checks it again.
+        active = selectors.active_model_for(request.user)
+        return selectors.model_get_for(request.user, active.model_version_id) if active.model_version_id else None
+    if not pk.isdigit():
+        raise Http404("No such model version.")
+    return selectors.model_get_for(request.user, int(pk))
+
+
+def _shipped_response(user) -> Response:
+    active = selectors.active_model_for(user)
+    site_default_set = selectors.site_default_version() is not None
+    return Response(shipped_model_data(active_id=active.model_version_id, site_default_set=site_default_set))
+
+
+class ModelDetailApi(APIView):
+    @extend_schema(operation_id="models_retrieve", responses=ModelVersionOutput,
+                   description="`active` in place of the id: the requesting user's active version (the "
+                               "ShippedModel shape of GET /api/models/default/ while the shipped model serves).")
+    def get(self, request, pk):
+        version = _model_for(request, pk)
+        if version is None:
+            return _shipped_response(request.user)
+        active = selectors.active_model_for(request.user)
+        return Response(model_version_data(version, active_id=active.model_version_id))
+
+
+class ShippedModelApi(APIView):
+    @extend_schema(operation_id="models_default_retrieve", responses=ShippedModelOutput,
+                   description="The model FERWeb ships with (inference/models/default.onnx), described by its "
+                               "model card. It serves whoever has no active version and there is no site default.")
+    def get(self, request):
+        return _shipped_response(request.user)
+
+
+class ModelOnnxApi(APIView):
+    @extend_schema(operation_id="models_onnx", responses={(200, "application/octet-stream"): OpenApiTypes.BINARY},
+                   description="The ONNX file; `active` in place of the id: the active one (the shipped default "
+                               "model when none is chosen).")
+    def get(self, request, pk):
+        version = _model_for(request, pk)
+        path = version.path if version else settings.FERWEB_DEFAULT_MODEL
+        filename = f"{version.version}.onnx" if version else "default.onnx"
+        if not path.exists():
+            raise Http404("The model file is missing.")
+        return FileResponse(open(path, "rb"), as_attachment=True, filename=filename,
+                            content_type="application/octet-stream")
+
+
+def staff_only() -> Response:
+    return Response(error_body("staff_only", "Only staff can set the site default model.",
+                               {"site_default": ["only staff can set the site default model"]}),
+                    status=status.HTTP_403_FORBIDDEN)
+
+
+class ModelActivateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        site_default = serializers.BooleanField(required=False, default=False)
+
+        class Meta:
+            ref_name = "ModelActivate"
+
+    @extend_schema(operation_id="models_activate", request=InputSerializer, responses=ModelVersionOutput)
+    def post(self, request, pk):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        version = selectors.model_get_for(request.user, pk)
+        site_default = serializer.validated_data["site_default"]
+        if site_default and not request.user.is_staff:
+            return staff_only()
+        services.model_activate(user=request.user, model_version=version, site_default=site_default)
+        active = selectors.active_model_for(request.user)
+        return Response(model_version_data(version, active_id=active.model_version_id))
+
+
+class ShippedModelActivateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        site_default = serializers.BooleanField(
+            required=False, default=False,
+            help_text="Staff only: unset the site default, so the shipped model serves everyone without a choice.")
+
+        class Meta:
+            ref_name = "ShippedModelActivate"
+
+    @extend_schema(
+        operation_id="models_default_activate", request=InputSerializer,
+        responses={200: ShippedModelOutput, 400: FIELD_ERRORS, 403: FIELD_ERRORS, 404: OpenApiTypes.OBJECT},
+        description="Back to the shipped model: it serves the requesting user's predictions, even while a "
+                    'version is the site default; with `{"site_default": true}` staff unset the site default '
+                    "instead (the shipped model then serves everyone without a choice of their own). 404 when "
+                    "this installation ships no model file.",
+    )
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        site_default = serializer.validated_data["site_default"]
+        if site_default and not request.user.is_staff:
+            return staff_only()
+        if not selectors.shipped_model().exists:
+            return Response({"detail": "this installation ships no default model; make a model version active"},
+                            status=status.HTTP_404_NOT_FOUND)
+        services.model_activate(user=request.user, model_version=None, site_default=site_default)
+        return _shipped_response(request.user)

@@ -100,9 +100,7 @@ def _too_large_message() -> str:
 
 
 def _active_model(user):
-    from training_jobs.selectors import active_model_for
-
-    return active_model_for(user)
+    return selectors.active_model_for(user)
 
 
 def _predict(frame: bytes, model_path) -> dict:

@@ -1,4 +1,5 @@
-"""Writes of the inference app: batch/video jobs from upload to results."""
+"""Writes of the inference app: batch/video jobs from upload to results, and the model registry
+(versions, the active choice, the site default)."""
 import csv
 import json
 import logging
@@ -18,7 +19,8 @@ from ferweb.core.preprocess import crop_face
 from ferweb.jobs import JobLifecycle
 
 from .engine import ModelUnavailable, get_engine
-from .models import InferenceJob
+from .models import ActiveModelChoice, InferenceJob, ModelVersion
+from .selectors import active_model_for
 from .tracking import FaceStats, IoUTracker, SourceError, video_frames, zip_images
 
 log = logging.getLogger(__name__)
@@ -159,8 +161,6 @@ def job_run(*, job_id: int, worker: str = "", redelivered: bool = False) -> Infe
     job = InferenceJob.objects.select_related("owner").filter(pk=job_id).first()
     if job is None:  # deleted since
         return None
-    from training_jobs.selectors import active_model_for
-
     active = active_model_for(job.owner)
     job.model_path, job.model_version = str(active.path), active.version
     InferenceJob.objects.filter(pk=job.pk).update(model_path=job.model_path, model_version=job.model_version)
@@ -297,3 +297,53 @@ def _write_json(job: InferenceJob, summary: dict):
             out.write(("," if i else "") + json.dumps(record))
         out.write('], "faces": %s}' % json.dumps(summary["faces"]))
     tmp.replace(job.json_path)
+
+
+# ---------------------------------------------------------------- the model registry
+
+
+def model_version_create(
+    *,
+    owner,
+    onnx_file: str,
+    architecture: str,
+    version: str,
+    run_id: int | None = None,
+    metrics: dict | None = None,
+    param_count: int | None = None,
+    latency_ms: float | None = None,
+    parity_max_abs_diff: float | None = None,
+) -> ModelVersion:
+    """Register an exported ONNX file (a path under MEDIA_ROOT) as a model version of `owner`."""
+    return ModelVersion.objects.create(
+        owner=owner, run_id=run_id, onnx_file=onnx_file, architecture=architecture, version=version,
+        metrics=metrics or {}, param_count=param_count, latency_ms=latency_ms,
+        parity_max_abs_diff=parity_max_abs_diff,
+    )
+
+
+def model_versions_forget_run(*, run_id: int) -> int:
+    """A deleted run's versions stay, no longer naming it; returns how many there were."""
+    return ModelVersion.objects.filter(run_id=run_id).update(run_id=None)
+
+
+@transaction.atomic
+def model_activate(*, user, model_version: ModelVersion | None, site_default: bool = False) -> ModelVersion | None:
+    """The user's own choice, or (staff only) the site default for everyone without a choice.
+
+    No version means the shipped model: as a user's choice it wins over a site default version;
+    as the site default, it unsets the site default version.
+    """
+    if site_default:
+        if not user.is_staff:
+            raise PermissionError("only staff can set the site default model")
+        others = ModelVersion.objects.filter(is_site_default=True)
+        if model_version is None:
+            others.update(is_site_default=False)
+            return None
+        others.exclude(pk=model_version.pk).update(is_site_default=False)
+        ModelVersion.objects.filter(pk=model_version.pk).update(is_site_default=True)
+        model_version.refresh_from_db()
+        return model_version
+    ActiveModelChoice.objects.update_or_create(user=user, defaults={"model_version": model_version})
+    return model_version

@@ -417,12 +417,12 @@ def finished_run(owner, dataset):
 
 
 def model_version(owner, run, served_model):
-    from training_jobs.models import ModelVersion
+    from inference.models import ModelVersion
 
     target = Path(settings.MEDIA_ROOT) / "models" / "walk.onnx"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(served_model, target)
-    return ModelVersion.objects.create(owner=owner, run=run, onnx_file="models/walk.onnx",
+    return ModelVersion.objects.create(owner=owner, run_id=run.pk, onnx_file="models/walk.onnx",
                                        architecture="light_residual", version="walk", metrics={"accuracy": 0.5})
 
 

@@ -2,8 +2,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import models
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 
 from ferweb.jobs import Job, status_field
+from inference.models import onnx_upload_path  # noqa: F401 - named by migration 0001, from when versions lived here
 
 
 class TrainingRun(Job):
@@ -69,54 +72,17 @@ class TrainingRun(Job):
     def group_name(self) -> str:
         return f"run_{self.pk}"
 
-
-def onnx_upload_path(instance, filename):
-    return f"models/{filename}"
-
-
-class ModelVersion(models.Model):
-    """An exported ONNX model (the DESIGN.md artifact), from a run or registered by hand."""
-
-    run = models.ForeignKey(
-        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions"
-    )
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="model_versions")
-    onnx_file = models.FileField(upload_to=onnx_upload_path, max_length=255)
-    architecture = models.CharField(max_length=64)
-    version = models.CharField(max_length=100, help_text="Label written into the ONNX metadata (fer.version).")
-    metrics = models.JSONField(default=dict, blank=True)
-    param_count = models.PositiveBigIntegerField(null=True, blank=True)
-    latency_ms = models.FloatField(null=True, blank=True, help_text="Median ONNX Runtime CPU latency at batch 1.")
-    parity_max_abs_diff = models.FloatField(null=True, blank=True, help_text="ONNX vs PyTorch logits.")
-    is_site_default = models.BooleanField(default=False, help_text="Serves everyone who has not chosen a model.")
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["is_site_default"], condition=models.Q(is_site_default=True), name="one_site_default_model"
-            )
-        ]
-
-    def __str__(self):
-        return f"{self.version} ({self.architecture})"
-
     @property
-    def path(self) -> Path:
-        return Path(self.onnx_file.path)
+    def model_versions(self) -> models.QuerySet:
+        """The model versions this run produced, newest first (the registry lives in inference)."""
+        from inference.selectors import model_versions_of_run
+
+        return model_versions_of_run(self.pk)
 
 
-class ActiveModelChoice(models.Model):
-    """The model a user chose for their own predictions: a version, or (no version) the shipped model.
+@receiver(post_delete, sender=TrainingRun, dispatch_uid="training_jobs.forget_deleted_run")
+def _versions_forget_deleted_run(sender, instance: TrainingRun, **kwargs) -> None:
+    """A deleted run's model versions stay and keep serving; they no longer name the run."""
+    from inference.services import model_versions_forget_run
 
-    Either wins over the site default; a user without a row gets the site default, or the shipped model.
-    """
-
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="active_model_choice")
-    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="chosen_by",
-                                      null=True, blank=True, help_text="Empty: the model shipped with FERWeb.")
-    chosen_at = models.DateTimeField(auto_now=True)
-
-    def __str__(self):
-        return f"{self.user} -> {self.model_version or 'the shipped model'}"
+    model_versions_forget_run(run_id=instance.pk)

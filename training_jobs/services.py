@@ -1,4 +1,5 @@
-"""Writes for training runs and model versions. Views, tasks, consumers and commands call these."""
+"""Writes for training runs (a finished run registers its model through inference.services).
+Views, tasks, consumers and commands call these."""
 import logging
 import shutil
 import time
@@ -13,8 +14,11 @@ from django.db import transaction
 from ferweb import quotas
 from ferweb.datasets.models import Dataset
 from ferweb.jobs import JobLifecycle
+from inference import selectors as registry
+from inference.services import model_version_create
+from training_jobs import selectors
 from training_jobs.ml import memory
-from training_jobs.models import ActiveModelChoice, ModelVersion, TrainingRun
+from training_jobs.models import TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +181,51 @@ def run_create(
     return run
 
 
+def run_create_for(
+    *,
+    user,
+    dataset_id: int,
+    config: dict,
+    name: str = "",
+    init_from_run_id: int | None = None,
+    init_checkpoint: UploadedFile | None = None,
+    teacher_run_id: int | None = None,
+    teacher_model: str = "",
+) -> TrainingRun:
+    """run_create from what a web client names by id (the API and the form page): 1. resolve the dataset,
+    earlier runs and teacher model among those the user may see; 2. run_create."""
+    dataset = Dataset.objects.filter(pk=dataset_id).first()
+    if dataset is None or not (user.is_staff or dataset.owner_id == user.pk):
+        raise RunError({"dataset": f"no dataset {dataset_id}; choose one of your ready datasets"})
+    earlier = {}
+    for field, run_id in (("init_from_run", init_from_run_id), ("teacher_run", teacher_run_id)):
+        if run_id:
+            earlier[field] = selectors.run_list_for(user).filter(pk=run_id).first()
+            if earlier[field] is None:
+                raise RunError({field: f"no run {run_id}"})
+    return run_create(
+        user=user, dataset=dataset, config=config, name=name,
+        init_from_run=earlier.get("init_from_run"), init_checkpoint=init_checkpoint,
+        teacher_run=earlier.get("teacher_run"), teacher_model=teacher_model_file(user=user, choice=teacher_model),
+    )
+
+
+def teacher_model_file(*, user, choice: str | int | None) -> Path | None:
+    """The ONNX file behind a teacher_model choice: 'default' (the shipped model) or a visible version id."""
+    choice = str(choice or "").strip()
+    if not choice:
+        return None
+    if choice == "default":
+        path = Path(settings.FERWEB_DEFAULT_MODEL)
+        if not path.exists():
+            raise RunError({"teacher_model": "this installation ships no default model"})
+        return path
+    version = registry.model_list_for(user).filter(pk=int(choice)).first() if choice.isdigit() else None
+    if version is None or not version.path.exists():
+        raise RunError({"teacher_model": f"no model {choice}; give a model version id or default"})
+    return version.path
+
+
 MB = 1024 * 1024
 
 
@@ -257,6 +306,14 @@ def run_cancel(*, run: TrainingRun) -> TrainingRun:
     """Cancel a queued or running run at once; the worker training it stops within a batch (it polls)."""
     training_runs.cancel(run)
     return run
+
+
+def run_cancel_unfinished(*, run: TrainingRun) -> TrainingRun:
+    """run_cancel for a person who asks to stop a run: RunError `already_finished` when it has ended."""
+    if run.is_finished:
+        raise RunError({}, code="already_finished",
+                       detail=f"run {run.pk} already {run.status}; only queued or running runs can be cancelled")
+    return run_cancel(run=run)
 
 
 # ---------------------------------------------------------------- the job
@@ -432,8 +489,8 @@ def _train_evaluate_export(run: TrainingRun, on_event=None) -> None:
         ):
             onnx_path.unlink(missing_ok=True)  # cancelled at the last moment
             raise RunCancelled()
-        ModelVersion.objects.create(
-            run=run, owner=run.owner, onnx_file=str(onnx_path.relative_to(settings.MEDIA_ROOT)),
+        model_version_create(
+            run_id=run.pk, owner=run.owner, onnx_file=str(onnx_path.relative_to(settings.MEDIA_ROOT)),
             architecture=run.architecture, version=version, metrics=result["export"]["metrics"],
             param_count=run.param_count, latency_ms=result["export"]["latency_ms"],
             parity_max_abs_diff=result["export"]["max_abs_diff"],
@@ -510,28 +567,3 @@ def occlusion_for_page(items: list[dict]) -> list[dict]:
             "stride": item.get("stride"),
         })
     return out
-
-
-# ---------------------------------------------------------------- models
-
-
-@transaction.atomic
-def model_activate(*, user, model_version: ModelVersion | None, site_default: bool = False) -> ModelVersion | None:
-    """The user's own choice, or (staff only) the site default for everyone without a choice.
-
-    No version means the shipped model: as a user's choice it wins over a site default version;
-    as the site default, it unsets the site default version.
-    """
-    if site_default:
-        if not user.is_staff:
-            raise PermissionError("only staff can set the site default model")
-        others = ModelVersion.objects.filter(is_site_default=True)
-        if model_version is None:
-            others.update(is_site_default=False)
-            return None
-        others.exclude(pk=model_version.pk).update(is_site_default=False)
-        ModelVersion.objects.filter(pk=model_version.pk).update(is_site_default=True)
-        model_version.refresh_from_db()
-        return model_version
-    ActiveModelChoice.objects.update_or_create(user=user, defaults={"model_version": model_version})
-    return model_version

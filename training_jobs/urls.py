@@ -9,16 +9,8 @@ urlpatterns = [
     path("api/runs/<int:pk>/cancel/", api.RunCancelApi.as_view(), name="api-run-cancel"),
     path("api/architectures/", api.ArchitectureListApi.as_view(), name="api-architectures"),
     path("api/recipe/", api.RecipeSchemaApi.as_view(), name="api-recipe"),
-    path("api/models/", api.ModelListApi.as_view(), name="api-models"),
-    # The shipped model's own routes come before <str:pk>, which would read "default" as an id.
-    path("api/models/default/", api.ShippedModelApi.as_view(), name="api-model-default"),
-    path("api/models/default/activate/", api.ShippedModelActivateApi.as_view(), name="api-model-default-activate"),
-    path("api/models/<str:pk>/", api.ModelDetailApi.as_view(), name="api-model"),
-    path("api/models/<str:pk>/onnx/", api.ModelOnnxApi.as_view(), name="api-model-onnx"),
-    path("api/models/<int:pk>/activate/", api.ModelActivateApi.as_view(), name="api-model-activate"),
     path("runs/", views.run_list, name="runs"),
     path("runs/new/", views.run_new, name="run-new"),
     path("runs/compare/", views.run_compare, name="run-compare"),
     path("runs/<int:pk>/", views.run_detail, name="run-detail"),
-    path("models/", views.model_list, name="models"),
 ]

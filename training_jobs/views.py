@@ -1,4 +1,4 @@
-"""Pages for runs and models. They render a skeleton plus the data as JSON; runs.js draws the rest."""
+"""Pages for runs. They render a skeleton plus the data as JSON; runs.js draws the rest."""
 from pathlib import Path
 
 from django.conf import settings
@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from ferweb.core.classes import CLASSES
 from ferweb.datasets.models import Dataset
 from ferweb.quotas import QuotaExceeded
+from inference import selectors as registry
 from training_jobs import api, selectors, services
 from training_jobs.models import TrainingRun
 
@@ -80,7 +81,11 @@ def run_new(request):
             own["dataset"] = int(own["dataset"])
             for field in ("init_from_run", "teacher_run"):
                 own[field] = int(own[field]) if own[field] else None
-            run = api.create_run_for(request.user, own, values)
+            run = services.run_create_for(
+                user=request.user, dataset_id=own["dataset"], config=values, name=own["name"] or "",
+                init_from_run_id=own["init_from_run"], init_checkpoint=own["init_checkpoint"],
+                teacher_run_id=own["teacher_run"], teacher_model=own["teacher_model"] or "",
+            )
         except ValueError:
             errors["dataset"] = "choose one of your ready datasets"
         except services.RunError as exc:
@@ -97,7 +102,7 @@ def run_new(request):
         "groups": _recipe_groups(values, errors),
         "datasets": datasets,
         "earlier_runs": earlier,
-        "teacher_models": selectors.model_list_for(request.user),
+        "teacher_models": registry.model_list_for(request.user),
         "ships_default_model": Path(settings.FERWEB_DEFAULT_MODEL).exists(),
         "values": values,
         "errors": errors,
@@ -106,14 +111,17 @@ def run_new(request):
 
 @login_required
 def run_list(request):
-    runs = [api.run_data(run, full=False) for run in selectors.run_list_for(request.user)]
-    return render(request, "runs/list.html", {"runs": runs})
+    runs = list(selectors.run_list_for(request.user))
+    rows = api.RunSummaryOutput(runs, many=True).data
+    for run, row in zip(runs, rows):
+        row["created_at"] = run.created_at  # the template formats the date itself
+    return render(request, "runs/list.html", {"runs": rows})
 
 
 @login_required
 def run_detail(request, pk):
     run = selectors.run_get_for(request.user, pk)
-    return render(request, "runs/detail.html", {"run": run, "run_data": api.run_data(run), "classes": CLASSES})
+    return render(request, "runs/detail.html", {"run": run, "run_data": api.RunOutput(run).data, "classes": CLASSES})
 
 
 @login_required
@@ -121,24 +129,5 @@ def run_compare(request):
     ids = [part for part in request.GET.get("ids", "").split(",") if part.strip().isdigit()]
     runs = list(selectors.run_list_for(request.user).filter(pk__in=ids).order_by("pk"))
     return render(request, "runs/compare.html", {
-        "runs": runs, "runs_data": [api.run_data(run) for run in runs], "classes": CLASSES,
-    })
-
-
-def _param_count_text(row: dict) -> str:
-    return f"{row['param_count']:,}" if row["param_count"] else "–"
-
-
-@login_required
-def model_list(request):
-    active = selectors.active_model_for(request.user)
-    versions = [api.model_version_data(v, active_id=active.model_version_id)
-                for v in selectors.model_list_for(request.user)]
-    # Everyone sees the site default version, so the list alone tells whether one is set.
-    site_default = next((v for v in versions if v["is_site_default"]), None)
-    shipped = api.shipped_model_data(active_id=active.model_version_id, site_default_set=site_default is not None)
-    for row in [*versions, shipped]:
-        row["param_count_text"] = _param_count_text(row)
-    return render(request, "runs/models.html", {
-        "versions": versions, "shipped": shipped, "active": active,
+        "runs": runs, "runs_data": api.RunOutput(runs, many=True).data, "classes": CLASSES,
     })

@@ -38,15 +38,16 @@ def client_address(request) -> str:
     REMOTE_ADDR (uvicorn's FORWARDED_ALLOW_IPS), and anything else could be forged. One IPv6
     subscriber usually holds a whole /64, so single IPv6 addresses would cost an attacker nothing.
     """
-    address = request.META.get("REMOTE_ADDR") or "unknown"
+    # Always a plain address: axes stores it in an IP column (PostgreSQL's inet refuses anything
+    # else). A request with no peer (the test client, a unix socket) counts as 0.0.0.0.
     try:
-        ip = ipaddress.ip_address(address)
+        ip = ipaddress.ip_address(request.META.get("REMOTE_ADDR") or "0.0.0.0")
     except ValueError:
-        return address
+        return "0.0.0.0"
     if ip.version == 6:
         if ip.ipv4_mapped:
             return str(ip.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
     return str(ip)
 
 

@@ -16,34 +16,50 @@ from .models import Dataset
 from .readers import DatasetError
 
 
-def dataset_data(dataset: Dataset, *, full: bool = True) -> dict:
-    data = {
-        "id": dataset.pk,
-        "name": dataset.name,
-        "owner": dataset.owner.username,
-        "status": dataset.status,
-        "progress": dataset.progress,
-        "error": dataset.error,
-        "human_readable_error": dataset.human_readable_error,
-        "num_items": dataset.num_items,
-        "class_counts": dataset.class_counts,
-        "split_counts": dataset.split_counts,
-        "source_name": dataset.source_name,
-        "source_format": dataset.source_format,
-        "locked": dataset.is_locked,
-        "created_at": dataset.created_at,
-        "finished_at": dataset.finished_at,
-    }
-    if full:
-        data["report"] = dataset.report
-        data["attempts"] = dataset.attempts
+class DatasetOutput(serializers.Serializer):
+    """A dataset in the list: its import job and its counts."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    owner = serializers.CharField(source="owner.username")
+    status = serializers.CharField(help_text="importing, ready or failed")
+    progress = serializers.FloatField(help_text="0-100")
+    error = serializers.CharField(help_text="Machine-readable error code; empty unless the import failed.")
+    human_readable_error = serializers.CharField()
+    num_items = serializers.IntegerField()
+    class_counts = serializers.DictField(child=serializers.IntegerField(), help_text="{class: n} over all splits.")
+    split_counts = serializers.DictField(child=serializers.IntegerField(), help_text="{split: n}.")
+    source_name = serializers.CharField(help_text="The uploaded file's name.")
+    source_format = serializers.CharField(help_text="zip, csv or images.")
+    locked = serializers.BooleanField(source="is_locked", help_text="A run trained on it: read-only.")
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class DatasetUrlsOutput(serializers.Serializer):
+    item_png = serializers.CharField(help_text="One face as a PNG; {index} is its row.")
+    mean_png = serializers.CharField(help_text="The mean face of a class as a PNG; {class} is its name.")
+
+
+class DatasetDetailOutput(DatasetOutput):
+    """A dataset with its import report; a ready one also with sample faces and the URLs of its images."""
+
+    report = serializers.DictField(help_text="Skipped members, faces not found, quality findings.")
+    attempts = serializers.IntegerField()
+    samples = serializers.DictField(child=serializers.ListField(child=serializers.IntegerField()), required=False,
+                                    help_text="Ready datasets only: {class: [item index]}, a few faces of each class.")
+    urls = DatasetUrlsOutput(required=False, help_text="Ready datasets only.")
+
+    def to_representation(self, dataset: Dataset) -> dict:
+        # samples and urls are no attributes of a dataset, so the fields leave them out; a ready one gets them here.
+        data = super().to_representation(dataset)
         if dataset.status == Dataset.Status.READY:
             data["samples"] = selectors.dataset_samples(dataset)
             data["urls"] = {
                 "item_png": f"/api/datasets/{dataset.pk}/items/{{index}}.png",
                 "mean_png": f"/api/datasets/{dataset.pk}/mean/{{class}}.png",
             }
-    return data
+        return data
 
 
 class DatasetListCreateApi(APIView):
@@ -54,13 +70,21 @@ class DatasetListCreateApi(APIView):
         file = serializers.FileField(allow_empty_file=True, help_text="A zip of class folders (optionally in split folders) or fer2013.csv.")
         drop_unknown_classes = serializers.BooleanField(required=False, default=False)
 
-    @extend_schema(operation_id="datasets_list", responses={200: OpenApiResponse(description="The datasets you may see, newest first.")})
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        status = serializers.CharField(help_text="importing: the import runs in the background.")
+
+        class Meta:
+            ref_name = "DatasetCreated"
+
+    @extend_schema(operation_id="datasets_list", responses=DatasetOutput(many=True),
+                   description="The datasets you may see, newest first.")
     def get(self, request):
-        return Response([dataset_data(d, full=False) for d in selectors.datasets_for(request.user)])
+        return Response(DatasetOutput(selectors.datasets_for(request.user), many=True).data)
 
     @extend_schema(
         request={"multipart/form-data": DatasetUploadSerializer},
-        responses={201: OpenApiResponse(description="{id, status}: the import runs in the background."),
+        responses={201: OutputSerializer,
                    400: OpenApiResponse(description="{detail, code}: the file is refused; nothing is kept."),
                    413: OpenApiResponse(description="The upload is over FERWEB_MAX_UPLOAD_BYTES.")},
     )
@@ -81,13 +105,13 @@ class DatasetListCreateApi(APIView):
             )
         except DatasetError as error:
             return Response({"detail": error.message, "code": error.code}, status=status.HTTP_400_BAD_REQUEST)
-        return Response({"id": dataset.pk, "status": dataset.status}, status=status.HTTP_201_CREATED)
+        return Response(self.OutputSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
 
 class DatasetDetailApi(APIView):
-    @extend_schema(responses={200: OpenApiResponse(description="The dataset with counts and its import report.")})
+    @extend_schema(responses=DatasetDetailOutput, description="The dataset with counts and its import report.")
     def get(self, request, pk):
-        return Response(dataset_data(selectors.dataset_get_for(request.user, pk)))
+        return Response(DatasetDetailOutput(selectors.dataset_get_for(request.user, pk)).data)
 
     @extend_schema(responses={204: None, 409: OpenApiResponse(description="A run trained on it: read-only.")})
     def delete(self, request, pk):

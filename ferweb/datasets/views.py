@@ -6,7 +6,7 @@ from django.shortcuts import render
 from ferweb.core.classes import CLASSES
 
 from . import selectors
-from .api import dataset_data
+from .api import DatasetDetailOutput
 from .models import Dataset
 
 
@@ -42,7 +42,7 @@ def _findings(dataset: Dataset) -> list[dict]:
 @login_required
 def dataset_detail(request, pk):
     dataset = selectors.dataset_get_for(request.user, pk)
-    context = {"dataset": dataset, "data": dataset_data(dataset), "classes": CLASSES}
+    context = {"dataset": dataset, "data": DatasetDetailOutput(dataset).data, "classes": CLASSES}
     if dataset.status == Dataset.Status.READY:
         samples = context["data"]["samples"]
         context.update(

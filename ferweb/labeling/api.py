@@ -1,7 +1,12 @@
 """REST API for labeling under /api/labeling/. Thin: validate, call one service or selector, serialize."""
 from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.http import HttpResponse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
@@ -10,6 +15,7 @@ from rest_framework.views import APIView
 
 from ferweb.core.classes import CLASSES
 from ferweb.datasets.api import PngRenderer
+from ferweb.datasets.models import Dataset
 
 from . import selectors, services
 from .models import LabelingFace, LabelingSet
@@ -19,44 +25,85 @@ DEFAULT_PAGE = 200
 MAX_PAGE = 1000
 
 
-def set_data(labeling_set: LabelingSet, *, full: bool = True) -> dict:
-    data = {
-        "id": labeling_set.pk,
-        "name": labeling_set.name,
-        "owner": labeling_set.owner.username,
-        "status": labeling_set.status,
-        "progress": labeling_set.progress,
-        "error": labeling_set.error,
-        "human_readable_error": labeling_set.human_readable_error,
-        "photos_total": labeling_set.photos_total,
-        "photos_done": labeling_set.photos_done,
-        "created_at": labeling_set.created_at,
-        "counts": selectors.status_counts(labeling_set),
-    }
-    if full:
-        data["report"] = labeling_set.report
-        data["class_counts"] = selectors.confirmed_class_counts(labeling_set)
-        data["datasets"] = [
-            {"id": d.pk, "name": d.name, "status": d.status, "num_items": d.num_items, "url": f"/datasets/{d.pk}/"}
-            for d in labeling_set.datasets.order_by("-created_at")
-        ]
-    return data
+class LabelingStatusCountsOutput(serializers.Serializer):
+    pending = serializers.IntegerField()
+    confirmed = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    all = serializers.IntegerField()
 
 
-def face_data(face: LabelingFace) -> dict:
-    return {
-        "id": face.pk,
-        "set": face.labeling_set_id,
-        "source_name": face.source_name,
-        "box": face.box,
-        "status": face.status,
-        "proposed_label": face.proposed_class,
-        "proposed_probability": face.proposed_probability,
-        "probabilities": face.probabilities,
-        "model_version": face.model_version,
-        "confirmed_label": face.confirmed_class,
-        "crop_url": f"/api/labeling/faces/{face.pk}.png",
-    }
+CLASS_COUNTS_HELP = "{class: confirmed faces}, every class present."
+
+
+class LabelingSetOutput(serializers.Serializer):
+    """A labeling set in the list: its processing job and how many faces wait for review."""
+
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    owner = serializers.CharField(source="owner.username")
+    status = serializers.CharField(help_text="processing, ready or failed")
+    progress = serializers.FloatField(help_text="0-100")
+    error = serializers.CharField(help_text="Machine-readable error code; empty unless processing failed.")
+    human_readable_error = serializers.CharField()
+    photos_total = serializers.IntegerField()
+    photos_done = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    counts = serializers.SerializerMethodField(help_text="Faces by review status.")
+
+    @extend_schema_field(LabelingStatusCountsOutput)
+    def get_counts(self, labeling_set: LabelingSet) -> dict:
+        return selectors.status_counts(labeling_set)
+
+
+class LabelingSetDatasetOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    status = serializers.CharField()
+    num_items = serializers.IntegerField()
+    url = serializers.SerializerMethodField()
+
+    def get_url(self, dataset: Dataset) -> str:
+        return f"/datasets/{dataset.pk}/"
+
+
+class LabelingSetDetailOutput(LabelingSetOutput):
+    """A labeling set with its report, confirmed faces per class and the datasets made from it."""
+
+    report = serializers.DictField(help_text="{unreadable: {count, members}, no_face: {count, members}, model: "
+                                             "{version, error}}.")
+    class_counts = serializers.SerializerMethodField(help_text=CLASS_COUNTS_HELP)
+    datasets = serializers.SerializerMethodField(help_text="Datasets created from this set, newest first.")
+
+    def get_class_counts(self, labeling_set: LabelingSet) -> dict[str, int]:
+        return selectors.confirmed_class_counts(labeling_set)
+
+    @extend_schema_field(LabelingSetDatasetOutput(many=True))
+    def get_datasets(self, labeling_set: LabelingSet) -> list:
+        return LabelingSetDatasetOutput(labeling_set.datasets.order_by("-created_at"), many=True).data
+
+
+class LabelingFaceOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    set = serializers.IntegerField(source="labeling_set_id")
+    source_name = serializers.CharField(help_text="Photo name, with #k for its k-th face.")
+    box = serializers.ListField(child=serializers.IntegerField(), help_text="[x, y, w, h] in the upright photo, pixels.")
+    status = serializers.CharField(help_text="pending, confirmed or skipped")
+    proposed_label = serializers.CharField(source="proposed_class", allow_null=True)
+    proposed_probability = serializers.FloatField(allow_null=True)
+    probabilities = serializers.DictField(child=serializers.FloatField(), help_text="{class: p} from the model.")
+    model_version = serializers.CharField(help_text="The model that made the proposal.")
+    confirmed_label = serializers.CharField(source="confirmed_class", allow_null=True)
+    crop_url = serializers.SerializerMethodField()
+
+    def get_crop_url(self, face: LabelingFace) -> str:
+        return f"/api/labeling/faces/{face.pk}.png"
+
+
+class LabelingReviewCountsOutput(serializers.Serializer):
+    """The set's counts after a review."""
+
+    counts = LabelingStatusCountsOutput(help_text="Faces by review status.")
+    class_counts = serializers.DictField(child=serializers.IntegerField(), help_text=CLASS_COUNTS_HELP)
 
 
 def refused(error: LabelingError, http_status=status.HTTP_400_BAD_REQUEST) -> Response:
@@ -93,13 +140,21 @@ class UploadParsing:
 
 
 class SetListCreateApi(UploadParsing, APIView):
-    @extend_schema(operation_id="labeling_sets_list", responses={200: OpenApiResponse(description="Your sets, newest first.")})
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        status = serializers.CharField(help_text="processing: faces are found and classified in the background.")
+        photos_total = serializers.IntegerField()
+
+        class Meta:
+            ref_name = "LabelingSetCreated"
+
+    @extend_schema(operation_id="labeling_sets_list", responses=LabelingSetOutput(many=True), description="Your sets, newest first.")
     def get(self, request):
-        return Response([set_data(s, full=False) for s in selectors.sets_for(request.user)])
+        return Response(LabelingSetOutput(selectors.sets_for(request.user), many=True).data)
 
     @extend_schema(
         request={"multipart/form-data": LabelingUploadSerializer},
-        responses={201: OpenApiResponse(description="{id, status}: faces are found and classified in the background."),
+        responses={201: OutputSerializer,
                    400: OpenApiResponse(description="{detail, code}: no files, or too many.")},
     )
     def post(self, request):
@@ -112,16 +167,13 @@ class SetListCreateApi(UploadParsing, APIView):
             )
         except LabelingError as error:
             return refused(error)
-        return Response(
-            {"id": labeling_set.pk, "status": labeling_set.status, "photos_total": labeling_set.photos_total},
-            status=status.HTTP_201_CREATED,
-        )
+        return Response(self.OutputSerializer(labeling_set).data, status=status.HTTP_201_CREATED)
 
 
 class SetDetailApi(APIView):
-    @extend_schema(responses={200: OpenApiResponse(description="The set with progress, counts and its report.")})
+    @extend_schema(responses=LabelingSetDetailOutput, description="The set with progress, counts and its report.")
     def get(self, request, pk):
-        return Response(set_data(selectors.set_get_for(request.user, pk)))
+        return Response(LabelingSetDetailOutput(selectors.set_get_for(request.user, pk)).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request, pk):
@@ -130,9 +182,17 @@ class SetDetailApi(APIView):
 
 
 class SetPhotosApi(UploadParsing, APIView):
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        status = serializers.CharField()
+        added = serializers.IntegerField(help_text="Photos added; processing is queued.")
+
+        class Meta:
+            ref_name = "LabelingPhotosAdded"
+
     @extend_schema(
         request={"multipart/form-data": LabelingUploadSerializer},
-        responses={202: OpenApiResponse(description="{id, status, added}: processing is queued."),
+        responses={202: OutputSerializer,
                    400: OpenApiResponse(description="{detail, code}: no files, or too many.")},
     )
     def post(self, request, pk):
@@ -145,17 +205,24 @@ class SetPhotosApi(UploadParsing, APIView):
         except LabelingError as error:
             return refused(error)
         labeling_set.refresh_from_db()
-        return Response({"id": labeling_set.pk, "status": labeling_set.status, "added": added},
+        return Response(self.OutputSerializer({"id": labeling_set.pk, "status": labeling_set.status, "added": added}).data,
                         status=status.HTTP_202_ACCEPTED)
 
 
 class SetFacesApi(APIView):
+    class OutputSerializer(serializers.Serializer):
+        count = serializers.IntegerField(help_text="Faces with this status in all.")
+        results = LabelingFaceOutput(many=True, help_text="This page of them, in upload order.")
+
+        class Meta:
+            ref_name = "LabelingFacePage"
+
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, enum=[s.value for s in LabelingFace.Status], required=False),
             OpenApiParameter("offset", int, required=False), OpenApiParameter("limit", int, required=False),
         ],
-        responses={200: OpenApiResponse(description="{count, results: [face]} in upload order.")},
+        responses=OutputSerializer,
     )
     def get(self, request, pk):
         labeling_set = selectors.set_get_for(request.user, pk)
@@ -170,7 +237,7 @@ class SetFacesApi(APIView):
         except ValueError:
             return Response({"detail": "offset and limit are whole numbers.", "code": "bad_paging"}, status=400)
         faces = selectors.faces_of(labeling_set, wanted)
-        return Response({"count": faces.count(), "results": [face_data(f) for f in faces[offset:offset + limit]]})
+        return Response(self.OutputSerializer({"count": faces.count(), "results": faces[offset:offset + limit]}).data)
 
 
 class FaceApi(APIView):
@@ -180,11 +247,17 @@ class FaceApi(APIView):
         label = serializers.CharField(required=False, help_text=f"Confirms the face with this class: {', '.join(CLASSES)}.")
         status = serializers.CharField(required=False, help_text="confirmed (accepts the proposal), skipped or pending.")
 
-    @extend_schema(responses={200: OpenApiResponse(description="The face.")})
-    def get(self, request, pk):
-        return Response(face_data(selectors.face_get_for(request.user, pk)))
+    class OutputSerializer(LabelingReviewCountsOutput):
+        face = LabelingFaceOutput()
 
-    @extend_schema(request=LabelingFaceUpdateSerializer, responses={200: OpenApiResponse(description="{face, counts, class_counts}")})
+        class Meta:
+            ref_name = "LabelingFaceUpdated"
+
+    @extend_schema(responses=LabelingFaceOutput)
+    def get(self, request, pk):
+        return Response(LabelingFaceOutput(selectors.face_get_for(request.user, pk)).data)
+
+    @extend_schema(request=LabelingFaceUpdateSerializer, responses=OutputSerializer)
     def patch(self, request, pk):
         face = selectors.face_get_for(request.user, pk)
         serializer = self.LabelingFaceUpdateSerializer(data=request.data)
@@ -195,11 +268,7 @@ class FaceApi(APIView):
             )
         except LabelingError as error:
             return refused(error)
-        return Response({
-            "face": face_data(face),
-            "counts": selectors.status_counts(face.labeling_set),
-            "class_counts": selectors.confirmed_class_counts(face.labeling_set),
-        })
+        return Response(self.OutputSerializer({"face": face, **selectors.review_counts(face.labeling_set)}).data)
 
 
 class FacePngApi(APIView):
@@ -221,7 +290,13 @@ class SetAcceptApi(APIView):
     class LabelingAcceptSerializer(serializers.Serializer):
         min_probability = serializers.FloatField(help_text="Confirm pending proposals at least this probable (0-1).")
 
-    @extend_schema(request=LabelingAcceptSerializer, responses={200: OpenApiResponse(description="{accepted, counts, class_counts}")})
+    class OutputSerializer(LabelingReviewCountsOutput):
+        accepted = serializers.IntegerField(help_text="Proposals confirmed by this call.")
+
+        class Meta:
+            ref_name = "LabelingAccepted"
+
+    @extend_schema(request=LabelingAcceptSerializer, responses=OutputSerializer)
     def post(self, request, pk):
         labeling_set = selectors.set_get_for(request.user, pk)
         serializer = self.LabelingAcceptSerializer(data=request.data)
@@ -232,11 +307,7 @@ class SetAcceptApi(APIView):
             )
         except LabelingError as error:
             return refused(error)
-        return Response({
-            "accepted": accepted,
-            "counts": selectors.status_counts(labeling_set),
-            "class_counts": selectors.confirmed_class_counts(labeling_set),
-        })
+        return Response(self.OutputSerializer({"accepted": accepted, **selectors.review_counts(labeling_set)}).data)
 
 
 class SetCreateDatasetApi(APIView):
@@ -248,8 +319,17 @@ class SetCreateDatasetApi(APIView):
                                             help_text="Share of each class put in a test split (0: all train).")
         seed = serializers.IntegerField(required=False, default=0, help_text="Seed of the stratified test split.")
 
+    class OutputSerializer(LabelingSetDatasetOutput):
+        """The new ready dataset."""
+
+        class_counts = serializers.DictField(child=serializers.IntegerField(), help_text="{class: n}.")
+        split_counts = serializers.DictField(child=serializers.IntegerField(), help_text="{split: n}.")
+
+        class Meta:
+            ref_name = "LabelingDatasetCreated"
+
     @extend_schema(request=LabelingCreateDatasetSerializer,
-                   responses={201: OpenApiResponse(description="The new ready dataset: {id, name, status, ..., url}"),
+                   responses={201: OutputSerializer,
                               400: OpenApiResponse(description="{detail, code}: nothing confirmed, bad test share.")})
     def post(self, request, pk):
         labeling_set = selectors.set_get_for(request.user, pk)
@@ -261,8 +341,4 @@ class SetCreateDatasetApi(APIView):
             )
         except LabelingError as error:
             return refused(error)
-        return Response({
-            "id": dataset.pk, "name": dataset.name, "status": dataset.status, "num_items": dataset.num_items,
-            "class_counts": dataset.class_counts, "split_counts": dataset.split_counts,
-            "url": f"/datasets/{dataset.pk}/",
-        }, status=status.HTTP_201_CREATED)
+        return Response(self.OutputSerializer(dataset).data, status=status.HTTP_201_CREATED)

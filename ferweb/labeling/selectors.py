@@ -42,6 +42,11 @@ def status_counts(labeling_set: LabelingSet) -> dict[str, int]:
     return counts
 
 
+def review_counts(labeling_set: LabelingSet) -> dict[str, dict[str, int]]:
+    """{counts: faces by review status, class_counts: confirmed faces by class}: where a review leaves the set."""
+    return {"counts": status_counts(labeling_set), "class_counts": confirmed_class_counts(labeling_set)}
+
+
 def confirmed_class_counts(labeling_set: LabelingSet) -> dict[str, int]:
     """{class: confirmed faces}, every class present."""
     counts = {name: 0 for name in CLASSES}

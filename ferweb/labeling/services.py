@@ -119,7 +119,7 @@ class Proposer:
 
     def __init__(self, owner):
         from inference.engine import ModelUnavailable, get_engine
-        from training_jobs.selectors import active_model_for
+        from inference.selectors import active_model_for
 
         self.engine = get_engine()
         self.detector = self.engine.detector

@@ -8,7 +8,7 @@ from django.shortcuts import render
 from ferweb.core.classes import CLASSES
 
 from . import selectors
-from .api import set_data
+from .api import LabelingSetDetailOutput
 from .models import LabelingFace
 
 FACES_PER_PAGE = 120
@@ -33,7 +33,7 @@ def set_detail(request, pk):
         wanted = "pending"
     faces = selectors.faces_of(labeling_set, None if wanted == "all" else wanted)
     page = Paginator(faces, FACES_PER_PAGE).get_page(request.GET.get("page"))
-    data = set_data(labeling_set)
+    data = LabelingSetDetailOutput(labeling_set).data
     return render(request, "labeling/detail.html", {
         "set": labeling_set,
         "data": data,

@@ -78,7 +78,7 @@ def test_a_replaced_model_file_is_picked_up_without_restart(alice_api, model_fil
 def test_activating_a_model_version_switches_predictions_at_once(alice, alice_api, bob_api, model_file, two_face_jpeg, settings):
     from django.core.files.base import ContentFile
 
-    from training_jobs.models import ModelVersion
+    from inference.models import ModelVersion
 
     other = contract_model(model_file.parent / "other.onnx", seed=42, version="v2")
     version = ModelVersion(owner=alice, architecture="synthetic-mlp", version="v2")
@@ -102,7 +102,7 @@ def test_a_running_server_serves_a_newly_activated_model_without_restart(served_
     from django.core.files.base import ContentFile
     from rest_framework.authtoken.models import Token
 
-    from training_jobs.models import ModelVersion
+    from inference.models import ModelVersion
 
     token = Token.objects.get_or_create(user=alice)[0].key
     port = urlparse(live_asgi.url).port

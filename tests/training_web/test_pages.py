@@ -7,10 +7,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connections
 
+from inference.models import ActiveModelChoice, ModelVersion
 from tests.conftest import signup
 from tests.training_web.chart_reading import figure, series
 from tests.training_web.conftest import make_ready_dataset
-from training_jobs.models import ActiveModelChoice, ModelVersion, TrainingRun
+from training_jobs.models import TrainingRun
 
 
 @pytest.mark.django_db

@@ -133,7 +133,7 @@ def test_a_run_trains_to_well_above_chance_and_streams_its_events_in_order(
     assert provenance["dataset_sha256"][:12] in page and provenance["code_version"] in page
 
     # Making it active switches alice's predictions, not bob's.
-    from training_jobs.selectors import active_model_for
+    from inference.selectors import active_model_for
 
     assert alice_api.post(f"/api/models/{version.pk}/activate/").status_code == 200
     assert active_model_for(alice).path == version.path

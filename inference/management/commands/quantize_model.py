@@ -11,6 +11,9 @@
 4. write <model>.int8.onnx only when its accuracy is within --max-drop points of the float model.
 The INT8 file records the float file's SHA-256; the engine serves it in place of the float one
 while that hash still matches (FERWEB_PREFER_INT8).
+
+--run comes from the training app, whose own quantize_model command extends this one with it; a
+deployment without that app has --dataset.
 """
 import json
 import random
@@ -70,18 +73,6 @@ def read_faces(path: Path, limit: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return np.stack(faces), np.array(labels)
 
 
-def run_faces(run_id: int, calibration: int, seed: int):
-    """(validation faces, labels, calibration faces) of a training run: its hold-out and its training part."""
-    from training_jobs.services import RunFailure, run_splits
-
-    try:
-        _run, data, splits = run_splits(run_id)
-    except RunFailure as exc:
-        raise CommandError(str(exc)) from None
-    train = np.random.default_rng(seed).permutation(splits.train)[:calibration]
-    return data.pixels[splits.val], data.labels[splits.val], data.pixels[np.sort(train)]
-
-
 class FaceReader:
     """onnxruntime.quantization's CalibrationDataReader protocol over uint8 faces."""
 
@@ -121,15 +112,25 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--model", required=True)
-        faces = parser.add_mutually_exclusive_group(required=True)
-        faces.add_argument("--run", type=int, help="Training run whose hold-out compares and whose training faces calibrate.")
-        faces.add_argument("--dataset", help="Folder-per-class zip (e.g. the FER2013 training zip).")
+        self.add_face_sources(parser.add_mutually_exclusive_group(required=True))
         parser.add_argument("--calibration", type=int, default=1000, help="Faces used to calibrate.")
         parser.add_argument("--validation", type=int, default=3000, help="Faces used to compare accuracy (--dataset).")
         parser.add_argument("--max-drop", type=float, default=0.5, help="Accuracy points the INT8 model may lose.")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--card", help="Model card (JSON) whose int8 section gets this report.")
         parser.add_argument("--json", action="store_true")
+
+    def add_face_sources(self, group) -> None:
+        """Where the faces come from: one of these options is required."""
+        group.add_argument("--dataset", help="Folder-per-class zip (e.g. the FER2013 training zip).")
+
+    def pick_faces(self, opts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(validation faces, their labels, calibration faces)."""
+        faces, labels = read_faces(Path(opts["dataset"]), opts["calibration"] + opts["validation"], opts["seed"])
+        return faces[:opts["validation"]], labels[:opts["validation"]], faces[opts["validation"]:]
+
+    def faces_from(self, opts) -> str:
+        return "seeded sample of the zip"
 
     def handle(self, *args, **opts):
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -138,12 +139,7 @@ class Command(BaseCommand):
         source = Path(opts["model"])
         if not source.exists():
             raise CommandError(f"No model at {source}.")
-        if opts["run"] is not None:
-            val_faces, val_labels, cal_faces = run_faces(opts["run"], opts["calibration"], opts["seed"])
-        else:
-            faces, labels = read_faces(Path(opts["dataset"]), opts["calibration"] + opts["validation"], opts["seed"])
-            val_faces, val_labels = faces[:opts["validation"]], labels[:opts["validation"]]
-            cal_faces = faces[opts["validation"]:]
+        val_faces, val_labels, cal_faces = self.pick_faces(opts)
         float_model = load_model(source, threads=2)
         target = int8_path_for(source)
         with tempfile.TemporaryDirectory() as tmp:
@@ -171,7 +167,7 @@ class Command(BaseCommand):
                 target.unlink()
         report = {
             "model": str(source), "validation_faces": len(val_faces), "calibration_faces": len(cal_faces),
-            "faces_from": f"hold-out of run {opts['run']}" if opts["run"] is not None else "seeded sample of the zip",
+            "faces_from": self.faces_from(opts),
             "float": {"accuracy": acc_float, "median_ms_batch1": lat_float[0], "faces_per_s_batch256": lat_float[1]},
             "int8": {"accuracy": acc_int8, "median_ms_batch1": lat_int8[0], "faces_per_s_batch256": lat_int8[1]},
             "accuracy_drop_points": drop, "offered": offered, "int8_path": str(target) if offered else None,
