@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ferweb.api_errors import ApiError, error_body
-from ferweb.core.images import ALLOWED_NAMES, ImageDecodeError
+from fercore.images import ALLOWED_NAMES, ImageDecodeError
 
 from . import selectors, serving, services
 from .engine import ModelUnavailable

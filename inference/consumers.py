@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from ferweb.core.images import ImageDecodeError
+from fercore.images import ImageDecodeError
 
 from . import selectors, serving
 from .engine import ModelUnavailable

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ferweb.core.model_contract import parse_metadata
-from ferweb.core.preprocess import crop_face, softmax, to_gray, to_model_input
+from fercore.model_contract import parse_metadata
+from fercore.preprocess import crop_face, softmax, to_gray, to_model_input
 
-from .faces import Face, FaceDetector
+from fercore.faces import Face, FaceDetector
 
 
 class ModelUnavailable(Exception):

@@ -14,8 +14,8 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
-from ferweb.core.archive import Limits
-from ferweb.core.preprocess import crop_face
+from fercore.archive import Limits
+from fercore.preprocess import crop_face
 from ferweb.jobs import JobLifecycle
 
 from .engine import ModelUnavailable, get_engine

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from django.conf import settings
 
-from ferweb.core.images import decode_image
+from fercore.images import decode_image
 
 from .engine import Prediction, get_engine
 

@@ -146,8 +146,8 @@ def contract_model(path: Path, *, seed: int = 0, version: str = "synthetic", hid
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from ferweb.core.classes import CLASSES
-    from ferweb.core.model_contract import contract_metadata, set_metadata
+    from fercore.classes import CLASSES
+    from fercore.model_contract import contract_metadata, set_metadata
 
     rng = np.random.default_rng(seed)
     w1 = rng.normal(0, 0.05, (48 * 48, hidden)).astype(np.float32)

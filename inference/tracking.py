@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ferweb.core.archive import ArchiveError, GuardedZip, Limits, UnreadableMember, is_system_file
-from ferweb.core.images import ALLOWED_NAMES, ImageDecodeError, decode_image, is_image_name
+from fercore.archive import ArchiveError, GuardedZip, Limits, UnreadableMember, is_system_file
+from fercore.images import ALLOWED_NAMES, ImageDecodeError, decode_image, is_image_name
 
 
 class SourceError(Exception):
@@ -142,7 +142,7 @@ class FaceStats:
 def zip_images(path, *, limits: Limits):
     """(count, iterator of (name, gray image or None, error)) over the image members of a zip.
 
-    The zip passes the one archive guard first (ferweb.core.archive: names, links, nested zips,
+    The zip passes the one archive guard first (fercore.archive: names, links, nested zips,
     member count, unpacked size, compression ratio); hidden and system files and members that are
     not images by their name are left out; each image is decoded by the one guarded decoder.
     """

@@ -2,7 +2,7 @@
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 
 from . import api, selectors
 

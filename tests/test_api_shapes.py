@@ -13,7 +13,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from drf_spectacular.generators import SchemaGenerator
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from ferweb.datasets.models import Dataset
 from ferweb.labeling.models import LabelingFace, LabelingSet
 from tests.datasets.conftest import fer_csv

@@ -34,7 +34,7 @@ from django.core.management import call_command
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from rest_framework.authtoken.models import Token
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from inference.wsclient import WebSocketClient
 from tests.conftest import ROOT, WorkerProcess, free_port, make_user, subprocess_env, wait_for_port
 from tests.datasets.conftest import class_tree, photo

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ferweb.api_errors import ApiError, error_body
-from ferweb.core import catalogue
+from fercore import catalogue
 from inference.api import ModelVersionOutput, model_version_data
 from training_jobs import selectors, services
 from training_jobs.models import TrainingRun

@@ -8,7 +8,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 
 # The classes' colours, as the web pages draw them (the --angry... variables of frontend/static/css/app.css).
 CLASS_COLOURS = {"angry": "#e03131", "disgust": "#66a80f", "fear": "#7048e8", "happy": "#f59f00",

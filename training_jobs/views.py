@@ -5,7 +5,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from ferweb.datasets.models import Dataset
 from ferweb.quotas import QuotaExceeded
 from inference import selectors as registry

@@ -6,7 +6,7 @@ locked datasets (a run trained on them) stay read-only.
 from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 
 from . import quality, services
 from .models import Dataset, DatasetItem

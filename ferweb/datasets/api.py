@@ -9,11 +9,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ferweb.api_errors import ApiError
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 
 from . import selectors, services
 from .models import Dataset
-from .readers import DatasetError
+from fercore.readers import DatasetError
 
 
 class DatasetOutput(serializers.Serializer):

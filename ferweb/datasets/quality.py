@@ -7,7 +7,7 @@ import hashlib
 
 import numpy as np
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 
 # A face whose pixels barely vary (standard deviation in grey levels) carries no expression.
 BLANK_STD = 4.0

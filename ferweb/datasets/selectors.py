@@ -5,7 +5,7 @@ import numpy as np
 from django.db.models import QuerySet
 
 from ferweb.access import get_visible_or_404, visible_to
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 
 from .models import Dataset, DatasetItem
 

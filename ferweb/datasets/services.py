@@ -14,13 +14,13 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from ferweb.core.archive import Limits
-from ferweb.core.classes import CLASSES
+from fercore.archive import Limits
+from fercore.classes import CLASSES
 from ferweb.jobs import JobLifecycle
 
 from . import quality
 from .models import Dataset, DatasetItem
-from .readers import DatasetError, ReadResult, check_dataset, read_dataset
+from fercore.readers import DatasetError, ReadResult, check_dataset, read_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def dataset_import(*, dataset_id: int, detector=None) -> Dataset | None:
         return dataset
     try:
         if detector is None:
-            from inference.faces import FaceDetector
+            from fercore.faces import FaceDetector
 
             detector = FaceDetector(min_face_size=settings.FERWEB_MIN_FACE_SIZE)
         result = read_dataset(

@@ -3,7 +3,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 
 from . import selectors
 from .api import DatasetDetailOutput

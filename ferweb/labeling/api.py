@@ -13,7 +13,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from ferweb.datasets.api import PngRenderer
 from ferweb.datasets.models import Dataset
 

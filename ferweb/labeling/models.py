@@ -4,7 +4,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from ferweb.jobs import Job, status_field
 
 CLASS_CHOICES = list(enumerate(CLASSES))

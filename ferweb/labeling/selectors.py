@@ -3,7 +3,7 @@ from django.db.models import Count, QuerySet
 from django.http import Http404
 
 from ferweb.access import get_visible_or_404, visible_to
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 
 from .models import LabelingFace, LabelingSet
 

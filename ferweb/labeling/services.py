@@ -14,10 +14,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from ferweb.core.archive import ArchiveError, GuardedZip, Limits, UnreadableMember, is_system_file
-from ferweb.core.classes import CLASSES, CLASS_INDEX
-from ferweb.core.images import ALLOWED_NAMES, ImageDecodeError, decode_image
-from ferweb.core.preprocess import crop_face
+from fercore.archive import ArchiveError, GuardedZip, Limits, UnreadableMember, is_system_file
+from fercore.classes import CLASSES, CLASS_INDEX
+from fercore.images import ALLOWED_NAMES, ImageDecodeError, decode_image
+from fercore.preprocess import crop_face
 from ferweb.jobs import JobLifecycle
 
 from .models import LabelingFace, LabelingPhoto, LabelingSet

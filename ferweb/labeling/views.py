@@ -5,7 +5,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.shortcuts import render
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 
 from . import selectors
 from .api import LabelingSetDetailOutput

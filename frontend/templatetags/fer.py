@@ -4,7 +4,7 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.html import format_html, json_script
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from frontend.views import plotly_version
 
 register = template.Library()

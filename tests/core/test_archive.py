@@ -1,4 +1,4 @@
-"""The one guarded zip reader (ferweb.core.archive): each rule refuses with its own reason, from the directory alone."""
+"""The one guarded zip reader (fercore.archive): each rule refuses with its own reason, from the directory alone."""
 import os
 import stat
 import zipfile
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ferweb.core.archive import ArchiveError, GuardedZip, Limits, UnreadableMember, check_members, is_system_file
+from fercore.archive import ArchiveError, GuardedZip, Limits, UnreadableMember, check_members, is_system_file
 
 
 def make_zip(path, files: dict, *, symlinks: dict | None = None, compression=zipfile.ZIP_DEFLATED):

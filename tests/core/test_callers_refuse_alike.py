@@ -5,8 +5,8 @@ import zipfile
 import pytest
 from django.core.files.base import ContentFile
 
-from ferweb.core.archive import Limits
-from ferweb.datasets.readers import DatasetError, check_dataset, read_dataset
+from fercore.archive import Limits
+from fercore.readers import DatasetError, check_dataset, read_dataset
 from inference.synthetic import draw_face, encode
 from inference.tracking import SourceError, zip_images
 

@@ -1,11 +1,11 @@
-"""The one guarded image decoder and the one list of image suffixes (ferweb.core.images)."""
+"""The one guarded image decoder and the one list of image suffixes (fercore.images)."""
 import time
 
 import cv2
 import numpy as np
 import pytest
 
-from ferweb.core.images import (
+from fercore.images import (
     ALLOWED_FORMATS, IMAGE_SUFFIXES, IMPORT_FORMATS, ImageDecodeError, decode_image, is_image_name,
 )
 from inference.synthetic import encode, exif_jpeg, png_bomb

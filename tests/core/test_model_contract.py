@@ -4,11 +4,11 @@ import json
 import onnx
 import pytest
 
-from ferweb.core.classes import CLASSES
-from ferweb.core.model_contract import (
+from fercore.classes import CLASSES
+from fercore.model_contract import (
     ModelMetadata, contract_metadata, get_metadata, parse_metadata, read_metadata, set_metadata,
 )
-from ferweb.core.preprocess import MODEL_INPUT
+from fercore.preprocess import MODEL_INPUT
 from inference.synthetic import contract_model
 
 

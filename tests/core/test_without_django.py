@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-import ferweb.core
+import fercore
 import training_jobs.ml
-from ferweb.core.classes import CLASS_INDEX, CLASSES
-from ferweb.core.preprocess import MODEL_INPUT, to_model_input
-from ferweb.datasets.readers import read_dataset
+from fercore.classes import CLASS_INDEX, CLASSES
+from fercore.preprocess import MODEL_INPUT, to_model_input
+from fercore.readers import read_dataset
 from inference.synthetic import draw_face, encode, jpeg, scene
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,10 +75,10 @@ def test_the_guard_really_keeps_django_out():
 
 
 def test_the_core_and_the_ml_library_import_without_django():
-    modules = [f"ferweb.core.{m.name}" for m in pkgutil.iter_modules(ferweb.core.__path__)]
+    modules = [f"fercore.{m.name}" for m in pkgutil.iter_modules(fercore.__path__)]
     modules += [f"training_jobs.ml.{m.name}" for m in pkgutil.iter_modules(training_jobs.ml.__path__)]
-    modules += ["ferweb.datasets.readers", "inference.engine", "inference.faces", "inference.tracking"]
-    assert "ferweb.core.archive" in modules and "training_jobs.ml.trainer" in modules
+    modules += ["inference.engine", "inference.tracking"]
+    assert "fercore.archive" in modules and "training_jobs.ml.trainer" in modules
     without_django(f"""
         import importlib
         for name in {modules!r}:
@@ -119,7 +119,7 @@ def test_a_tiny_training_run_exports_a_model_whose_metadata_reads_back(tmp_path)
         except SystemExit as stop:
             assert stop.code in (0, None), stop.code
 
-        from ferweb.core.model_contract import parse_metadata, read_metadata
+        from fercore.model_contract import parse_metadata, read_metadata
 
         meta = parse_metadata(read_metadata({str(model)!r}))
         print(json.dumps({{"classes": meta.classes, "input": meta.input, "architecture": meta.architecture,

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 
 # Mouth curvature per class, so the faces of a class look alike and differ from the others.
 MOODS = {"angry": -1.0, "disgust": -0.6, "fear": -0.2, "happy": 1.0, "sad": -1.4, "surprise": 0.3, "neutral": 0.0}

@@ -2,7 +2,7 @@
 import pytest
 from django.test import Client
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from ferweb.datasets.models import Dataset, DatasetItem
 from ferweb.datasets.selectors import dataset_arrays
 from ferweb.datasets.services import dataset_lock

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from ferweb.datasets.models import Dataset, DatasetItem
 from ferweb.datasets.selectors import dataset_arrays
 

@@ -1,7 +1,7 @@
 """A new user signs up, uploads a zip from /datasets/ in headless Chromium and sees the analysis."""
 import pytest
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from tests.conftest import signup
 from tests.training_web.chart_reading import figure, texts
 

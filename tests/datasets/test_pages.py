@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from django.test import Client
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from ferweb.datasets.models import Dataset
 
 from .conftest import class_tree, encode, zip_bytes

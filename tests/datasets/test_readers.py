@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 
-from ferweb.core.archive import Limits
-from ferweb.core.classes import CLASSES
-from ferweb.core.images import decode_image
-from ferweb.core.preprocess import resize_face
-from ferweb.datasets.readers import DatasetError, read_dataset
+from fercore.archive import Limits
+from fercore.classes import CLASSES
+from fercore.images import decode_image
+from fercore.preprocess import resize_face
+from fercore.readers import DatasetError, read_dataset
 from inference.synthetic import png_bomb
 
 from .conftest import class_tree, encode, fer_csv, make_zip

@@ -10,8 +10,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ferweb.core.classes import CLASSES
-from ferweb.core.preprocess import softmax, to_model_input
+from fercore.classes import CLASSES
+from fercore.preprocess import softmax, to_model_input
 from inference.engine import ModelCache
 from inference.synthetic import FER_ZIP
 

@@ -6,8 +6,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from ferweb.core.classes import CLASSES
-from ferweb.core.preprocess import softmax, to_model_input
+from fercore.classes import CLASSES
+from fercore.preprocess import softmax, to_model_input
 from inference.engine import Engine, ModelUnavailable, classify
 from inference.synthetic import contract_model
 

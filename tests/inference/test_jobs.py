@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from inference.synthetic import clutter, draw_face, jpeg, place, scene
 
 
@@ -117,7 +117,7 @@ def test_jobs_of_others_do_not_exist_but_staff_see_them(alice, alice_api, bob_ap
 
 
 def test_videos_and_zip_members_over_the_pixel_limit_are_refused_from_their_headers(tmp_path):
-    from ferweb.core.archive import Limits
+    from fercore.archive import Limits
     from inference.synthetic import png_bomb
     from inference.tracking import SourceError, video_frames, zip_images
 

@@ -5,7 +5,7 @@ import zipfile
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 
 from ..conftest import signup
 from .test_jobs import make_clip

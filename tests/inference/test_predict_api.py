@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from inference.synthetic import draw_face, encode, exif_jpeg, jpeg, png_bomb, scene
 
 from .conftest import iou

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from django.core.management import call_command
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from inference.engine import SOURCE_HASH_KEY, ModelCache, file_sha256, int8_path_for
 from inference.synthetic import contract_model
 

@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
 from ferweb.asgi import application
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from inference.synthetic import FER_ZIP, clutter, draw_face, jpeg, place, upscale
 
 from ..conftest import signup
@@ -188,7 +188,7 @@ def fake_camera_faces() -> tuple[np.ndarray, str]:
 
     The suite must also pass from a clean clone, where the zip is not around.
     """
-    from inference.faces import FaceDetector
+    from fercore.faces import FaceDetector
 
     if FER_ZIP.exists():
         from inference.synthetic import fer_faces

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from ferweb.datasets.models import Dataset
 from ferweb.datasets.selectors import dataset_arrays, dataset_face
 from ferweb.datasets.services import dataset_create_from_faces

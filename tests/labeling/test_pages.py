@@ -4,7 +4,7 @@ import re
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from ferweb.labeling import services
 from ferweb.labeling.models import LabelingFace
 

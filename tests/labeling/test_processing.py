@@ -7,12 +7,12 @@ import onnxruntime as ort
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from ferweb.core.classes import CLASSES
-from ferweb.core.images import decode_image
-from ferweb.core.preprocess import softmax, to_model_input
+from fercore.classes import CLASSES
+from fercore.images import decode_image
+from fercore.preprocess import softmax, to_model_input
 from ferweb.labeling import services
 from ferweb.labeling.models import LabelingSet
-from inference.faces import FaceDetector
+from fercore.faces import FaceDetector
 from inference.tracking import iou
 
 

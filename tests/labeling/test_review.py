@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from ferweb.datasets.models import Dataset
 from ferweb.datasets.selectors import dataset_arrays
 from ferweb.labeling import services

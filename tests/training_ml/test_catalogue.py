@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ferweb.core import catalogue
+from fercore import catalogue
 from training_jobs.ml.architectures import ARCHITECTURES, BUILDERS, build_model, count_parameters
 
 

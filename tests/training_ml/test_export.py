@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from ferweb.core.model_contract import read_metadata
+from fercore.model_contract import read_metadata
 from training_jobs.ml import CLASSES
 from training_jobs.ml.architectures import ARCHITECTURES, build_model
 from training_jobs.ml.export import export_onnx, onnx_latency_ms

@@ -1,7 +1,7 @@
 """The memory table: measured for every architecture there is, and an estimate that behaves."""
 import pytest
 
-from ferweb.core import catalogue
+from fercore import catalogue
 from training_jobs.ml import memory
 
 GIB = 1024**3

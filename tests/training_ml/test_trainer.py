@@ -198,17 +198,19 @@ def test_the_command_line_explains_a_bad_recipe(tmp_path, capsys):
 
 
 def test_the_library_imports_no_django():
-    # The core it shares with the web app (ferweb.core) comes along; Django and Celery must not.
-    # tests/core/test_without_django.py runs the library with Django impossible to import.
-    code = ("import sys, training_jobs.ml.trainer, training_jobs.ml.export, training_jobs.ml.occlusion, "
-            "training_jobs.ml.benchmark; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('django', 'celery')]; "
+    # The framework-free core (fercore) comes along; the web stack must not: not Django, Celery or
+    # DRF, and not the web app's own packages. tests/core/test_without_django.py runs the library
+    # with Django impossible to import.
+    code = ("import sys, pkgutil, importlib, training_jobs.ml; "
+            "[importlib.import_module(f'training_jobs.ml.{m.name}') for m in pkgutil.iter_modules(training_jobs.ml.__path__)]; "
+            "web = ('django', 'celery', 'rest_framework', 'channels', 'ferweb', 'inference', 'frontend'); "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in web); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_the_class_order_is_the_contracts():
-    from ferweb.core.classes import CLASSES as contract
+    from fercore.classes import CLASSES as contract
     from training_jobs.ml import CLASSES
 
     assert CLASSES is contract

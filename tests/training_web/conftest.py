@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from ferweb.datasets.models import Dataset, DatasetItem
 from tests.training_web.faces import drawn_faces
 

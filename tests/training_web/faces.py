@@ -6,7 +6,7 @@ Position, size, brightness and noise vary so a model has to learn the shape, not
 import cv2
 import numpy as np
 
-from ferweb.core.classes import CLASS_INDEX
+from fercore.classes import CLASS_INDEX
 
 DRAWN_CLASSES = ("happy", "sad", "surprise")
 

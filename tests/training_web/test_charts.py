@@ -13,7 +13,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connections
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from tests.conftest import signup
 from tests.training_web.chart_reading import (
     axis_title,
@@ -295,7 +295,7 @@ def test_only_pages_with_charts_load_plotly(alice, client):
     assert not script.search(client.get("/predict/").content.decode())
     compare = client.get("/runs/compare/?ids=").content.decode()
     assert script.search(compare) and compare.index("plotly.min.js") < compare.index("js/charts.js")
-    # The class list comes once, from ferweb/core/classes.py, on every page.
+    # The class list comes once, from fercore/classes.py, on every page.
     assert compare.count('id="fer-classes"') == 1 and '["angry", "disgust", "fear"' in compare
 
 

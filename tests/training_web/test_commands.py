@@ -10,8 +10,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 
-from ferweb.core.classes import CLASSES
-from ferweb.core.preprocess import softmax, to_model_input
+from fercore.classes import CLASSES
+from fercore.preprocess import softmax, to_model_input
 from tests.training_web.conftest import make_ready_dataset
 from tests.training_web.faces import drawn_faces
 from training_jobs.models import TrainingRun

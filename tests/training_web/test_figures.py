@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from training_jobs.figures import (
     CLASS_COLOURS,
     draw_confusion_matrix,

@@ -6,7 +6,7 @@ import onnx
 import pytest
 from django.core.management import CommandError, call_command
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 
 from tests.training_web.conftest import make_ready_dataset
 from training_jobs.models import TrainingRun

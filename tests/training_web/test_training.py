@@ -10,7 +10,7 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 
 from ferweb.asgi import application
-from ferweb.core.classes import CLASS_INDEX, CLASSES
+from fercore.classes import CLASS_INDEX, CLASSES
 from tests.training_web.conftest import make_ready_dataset
 from tests.training_web.faces import drawn_faces
 from training_jobs.models import TrainingRun

@@ -1,4 +1,4 @@
-"""The networks FERWeb can train, in a registry selectable by name (`ferweb.core.catalogue` lists
+"""The networks FERWeb can train, in a registry selectable by name (`fercore.catalogue` lists
 them as plain data for the web, which never imports this module).
 
 Every model takes float32 [N, 1, 48, 48] in [0, 1] and returns logits [N, 7] (FER2013 class
@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ferweb.core import catalogue
+from fercore import catalogue
 
 NUM_CLASSES = 7
 

@@ -29,7 +29,7 @@ class ConfigError(ValueError):
 
 def architecture_choices() -> tuple[str, ...]:
     # The catalogue's names, not the torch registry's: the web validates recipes without torch.
-    from ferweb.core.catalogue import NAMES
+    from fercore.catalogue import NAMES
 
     return NAMES
 

@@ -6,7 +6,7 @@ validation is the dataset's own validation split when it has one, else a stratif
 of training; test is the dataset's own test split when it has one, else the validation split
 (and the result says so).
 
-Dataset files are read by the dataset import's own reader (`ferweb.datasets.readers.read_dataset`:
+Dataset files are read by the dataset import's own reader (`fercore.readers.read_dataset`:
 the same archive guard, image decoder and face finding, no Django), so the command line here and
 `manage.py train` train on the same pixels from the same zip.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ferweb.core.classes import CLASSES
-from ferweb.core.preprocess import FACE_SIZE
-from ferweb.datasets.readers import DatasetError, read_dataset
+from fercore.classes import CLASSES
+from fercore.preprocess import FACE_SIZE
+from fercore.readers import DatasetError, read_dataset
 
 VALIDATION_NAMES = ("val", "validation", "valid", "publictest", "dev")
 TEST_NAMES = ("test", "testing", "privatetest")

@@ -19,8 +19,8 @@ import onnx
 import torch
 from torch import nn
 
-from ferweb.core.classes import CLASSES
-from ferweb.core.model_contract import contract_metadata, set_metadata
+from fercore.classes import CLASSES
+from fercore.model_contract import contract_metadata, set_metadata
 
 OPSET = 17
 PARITY_ATOL = 1e-4
@@ -72,7 +72,7 @@ def _parity_batch(seed: int = 0, n: int = 8) -> np.ndarray:
 
 def export_onnx(model: nn.Module, path, *, architecture: str, version: str, metrics: dict | None = None,
                 temperature: float = 1.0, tta_flip: bool = False, check_batch: np.ndarray | None = None) -> ExportReport:
-    """Export, add the fer.* metadata (ferweb.core.model_contract), run onnx.checker and compare ONNX Runtime with PyTorch.
+    """Export, add the fer.* metadata (fercore.model_contract), run onnx.checker and compare ONNX Runtime with PyTorch.
 
     Raises ExportError (and removes the file) if the logits differ by 1e-4 or more anywhere or the
     top-1 class differs on the check batch.

@@ -241,7 +241,7 @@ def run_job(job: Job, *, on_event, should_stop) -> dict:
     """1. validate the recipe; 2. read the faces; 3. train (resuming from workdir/last.pt);
     4. export the best weights to ONNX and prove parity on held-out faces; 5. measure latency.
     Returns plain data: what the parent stores on the run and its model version."""
-    from ferweb.core.preprocess import to_model_input
+    from fercore.preprocess import to_model_input
     from training_jobs.ml import trainer
     from training_jobs.ml.config import TrainConfig
     from training_jobs.ml.data import split_data

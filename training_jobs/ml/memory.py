@@ -39,7 +39,7 @@ MAX_BATCH = 4096  # TrainConfig.batch_size's own maximum
 
 @dataclass(frozen=True)
 class Measured:
-    params: int  # trainable parameters of the network measured (ferweb.core.catalogue's params)
+    params: int  # trainable parameters of the network measured (fercore.catalogue's params)
     train_peaks: dict  # {batch size: peak bytes of training at that batch}
     eval_peak_256: int  # bytes: peak of one no-grad pass of 256 faces (weights only, no optimizer)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 
 ROC_POINTS = 100
 ECE_BINS = 15

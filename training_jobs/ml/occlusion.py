@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ferweb.core.preprocess import to_model_input
+from fercore.preprocess import to_model_input
 
 GREY = 0.5
 

@@ -74,7 +74,7 @@ def free_port() -> int:
 
 def one_face_frame() -> tuple[bytes, str]:
     """A 640x480 JPEG with one face the detector finds: FER2013 when the zip is here, else drawn."""
-    from inference.faces import FaceDetector
+    from fercore.faces import FaceDetector
 
     detector = FaceDetector(backend=settings.FERWEB_FACE_DETECTOR)
     if FER_ZIP.exists():
@@ -157,7 +157,7 @@ class Command(BaseCommand):
 
     def webcam_pipeline(self, model_path, frame):
         """The consumer's work for one frame, in process: decode, detect, classify, JSON reply."""
-        from ferweb.core.images import decode_image
+        from fercore.images import decode_image
 
         engine = Engine(threads=settings.FERWEB_INFERENCE_THREADS, min_face_size=settings.FERWEB_MIN_FACE_SIZE,
                         batcher=False, detector=settings.FERWEB_FACE_DETECTOR, prefer_int8=settings.FERWEB_PREFER_INT8)

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from django.core.management.base import BaseCommand
 
-from inference.faces import FaceDetector, blazeface_model_path
+from fercore.faces import FaceDetector, blazeface_model_path
 from inference.synthetic import FER_ZIP, fer_faces, scene, upscale
 
 

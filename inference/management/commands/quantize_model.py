@@ -27,11 +27,11 @@ import onnx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ferweb.core.archive import ArchiveError, GuardedZip, Limits, UnreadableMember, is_system_file
-from ferweb.core.classes import CLASS_INDEX, canonical_class
-from ferweb.core.images import IMPORT_FORMATS, ImageDecodeError, decode_image, is_image_name
-from ferweb.core.model_contract import set_metadata
-from ferweb.core.preprocess import resize_face, softmax, to_model_input
+from fercore.archive import ArchiveError, GuardedZip, Limits, UnreadableMember, is_system_file
+from fercore.classes import CLASS_INDEX, canonical_class
+from fercore.images import IMPORT_FORMATS, ImageDecodeError, decode_image, is_image_name
+from fercore.model_contract import set_metadata
+from fercore.preprocess import resize_face, softmax, to_model_input
 from inference.engine import SOURCE_HASH_KEY, file_sha256, int8_path_for, load_model
 
 

@@ -13,12 +13,12 @@ import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 
 
 def evaluate_onnx(model_paths, pixels: np.ndarray, labels: np.ndarray, *, batch_size: int = 256, threads: int = 0):
     """Probabilities of the model (or the ensemble of several) for uint8 faces [N, 48, 48], then the full metric set."""
-    from ferweb.core.preprocess import softmax
+    from fercore.preprocess import softmax
     from training_jobs.ml.metrics import evaluate
 
     paths = model_paths if isinstance(model_paths, (list, tuple)) else [model_paths]
@@ -72,8 +72,8 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = its default)")
 
     def handle(self, *args, **options):
-        from ferweb.datasets.readers import DatasetError, read_dataset
-        from inference.faces import FaceDetector
+        from fercore.readers import DatasetError, read_dataset
+        from fercore.faces import FaceDetector
 
         started = time.perf_counter()
         # call_command(model=...) hands over one path; the command line a list.

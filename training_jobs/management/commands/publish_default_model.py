@@ -16,8 +16,8 @@ import onnx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ferweb.core.classes import CLASSES
-from ferweb.core.model_contract import VERSION_KEY, get_metadata, read_metadata, set_metadata
+from fercore.classes import CLASSES
+from fercore.model_contract import VERSION_KEY, get_metadata, read_metadata, set_metadata
 from inference.engine import file_sha256
 from training_jobs.ml.config import TrainConfig
 from training_jobs.ml.export import faces_per_second, onnx_latency_ms

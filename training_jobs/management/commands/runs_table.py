@@ -10,7 +10,7 @@ import statistics
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ferweb.core.classes import CLASSES
+from fercore.classes import CLASSES
 from training_jobs.ml.export import faces_per_second, onnx_latency_ms
 from training_jobs.models import TrainingRun
 

@@ -126,7 +126,7 @@ class Command(BaseCommand):
     def _import(self, path: Path, user) -> Dataset:
         """Import a file through the same service as an upload, here and now."""
         from ferweb.datasets import services as dataset_services
-        from ferweb.datasets.readers import DatasetError
+        from fercore.readers import DatasetError
 
         if path.is_dir():
             raise CommandError("zip the folder first (the import takes zip archives and CSV files)")

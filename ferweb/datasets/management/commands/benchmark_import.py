@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ferweb.datasets import services
 from ferweb.datasets.models import Dataset
-from ferweb.datasets.readers import check_dataset
+from fercore.readers import check_dataset
 from ferweb.datasets.selectors import dataset_arrays
 
 DEFAULT_ZIP = settings.BASE_DIR.parent / "shared" / "datasets" / "fer2013" / "fer2013-train.zip"

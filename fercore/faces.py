@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferweb.core.preprocess import FACE_SIZE, to_gray
+from fercore.preprocess import FACE_SIZE, to_gray
 
 DETECT_MAX_SIDE = 320
 DEFAULT_CASCADE = "haarcascade_frontalface_default.xml"

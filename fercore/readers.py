@@ -2,10 +2,10 @@
 
 Pure Python + NumPy, Pillow and OpenCV (no Django), so the import job, `evaluate_model`, the ML
 command line (`training_jobs.ml.data.load_dataset_file`) and a notebook all read data the same way.
-Zips are opened by the one guarded zip reader (`ferweb.core.archive`) and images decoded by the one
-guarded image reader that serving uses too (`ferweb.core.images`); limits are arguments (`Limits`).
+Zips are opened by the one guarded zip reader (`fercore.archive`) and images decoded by the one
+guarded image reader that serving uses too (`fercore.images`); limits are arguments (`Limits`).
 Every accepted image ends up as a 48x48 uint8 grayscale face with a class index
-(`ferweb.core.classes` order) and a split name.
+(`fercore.classes` order) and a split name.
 
 Layouts understood:
 - `<class>/<image>` and `<split>/<class>/<image>`, in a zip or a directory, optionally
@@ -28,10 +28,10 @@ from typing import Callable
 
 import numpy as np
 
-from ferweb.core.archive import ArchiveError, GuardedZip, Limits, UnreadableMember, is_system_file
-from ferweb.core.classes import CLASS_INDEX, CLASSES, canonical_class
-from ferweb.core.images import IMPORT_FORMATS, ImageDecodeError, decode_image, is_image_name
-from ferweb.core.preprocess import FACE_SIZE, crop_face, resize_face
+from fercore.archive import ArchiveError, GuardedZip, Limits, UnreadableMember, is_system_file
+from fercore.classes import CLASS_INDEX, CLASSES, canonical_class
+from fercore.images import IMPORT_FORMATS, ImageDecodeError, decode_image, is_image_name
+from fercore.preprocess import FACE_SIZE, crop_face, resize_face
 
 # Images up to this side are taken as face crops already; larger ones go through detection.
 FACE_CROP_MAX_SIDE = 2 * FACE_SIZE
@@ -95,7 +95,7 @@ class FaceExtractor:
     @property
     def detector(self):
         if self._detector is None:
-            from inference.faces import FaceDetector
+            from fercore.faces import FaceDetector
 
             self._detector = FaceDetector()
         return self._detector
@@ -116,7 +116,7 @@ def decode_gray(data: bytes, max_pixels: int) -> tuple[np.ndarray | None, str]:
     """(gray uint8 image, "") or (None, why it was skipped), through the one guarded reader.
 
     The pixel count is read from the header and checked before anything is decoded, so a
-    bomb costs microseconds; import and serving decode alike (see ferweb.core.images).
+    bomb costs microseconds; import and serving decode alike (see fercore.images).
     """
     try:
         return decode_image(data, max_pixels=max_pixels, formats=IMPORT_FORMATS), ""
