@@ -10,6 +10,8 @@ import json
 
 from django.conf import settings
 
+from ferweb.api_errors import error_body
+
 
 def _limit_for(path: str) -> int:
     """Photos for /api/predict/ have a lower limit than dataset and job uploads."""
@@ -30,8 +32,7 @@ def _content_length(scope) -> int | None:
 
 def too_large_body(limit: int) -> bytes:
     megabytes = limit / (1024 * 1024)
-    detail = f"Upload too large: the limit is {megabytes:.3g} MB."
-    return json.dumps({"detail": detail, "code": "too_large"}).encode()
+    return json.dumps(error_body("too_large", f"Upload too large: the limit is {megabytes:.3g} MB.")).encode()
 
 
 async def send_413(send, limit: int) -> None:

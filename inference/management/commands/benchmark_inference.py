@@ -283,12 +283,16 @@ class Command(BaseCommand):
                     pass
             return rss
 
+        def sample_peak(uploader):
+            while uploader.is_alive():
+                peak[0] = max(peak[0], web_rss())
+                time.sleep(0.05)
+
         before, peak, out = web_rss(), [0], {"mb": megabytes}
         for name, body, path in (("get", None, "/api/jobs/"), ("predict", frame, "/api/predict/")):
             uploader = threading.Thread(target=lambda: out.update(self.slow_upload(port, token, megabytes, rate_mb_s)))
             uploader.start()
-            sampler = threading.Thread(target=lambda: [peak.__setitem__(0, max(peak[0], web_rss())) or time.sleep(0.05)
-                                                       for _ in iter(uploader.is_alive, False)])
+            sampler = threading.Thread(target=sample_peak, args=(uploader,))
             sampler.start()
             out[name] = self.rest_load(port, token, body, 0, path=path, until=lambda: not uploader.is_alive())
             uploader.join()
