@@ -50,6 +50,10 @@ class Job(models.Model):
     )
     status = models.CharField(max_length=16, db_index=True, help_text=STATUS_HELP)
     progress = models.FloatField(default=0, help_text="How far the job is, 0-100.")
+    phase = models.CharField(
+        max_length=32, blank=True,
+        help_text="What the job is doing now, as a short code the pages name (e.g. checking_archive, training).",
+    )
     error = models.CharField(max_length=64, blank=True, help_text="Machine-readable error code, e.g. worker_lost.")
     human_readable_error = models.TextField(blank=True, help_text="What went wrong, for a person.")
     attempts = models.PositiveSmallIntegerField(

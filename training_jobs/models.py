@@ -41,7 +41,13 @@ class TrainingRun(Job):
     status = status_field(Status, default=Status.QUEUED)
     history = models.JSONField(default=list, blank=True, help_text="One run.epoch event per finished epoch.")
     last_batch = models.JSONField(default=dict, blank=True, help_text="The latest run.batch event.")
-    eta_seconds = models.FloatField(null=True, blank=True)
+    eta_seconds = models.FloatField(null=True, blank=True, help_text="Seconds left, every phase included.")
+    estimated_seconds = models.FloatField(
+        null=True, blank=True,
+        help_text="Wall time estimated before it started, from the training worker's measured throughput.",
+    )
+    notes = models.TextField(blank=True, help_text="The owner's notes on the run.")
+    tags = models.JSONField(default=list, blank=True, help_text="Short labels the owner gave the run.")
     metrics = models.JSONField(default=dict, blank=True, help_text="Held-out evaluation of the best checkpoint.")
     param_count = models.PositiveBigIntegerField(null=True, blank=True)
     wall_time_s = models.FloatField(null=True, blank=True, help_text="Seconds spent training (all attempts).")
@@ -86,3 +92,27 @@ def _versions_forget_deleted_run(sender, instance: TrainingRun, **kwargs) -> Non
     from inference.services import model_versions_forget_run
 
     model_versions_forget_run(run_id=instance.pk)
+
+
+class Throughput(models.Model):
+    """A training worker's measured speed for one architecture, batch size and precision on one device.
+
+    Measured once per device by a short benchmark on the worker (and refreshed by every run's own
+    epochs), so duration estimates come from this machine's numbers rather than a constant.
+    """
+
+    device = models.CharField(max_length=200, help_text="e.g. 'cpu: Intel Xeon, 2 threads' or 'cuda: NVIDIA H200'.")
+    architecture = models.CharField(max_length=64)
+    batch_size = models.PositiveIntegerField()
+    bf16 = models.BooleanField(default=False)
+    train_images_per_s = models.FloatField(help_text="Training images per second (forward, backward, step).")
+    eval_images_per_s = models.FloatField(help_text="Evaluation images per second (forward only).")
+    source = models.CharField(max_length=64, help_text="benchmark, or the run whose epochs measured it.")
+    measured_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["device", "architecture", "batch_size", "bf16"],
+                                               name="unique_throughput")]
+
+    def __str__(self):
+        return f"{self.architecture} b{self.batch_size} on {self.device}: {self.train_images_per_s:.0f} img/s"

@@ -31,6 +31,10 @@ class Dataset(Job):
     split_counts = models.JSONField(default=dict, blank=True, help_text="{split: n}.")
     report = models.JSONField(default=dict, blank=True, help_text="Skipped members, faces not found, quality findings.")
     locked_at = models.DateTimeField(null=True, blank=True, help_text="Set when a run trains on it; read-only after.")
+    archived_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="Set when its owner deleted it while runs still name it: hidden from lists, kept for their lineage.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
