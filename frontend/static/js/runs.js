@@ -10,23 +10,9 @@
     return node ? JSON.parse(node.textContent) : null;
   }
 
-  function fmt(value, digits) {
-    if (value === null || value === undefined || Number.isNaN(value)) return "–";
-    return Number(value).toFixed(digits === undefined ? 3 : digits);
-  }
-
-  function pct(value) {
-    return value === null || value === undefined ? "–" : (100 * value).toFixed(1) + "%";
-  }
-
-  function duration(seconds) {
-    if (seconds === null || seconds === undefined || !isFinite(seconds)) return "–";
-    seconds = Math.max(0, Math.round(seconds));
-    const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = seconds % 60;
-    if (h) return `${h}h ${m}m`;
-    if (m) return `${m}m ${s}s`;
-    return `${s}s`;
-  }
+  const fmt = FerWeb.format.number;
+  const pct = FerWeb.format.percent;
+  const duration = FerWeb.format.duration;
 
   function make(tag, attrs, children) {
     const node = document.createElement(tag);
