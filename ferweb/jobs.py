@@ -100,6 +100,7 @@ class JobLifecycle:
     gave_up_advice = ""  # what a person can do about a job that was given up
     retry_fields: dict = {}  # written when a lost job starts over (e.g. its progress back to 0)
     cancel_fields: dict = {}  # written as well when a job is cancelled
+    claim_fields: dict = {}  # written as well when a worker takes a job (e.g. the phase it starts in)
 
     def __init__(self):
         KINDS.append(self)
@@ -161,7 +162,7 @@ class JobLifecycle:
         with transaction.atomic():
             claimed = self.model.objects.filter(pk=job_id, status=self.queued, heartbeat_at__isnull=True).update(
                 status=self.running, worker=worker, heartbeat_at=now, attempts=F("attempts") + 1,
-                started_at=Coalesce(F("started_at"), now), error="", human_readable_error="",
+                started_at=Coalesce(F("started_at"), now), error="", human_readable_error="", **self.claim_fields,
             )
             if claimed:
                 job = self.model.objects.get(pk=job_id)
@@ -187,7 +188,7 @@ class JobLifecycle:
         with transaction.atomic():
             if not self.held(job).update(
                 status=status, error=error[:64], human_readable_error=message, finished_at=timezone.now(),
-                heartbeat_at=None, worker="", **fields,
+                heartbeat_at=None, worker="", **{"phase": "", **fields},
             ):
                 return False
             job.refresh_from_db()
@@ -209,7 +210,7 @@ class JobLifecycle:
             message = "Cancelled while it ran." if current.heartbeat_at else "Cancelled before it started."
             active.update(
                 status=self.cancelled or self.failed, error=CANCELLED, human_readable_error=message,
-                finished_at=timezone.now(), heartbeat_at=None, worker="", **self.cancel_fields,
+                finished_at=timezone.now(), heartbeat_at=None, worker="", **{"phase": "", **self.cancel_fields},
             )
             job.refresh_from_db()
             self.ended(job)
@@ -263,7 +264,8 @@ class JobLifecycle:
         with transaction.atomic():
             if take_over_as:
                 taken = seen.update(
-                    worker=take_over_as, heartbeat_at=timezone.now(), attempts=F("attempts") + 1, **self.retry_fields
+                    worker=take_over_as, heartbeat_at=timezone.now(), attempts=F("attempts") + 1,
+                    **{**self.retry_fields, **self.claim_fields},
                 )
             else:
                 taken = seen.update(status=self.queued, worker="", heartbeat_at=None, **self.retry_fields)
@@ -289,7 +291,7 @@ class JobLifecycle:
         with transaction.atomic():
             if not rows.update(
                 status=self.failed, error=error, human_readable_error=message, finished_at=timezone.now(),
-                heartbeat_at=None, worker="",
+                heartbeat_at=None, worker="", phase="",
             ):
                 return False
             job.refresh_from_db()

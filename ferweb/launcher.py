@@ -389,6 +389,8 @@ def test(pytest_args: list[str]) -> int:
     # tests set their own tight rates.
     os.environ.setdefault("FERWEB_SIGNUP_RATE", "1000/minute")
     os.environ.setdefault("FERWEB_LOGIN_RATE", "1000/minute")
+    # Workers would time their speed when they start and when an estimate asks; the tests of that turn it on.
+    os.environ.setdefault("FERWEB_MEASURE_THROUGHPUT", "False")
     procs = []
     try:
         if not redis_answers(redis_url):

@@ -311,6 +311,9 @@ _MACHINE_MB = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 
 FERWEB_TRAIN_MAX_MEMORY_MB = envint("FERWEB_TRAIN_MAX_MEMORY_MB", _MACHINE_MB // 2)  # MB (MiB)
 # A run's num_threads above the training worker's cores is lowered to them (with a note).
 FERWEB_TRAIN_MAX_THREADS = envint("FERWEB_TRAIN_MAX_THREADS", os.cpu_count() or 1)  # threads (cores)
+# Duration estimates come from the training worker's measured speed: it measures the quick preset
+# when it first starts on a device, and any other combination an estimate asks for (a few seconds each).
+FERWEB_MEASURE_THROUGHPUT = envbool("FERWEB_MEASURE_THROUGHPUT", "True")
 # Per-user quotas (staff are exempt): 429 for the counts, 413/400 for storage.
 FERWEB_QUOTA_ACTIVE_RUNS = envint("FERWEB_QUOTA_ACTIVE_RUNS", 3)  # queued + running runs per user; 0 = no quota
 FERWEB_QUOTA_ACTIVE_JOBS = envint("FERWEB_QUOTA_ACTIVE_JOBS", 3)  # queued + running inference jobs per user; 0 = no quota

@@ -2,9 +2,14 @@ from django.contrib import admin
 from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from ferweb.accounts.views import admin_login_view
+from ferweb.api_docs import ApiDocsView
+
+admin.site.site_header = "FERWeb administration"
+admin.site.site_title = "FERWeb admin"
+admin.site.index_title = "Records"
 
 urlpatterns = [
     # Browsers and tools ask for /favicon.ico on pages without our <link rel="icon"> (API, schema).
@@ -15,7 +20,8 @@ urlpatterns = [
     path("accounts/", include("ferweb.accounts.urls")),
     path("api/auth/", include("ferweb.accounts.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The docs page: a logged-out browser goes to the login page and comes back (ferweb/api_docs.py).
+    path("api/docs/", ApiDocsView.as_view(url_name="schema"), name="api-docs"),
     path("", include("ferweb.datasets.urls")),
     path("", include("ferweb.labeling.urls")),
     path("", include("training_jobs.urls")),

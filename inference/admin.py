@@ -12,6 +12,9 @@ class InferenceJobAdmin(admin.ModelAdmin):
     search_fields = ("source_name", "owner__username")
     readonly_fields = ("summary", "heartbeat_at", "worker", "attempts", "started_at", "finished_at")
 
+    def has_add_permission(self, request):
+        return False  # jobs start from an upload on the jobs page or the API
+
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
@@ -22,6 +25,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
     readonly_fields = ("run_id", "owner", "onnx_file", "architecture", "version", "metrics", "param_count",
                        "latency_ms", "parity_max_abs_diff", "is_site_default", "created_at")
     actions = ["make_site_default"]
+
+    def has_add_permission(self, request):
+        return False  # versions are exported by training runs, with their ONNX file and metrics
 
     @admin.display(description="accuracy")
     def accuracy(self, version):

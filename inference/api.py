@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ferweb.api_errors import ApiError, error_body
+from ferweb.deletion import DeletePreviewOutput
 from fercore.images import ALLOWED_NAMES, ImageDecodeError
 
 from . import selectors, serving, services
@@ -127,6 +128,14 @@ class JobDetailView(APIView):
     def delete(self, request, pk):
         services.job_delete(job=selectors.job_get_for(request.user, pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class JobDeletePreviewView(APIView):
+    @extend_schema(responses=DeletePreviewOutput,
+                   description="What DELETE on the job would do: the sentence to confirm and the bytes it frees.")
+    def get(self, request, pk):
+        preview = services.job_delete_preview(job=selectors.job_get_for(request.user, pk))
+        return Response(DeletePreviewOutput(preview).data)
 
 
 class JobCancelView(APIView):

@@ -88,6 +88,20 @@ def job_delete(*, job: InferenceJob) -> None:
     transaction.on_commit(lambda: shutil.rmtree(results_dir, ignore_errors=True))
 
 
+def job_delete_preview(*, job: InferenceJob):
+    """What job_delete would do: the job, its upload and its results go; the model it used stays."""
+    from ferweb.deletion import DeletePreview, bytes_on_disk
+
+    upload = Path(settings.MEDIA_ROOT) / job.source.name if job.source else None
+    stops = "" if job.is_finished else " It stops first."
+    results = "its results (CSV, JSON and summary)" if job.status == InferenceJob.Status.SUCCEEDED else "its record"
+    return DeletePreview(
+        what=f"Job #{job.pk} on \"{job.source_name}\" will be deleted with {results}"
+             f"{' and its upload' if upload else ''}.{stops}",
+        frees_bytes=bytes_on_disk(job.results_dir, upload),
+    )
+
+
 def _remove_upload(job: InferenceJob) -> None:
     """The uploaded zip or video is needed only until the job ends; the results stay.
 

@@ -74,6 +74,21 @@ class IoUTracker:
         return ids
 
 
+def dominant_classes(label_counts, classes) -> list[str]:
+    """The classes a face showed most often, in class order: more than one when they tie exactly."""
+    top = max(label_counts, default=0)
+    return [name for name, count in zip(classes, label_counts) if top > 0 and count == top]
+
+
+def headline(dominant: list[str]) -> str:
+    """A face's summary in words: "mostly happy", or a tie as "angry, fear and sad equally"."""
+    if not dominant:
+        return "no emotion read"
+    if len(dominant) == 1:
+        return f"mostly {dominant[0]}"
+    return f"{', '.join(dominant[:-1])} and {dominant[-1]} equally"
+
+
 @dataclass
 class FaceStats:
     """Running totals for one face id plus a timeline of at most `max_points` averaged points."""
@@ -127,12 +142,15 @@ class FaceStats:
 
     def summary(self, face_id) -> dict:
         share = self.label_counts / max(1, self.count)
+        dominant = dominant_classes(self.label_counts, self.classes)
         return {
             "id": face_id,
             "detections": self.count,
             "first_s": round(self.first_t, 3),
             "last_s": round(self.last_t, 3),
-            "dominant": self.classes[int(np.argmax(self.label_counts))],
+            "dominant": dominant[0] if dominant else "",
+            "dominant_classes": dominant,
+            "headline": headline(dominant),
             "share": {c: round(float(v), 4) for c, v in zip(self.classes, share)},
             "mean_probabilities": {c: round(float(v / max(1, self.count)), 4) for c, v in zip(self.classes, self.prob_sum)},
             "timeline": self.timeline(),

@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/models/<int:pk>/activate/", api.ModelActivateApi.as_view(), name="api-model-activate"),
     path("api/jobs/", api.JobListCreateView.as_view(), name="api-jobs"),
     path("api/jobs/<int:pk>/", api.JobDetailView.as_view(), name="api-job"),
+    path("api/jobs/<int:pk>/delete-preview/", api.JobDeletePreviewView.as_view(), name="api-job-delete-preview"),
     path("api/jobs/<int:pk>/cancel/", api.JobCancelView.as_view(), name="api-job-cancel"),
     re_path(r"^api/jobs/(?P<pk>\d+)/results\.(?P<fmt>csv|json)$", api.JobResultsView.as_view(), name="api-job-results"),
     path("models/", views.model_list_page, name="models"),

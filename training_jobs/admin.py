@@ -20,6 +20,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
     exclude = ("history", "last_batch", "metrics")  # large; the run page draws them
     actions = ["cancel"]
 
+    def has_add_permission(self, request):
+        return False  # runs are started from the run form or the API, which check the recipe and queue the work
+
     @admin.display(description="accuracy")
     def accuracy(self, run):
         value = run.metrics.get("accuracy")

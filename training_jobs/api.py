@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ferweb.api_errors import ApiError, error_body
+from ferweb.deletion import DeletePreviewOutput
 from fercore import catalogue
 from inference.api import ModelVersionOutput, model_version_data
 from training_jobs import selectors, services
@@ -31,7 +32,21 @@ RECIPE_FIELD = inline_serializer("RecipeField", {
     "name": serializers.CharField(), "type": serializers.CharField(), "default": serializers.JSONField(),
     "choices": serializers.ListField(allow_null=True), "min": serializers.FloatField(allow_null=True),
     "max": serializers.FloatField(allow_null=True), "help": serializers.CharField(), "group": serializers.CharField(),
+    "label": serializers.CharField(help_text="The field's name for people."),
+    "choice_labels": serializers.DictField(child=serializers.CharField(), allow_null=True,
+                                           help_text="{choice: its name for people}, where the choices have one."),
+    "basic": serializers.BooleanField(help_text="Shown first on the form; the rest are advanced settings."),
 }, many=True)
+PRESET_LIST = inline_serializer("PresetList", {
+    "default": serializers.CharField(help_text="The preset that suits the training worker's device: quick on a "
+                                               "CPU, ferweb_default on a GPU."),
+    "presets": inline_serializer("Preset", {
+        "name": serializers.CharField(), "title": serializers.CharField(),
+        "description": serializers.CharField(help_text="One line: what it trains and where its numbers come from."),
+        "source": serializers.CharField(help_text="The paper it follows, or FERWeb."),
+        "config": serializers.DictField(help_text="Its complete recipe: every TrainConfig field."),
+    }, many=True),
+})
 
 # ---------------------------------------------------------------- run shapes: these build the answers
 
@@ -87,6 +102,26 @@ class RunConfigSummaryOutput(serializers.Serializer):
     learning_rate = serializers.FloatField(allow_null=True)
 
 
+class BaselineOutput(serializers.Serializer):
+    majority_class = serializers.CharField(help_text="The commonest class of the evaluation split.")
+    majority_accuracy = serializers.FloatField(help_text="Accuracy of always answering it (0-1).")
+
+
+class ActiveModelOutput(serializers.Serializer):
+    id = serializers.IntegerField(allow_null=True, help_text="Its model version; null for the shipped model.")
+    version = serializers.CharField()
+    accuracy = serializers.FloatField(allow_null=True, help_text="Its held-out accuracy (0-1); null when unknown.")
+
+
+class RunProgressOutput(serializers.Serializer):
+    percent = serializers.FloatField(help_text="0-100; 100 only once the run has ended. The phases share it by "
+                                               "their estimated time.")
+    phase = serializers.CharField(help_text="queued, preparing_data, training, evaluating, occlusion_maps or "
+                                            "exporting; empty once the run has ended.")
+    eta_seconds = serializers.FloatField(allow_null=True, help_text="Seconds left, every phase included; null "
+                                                                     "unless the run is running.")
+
+
 class RunBaseOutput(serializers.Serializer):
     """The fields of a run both in the list and in its own answer."""
 
@@ -97,8 +132,10 @@ class RunBaseOutput(serializers.Serializer):
     architecture = serializers.CharField()
     optimizer = serializers.CharField()
     status = serializers.CharField(help_text="queued, running, succeeded, failed or cancelled")
-    progress = serializers.FloatField(help_text="0-100")
-    eta_seconds = serializers.FloatField(allow_null=True)
+    progress = serializers.SerializerMethodField()
+    estimated_seconds = serializers.FloatField(
+        allow_null=True, help_text="Wall time estimated when it was queued, from the training worker's measured "
+                                   "speed (an upper bound: early stopping may end it sooner).")
     error = serializers.CharField(help_text="Machine-readable error code; empty unless it failed or was cancelled.")
     human_readable_error = serializers.CharField()
     param_count = serializers.IntegerField(allow_null=True)
@@ -108,12 +145,35 @@ class RunBaseOutput(serializers.Serializer):
     epochs_done = serializers.SerializerMethodField()
     init_from_run = serializers.IntegerField(source="init_from_run_id", allow_null=True)
     cancel_requested = serializers.BooleanField()
+    tags = serializers.ListField(child=serializers.CharField(), help_text="The owner's short labels for the run.")
     created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
 
+    baseline = serializers.SerializerMethodField(
+        help_text="Always answering the commonest class of the run's evaluation split; null before evaluation.")
+    active_model = serializers.SerializerMethodField(
+        help_text="The model serving the requesting user's predictions, to weigh the run against.")
+
+    @extend_schema_field(RunProgressOutput)
+    def get_progress(self, run: TrainingRun) -> dict:
+        return selectors.run_progress(run)
+
     def get_epochs_done(self, run: TrainingRun) -> int:
         return len(run.history)
+
+    @extend_schema_field(BaselineOutput(allow_null=True))
+    def get_baseline(self, run: TrainingRun) -> dict | None:
+        return selectors.run_baseline(run)
+
+    @extend_schema_field(ActiveModelOutput)
+    def get_active_model(self, run: TrainingRun) -> dict:
+        # Looked up once per answer, not once per run: a list's runs share the context.
+        if "active_model" not in self.context:
+            request = self.context.get("request")
+            user = request.user if request is not None else run.owner
+            self.context["active_model"] = selectors.active_model_summary_for(user)
+        return self.context["active_model"]
 
 
 class RunSummaryOutput(RunBaseOutput):
@@ -145,6 +205,7 @@ class RunOutput(RunBaseOutput):
     metrics = serializers.SerializerMethodField()
     attempts = serializers.IntegerField()
     worker = serializers.CharField()
+    notes = serializers.CharField(help_text="The owner's notes on the run.")
     model_version = serializers.SerializerMethodField(help_text="Its latest model version.")
 
     @extend_schema_field(RunMetricsOutput)
@@ -153,7 +214,7 @@ class RunOutput(RunBaseOutput):
 
     @extend_schema_field(ModelVersionOutput(allow_null=True))
     def get_model_version(self, run: TrainingRun) -> dict | None:
-        return model_version_data(selectors.latest_model_version(run))
+        return model_version_data(selectors.latest_model_version(run), active_id=self.get_active_model(run)["id"])
 
 
 # ---------------------------------------------------------------- runs
@@ -167,6 +228,10 @@ class RunListCreateApi(APIView):
 
         dataset = serializers.IntegerField()
         name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+        preset = serializers.CharField(
+            required=False, allow_blank=True,
+            help_text="Start from this preset's complete recipe (GET /api/runs/presets/); the recipe fields given "
+                      "beside it override its values.")
         init_from_run = serializers.IntegerField(required=False, allow_null=True)
         init_checkpoint = serializers.FileField(required=False, allow_null=True)
         teacher_run = serializers.IntegerField(required=False, allow_null=True)
@@ -206,7 +271,8 @@ class RunListCreateApi(APIView):
         },
         description="Start a training run. Besides these fields, every recipe field of GET /api/recipe/ "
                     "(architecture, optimizer, epochs, batch_size, learning_rate, ...) may be given; missing ones "
-                    "take their defaults. num_threads above the training worker's cores is lowered to them (the "
+                    "take the preset's values, or the defaults without a preset. A dataset too small to hold out "
+                    "a validation split is refused (`fields.dataset`). num_threads above the training worker's cores is lowered to them (the "
                     "answer's `notes` say so). Queued runs are taken round-robin by user, oldest first for each.",
     )
     def post(self, request):
@@ -222,6 +288,7 @@ class RunListCreateApi(APIView):
                 user=request.user, dataset_id=own["dataset"], config=config, name=own.get("name") or "",
                 init_from_run_id=own.get("init_from_run"), init_checkpoint=own.get("init_checkpoint"),
                 teacher_run_id=own.get("teacher_run"), teacher_model=own.get("teacher_model") or "",
+                preset=own.get("preset") or None,
             )
         except services.RunError as exc:
             if exc.code != "invalid":  # a refusal of its own (too_much_memory), with the field it concerns
@@ -230,15 +297,122 @@ class RunListCreateApi(APIView):
             raise serializers.ValidationError({k: [v] for k, v in exc.errors.items()}) from exc
         return Response(self.OutputSerializer(run).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(operation_id="runs_list", responses=RunSummaryOutput(many=True))
+    @extend_schema(operation_id="runs_list", responses=RunSummaryOutput(many=True),
+                   parameters=[OpenApiParameter("tag", str, required=False,
+                                                description="Only the runs that carry this tag.")])
     def get(self, request):
-        return Response(RunSummaryOutput(selectors.run_list_for(request.user), many=True).data)
+        runs = selectors.runs_tagged(selectors.run_list_for(request.user), request.query_params.get("tag", ""))
+        return Response(RunSummaryOutput(runs, many=True, context={"request": request}).data)
+
+
+RUN_ESTIMATE = inline_serializer("RunEstimate", {
+    "estimated_seconds": serializers.FloatField(help_text="Wall time, every phase included; an upper bound when "
+                                                          "early stopping may end the run sooner."),
+    "phases": inline_serializer("RunEstimatePhases", {
+        phase: serializers.FloatField(help_text=f"Seconds {what}.") for phase, what in (
+            ("preparing_data", "to start the training process, read the faces and build the network"),
+            ("training", "for every epoch's batches and validation pass"),
+            ("evaluating", "for the evaluation of the best epoch on the held-out split"),
+            ("occlusion_maps", "for the occlusion sensitivity maps"),
+            ("exporting", "for the ONNX export and its checks"),
+        )
+    }),
+    "basis": serializers.CharField(help_text="What the estimate rests on: which measurement, on which device."),
+    "measured": serializers.BooleanField(help_text="False when this architecture and batch size have not been "
+                                                   "measured on the training worker's device (the estimate is then "
+                                                   "scaled from another measurement, or a rough guess)."),
+})
+
+
+class RunEstimateApi(APIView):
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(
+        operation_id="runs_estimate", request=RunListCreateApi.InputSerializer,
+        responses={200: RUN_ESTIMATE,
+                   400: OpenApiResponse(description="The same refusals as POST /api/runs/: `invalid` (with `fields`) "
+                                                    "or `too_much_memory`.")},
+        description="How long the run that POST /api/runs/ would start with this body takes, phase by phase, "
+                    "from the training worker's measured speed on its device. Nothing is created. A combination "
+                    "of architecture and batch size not yet measured is estimated from the nearest measurement "
+                    "(`measured` false) and measured in the background, so asking again later is more exact.",
+    )
+    def post(self, request):
+        serializer = RunListCreateApi.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        own = serializer.validated_data
+        config = {
+            key: value for key, value in request.data.items()
+            if key not in RunListCreateApi.InputSerializer._declared_fields and key != "csrfmiddlewaretoken"
+        }
+        try:
+            estimate = services.run_estimate_for(user=request.user, dataset_id=own["dataset"], config=config,
+                                                 preset=own.get("preset") or None)
+        except services.RunError as exc:
+            if exc.code != "invalid":
+                return Response(error_body(exc.code, exc.detail, {k: [v] for k, v in exc.errors.items()}),
+                                status=status.HTTP_400_BAD_REQUEST)
+            raise serializers.ValidationError({k: [v] for k, v in exc.errors.items()}) from exc
+        return Response(estimate)
 
 
 class RunDetailApi(APIView):
+    parser_classes = [JSONParser, FormParser]
+
+    class AnnotateSerializer(serializers.Serializer):
+        # Typed here, checked by the service (run_annotate), whose messages name the limits.
+        notes = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False,
+                                      help_text=f"Free text, at most {services.MAX_NOTES:,} characters.")
+        tags = serializers.ListField(
+            child=serializers.CharField(allow_blank=True), required=False,
+            help_text=f"The whole list (it replaces the old one): at most {services.MAX_TAGS} tags of 1-"
+                      f"{services.MAX_TAG} characters each; spaces around a tag are trimmed, repeats kept once.")
+
+        class Meta:
+            ref_name = "RunAnnotate"
+
     @extend_schema(operation_id="runs_retrieve", responses=RunOutput)
     def get(self, request, pk):
-        return Response(RunOutput(selectors.run_get_for(request.user, pk)).data)
+        return Response(RunOutput(selectors.run_get_for(request.user, pk), context={"request": request}).data)
+
+    @extend_schema(operation_id="runs_annotate", request=AnnotateSerializer, responses=RunOutput,
+                   description="Set the run's notes and/or tags; fields left out stay as they are.")
+    def patch(self, request, pk):
+        run = selectors.run_get_for(request.user, pk)
+        serializer = self.AnnotateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            run = services.run_annotate(run=run, **serializer.validated_data)
+        except services.RunError as exc:
+            raise serializers.ValidationError({k: [v] for k, v in exc.errors.items()}) from exc
+        return Response(RunOutput(run, context={"request": request}).data)
+
+    @extend_schema(
+        operation_id="runs_destroy",
+        responses={204: OpenApiResponse(description="Deleted."),
+                   409: OpenApiResponse(description="`still_running`: the run is queued or running; cancel it "
+                                                    "first. `in_use`: an unfinished run starts from or learns from "
+                                                    "its weights.")},
+        description="Deletes a finished run with its checkpoints, history and evaluation. Its model versions "
+                    "stay and keep serving wherever they are active. When the run's dataset was deleted and "
+                    "kept only for its runs, the last run's deletion removes it too. GET delete-preview/ first "
+                    "says what goes and what it frees.",
+    )
+    def delete(self, request, pk):
+        try:
+            services.run_delete(run=selectors.run_get_for(request.user, pk))
+        except services.RunError as exc:
+            raise ApiError(exc.code, exc.detail, status=status.HTTP_409_CONFLICT) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RunDeletePreviewApi(APIView):
+    @extend_schema(operation_id="runs_delete_preview", responses=DeletePreviewOutput,
+                   description="What DELETE on the run would do (or why it would refuse): the sentence to "
+                               "confirm and the bytes it frees.")
+    def get(self, request, pk):
+        preview = services.run_delete_preview(run=selectors.run_get_for(request.user, pk))
+        return Response(DeletePreviewOutput(preview).data)
 
 
 class RunCancelApi(APIView):
@@ -328,3 +502,16 @@ class RecipeSchemaApi(APIView):
         from training_jobs.ml.config import TrainConfig
 
         return Response(TrainConfig.fields_schema())
+
+
+class PresetListApi(APIView):
+    """The ready-made recipes, and the one a new run opens on for the training worker's device."""
+
+    @extend_schema(operation_id="runs_presets", responses=PRESET_LIST,
+                   description="Each preset's complete recipe. POST /api/runs/ and /api/runs/estimate/ take "
+                               "`preset` with any recipe fields on top.")
+    def get(self, request):
+        from training_jobs.ml import presets
+
+        return Response({"default": presets.default_for(selectors.training_device()),
+                         "presets": [preset.as_dict() for preset in presets.PRESETS.values()]})

@@ -45,3 +45,6 @@ class RunProgressConsumer(AsyncJsonWebsocketConsumer):
 
     async def run_batch(self, event):
         await self.send_json(event)
+
+    async def run_progress(self, event):
+        await self.send_json(event)

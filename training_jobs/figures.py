@@ -29,6 +29,11 @@ def _save(figure: Figure, path: Path) -> None:
 
 def draw_confusion_matrix(normalized: list[list[float]], path: Path, cell: int = 64) -> None:
     """Row-normalised confusion matrix: rows are the true class, columns the predicted one."""
+    _save(confusion_matrix_figure(normalized, cell), path)
+
+
+def confusion_matrix_figure(normalized: list[list[float]], cell: int = 64) -> Figure:
+    """The confusion matrix's figure, with both axes named: "true class" down the side, "predicted class" below."""
     size = len(CLASSES) * cell
     figure = _figure(size + 130, size + 110)
     ax = figure.add_subplot()
@@ -43,7 +48,7 @@ def draw_confusion_matrix(normalized: list[list[float]], path: Path, cell: int =
     ax.set_ylabel("true class")
     ax.set_title("Confusion matrix, row-normalised", fontsize=11)
     figure.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
-    _save(figure, path)
+    return figure
 
 
 def draw_roc_curves(roc: dict, macro_auc: float | None, path: Path, side: int = 420) -> None:

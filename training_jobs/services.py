@@ -16,7 +16,7 @@ from ferweb.datasets.models import Dataset
 from ferweb.jobs import JobLifecycle
 from inference import selectors as registry
 from inference.services import model_version_create
-from training_jobs import selectors
+from training_jobs import estimates, selectors
 from training_jobs.ml import memory
 from training_jobs.models import TrainingRun
 
@@ -58,6 +58,59 @@ def validate_config(data: dict) -> dict:
         raise RunError(exc.errors) from None
 
 
+def recipe_from(preset: str | None, overrides: dict) -> dict:
+    """The recipe a client asks for, before validation: the preset's complete recipe with `overrides`
+    on top, or the overrides alone when no preset is named (missing fields then take their defaults).
+    The form, POST /api/runs/ and the estimate all merge here. RunError on `preset` for an unknown name."""
+    from training_jobs.ml import presets
+    from training_jobs.ml.config import ConfigError
+
+    if not preset:
+        return dict(overrides)
+    try:
+        return presets.apply_preset(preset, overrides)
+    except ConfigError as exc:
+        raise RunError(exc.errors) from None
+
+
+def default_run_name(config: dict, *, dataset: Dataset, preset: str = "") -> str:
+    """e.g. "quick · fast_resnet on fer2013-train", or "quick (changed) · ..." when the recipe is no
+    longer the preset's own; "fast_resnet on fer2013-train" without a preset."""
+    from training_jobs.ml import presets
+
+    name = f"{config['architecture']} on {dataset.name}"
+    if preset not in presets.PRESETS:
+        return name
+    same = config == validate_config(presets.apply_preset(preset))
+    return f"{preset}{'' if same else ' (changed)'} · {name}"
+
+
+def holdout_error(*, dataset: Dataset, validation_fraction: float, seed: int) -> str:
+    """Why the trainer could not split the dataset, or "" when it can (training_jobs.ml.data.split_data,
+    counted from the database, no face read). It needs faces in a training split, and a validation
+    face: the dataset's own validation split, or the stratified share of training, which holds out a
+    face of every class that has at least two."""
+    import numpy as np
+
+    from training_jobs.ml.data import split_role, stratified_holdout
+
+    counts = selectors.dataset_training_counts(dataset)
+    if not counts:
+        return f"dataset {dataset.pk} has no faces to train on"
+    train = [(label, n) for split, label, n in counts if split_role(split) == "train"]
+    if not train:
+        return (f"every face of dataset {dataset.pk} is in a validation or test split; training needs faces in a "
+                "training split")
+    if any(split_role(split) == "val" for split, _label, _n in counts):
+        return ""
+    labels = np.repeat([label for label, _ in train], [n for _, n in train])
+    _keep, held = stratified_holdout(labels, validation_fraction, seed)
+    if len(held) == 0:
+        return (f"dataset {dataset.pk} is too small to hold out a validation split: it has one training face per "
+                "class. Add faces (at least two of some class) or a validation split")
+    return ""
+
+
 # ---------------------------------------------------------------- events
 
 
@@ -80,7 +133,7 @@ def _status_event(run: TrainingRun, message: str = "") -> dict:
         "type": "run.status",
         "run": run.pk,
         "status": run.status,
-        "progress": run.progress,
+        "progress": selectors.run_progress(run),
         "message": message,
         "error": run.error,
         "human_readable_error": run.human_readable_error,
@@ -108,11 +161,13 @@ def run_create(
     teacher_model: Path | None = None,
     queue: bool = True,
     trusted_paths: bool = False,
+    preset: str = "",
 ) -> TrainingRun:
     """1. check the user's quotas; 2. validate the recipe; 3. check the dataset is ready and the
     user's (or staff); 4. fit the recipe to the training worker (threads, memory); 5. lock the
     dataset (immutable once trained on); 6. record the run; 7. queue it after commit (unless the
-    caller runs it itself: the `train` command)."""
+    caller runs it itself: the `train` command). `preset` (already merged into `config`, see
+    recipe_from) only names the run when `name` is empty."""
     from ferweb.datasets.services import dataset_lock
 
     quotas.check_active_runs(user)
@@ -121,8 +176,8 @@ def run_create(
     errors = {}
     if not (user.is_staff or dataset.owner_id == user.pk):
         errors["dataset"] = f"no dataset {dataset.pk}"
-    elif dataset.status != Dataset.Status.READY:
-        errors["dataset"] = f"dataset {dataset.pk} is {dataset.status}; only ready datasets can be trained on"
+    elif dataset_refusal(dataset):
+        errors["dataset"] = dataset_refusal(dataset)
     if init_from_run is not None and not (user.is_staff or init_from_run.owner_id == user.pk):
         errors["init_from_run"] = f"no run {init_from_run.pk}"
     elif init_from_run is not None and init_from_run.status != TrainingRun.Status.SUCCEEDED:
@@ -144,8 +199,16 @@ def run_create(
         validated = validate_config(config)
     except RunError as exc:
         errors.update(exc.errors)
+    else:
+        if "dataset" not in errors:
+            # Refused now rather than failing a second after it starts.
+            too_small = holdout_error(dataset=dataset, validation_fraction=validated["validation_fraction"],
+                                      seed=validated["seed"])
+            if too_small:
+                errors["dataset"] = too_small
     if errors:
         raise RunError(errors)
+    name = name or default_run_name(validated, dataset=dataset, preset=preset)
     validated, notes = fit_to_worker(validated, faces=dataset.num_items,
                                      teacher_architecture=teacher_run.architecture if teacher_run else "")
 
@@ -154,10 +217,14 @@ def run_create(
     if teacher_run is not None:
         validated["teacher_checkpoint"] = str(best_checkpoint_path(teacher_run))
     dataset_lock(dataset=dataset)
+    estimate = estimates.estimate_for(validated, split_counts=dataset.split_counts, class_counts=dataset.class_counts,
+                                      num_items=dataset.num_items)
     run = TrainingRun.objects.create(
         owner=user,
         dataset=dataset,
-        name=name or f"{validated['architecture']} on {dataset.name}",
+        phase="queued",
+        estimated_seconds=round(estimate.seconds, 1),
+        name=name,
         config=validated,
         architecture=validated["architecture"],
         optimizer=validated["optimizer"],
@@ -181,6 +248,16 @@ def run_create(
     return run
 
 
+def dataset_refusal(dataset: Dataset) -> str:
+    """Why a run cannot train on this dataset ("" when it can)."""
+    if dataset.archived_at is not None:
+        return (f"dataset {dataset.pk} was deleted; it is kept only for the runs already trained on it. "
+                "Choose one of your ready datasets")
+    if dataset.status != Dataset.Status.READY:
+        return f"dataset {dataset.pk} is {dataset.status}; only ready datasets can be trained on"
+    return ""
+
+
 def run_create_for(
     *,
     user,
@@ -191,9 +268,12 @@ def run_create_for(
     init_checkpoint: UploadedFile | None = None,
     teacher_run_id: int | None = None,
     teacher_model: str = "",
+    preset: str | None = None,
 ) -> TrainingRun:
-    """run_create from what a web client names by id (the API and the form page): 1. resolve the dataset,
-    earlier runs and teacher model among those the user may see; 2. run_create."""
+    """run_create from what a web client names by id (the API and the form page): 1. merge the preset's
+    recipe under the client's values (recipe_from); 2. resolve the dataset, earlier runs and teacher model
+    among those the user may see; 3. run_create."""
+    config = recipe_from(preset, config)
     dataset = Dataset.objects.filter(pk=dataset_id).first()
     if dataset is None or not (user.is_staff or dataset.owner_id == user.pk):
         raise RunError({"dataset": f"no dataset {dataset_id}; choose one of your ready datasets"})
@@ -207,7 +287,37 @@ def run_create_for(
         user=user, dataset=dataset, config=config, name=name,
         init_from_run=earlier.get("init_from_run"), init_checkpoint=init_checkpoint,
         teacher_run=earlier.get("teacher_run"), teacher_model=teacher_model_file(user=user, choice=teacher_model),
+        preset=preset or "",
     )
+
+
+def run_estimate_for(*, user, dataset_id: int, config: dict, preset: str | None = None) -> dict:
+    """How long the run that run_create_for would create takes (estimates.Estimate.as_dict), after the
+    same checks of the recipe and the dataset, with the same RunError; nothing is created. A recipe
+    whose combination the training worker has not measured yet gets it measured (once)."""
+    config = recipe_from(preset, config)
+    dataset = Dataset.objects.filter(pk=dataset_id).first()
+    if dataset is None or not (user.is_staff or dataset.owner_id == user.pk):
+        raise RunError({"dataset": f"no dataset {dataset_id}; choose one of your ready datasets"})
+    errors = {"dataset": dataset_refusal(dataset)} if dataset_refusal(dataset) else {}
+    for field, instead in PATH_FIELDS.items():
+        if config.pop(field, ""):
+            errors[field] = f"server paths cannot be given here; use {instead}"
+    try:
+        validated = validate_config(config)
+    except RunError as exc:
+        errors.update(exc.errors)
+    else:
+        if "dataset" not in errors:
+            too_small = holdout_error(dataset=dataset, validation_fraction=validated["validation_fraction"],
+                                      seed=validated["seed"])
+            if too_small:
+                errors["dataset"] = too_small
+    if errors:
+        raise RunError(errors)
+    validated, _notes = fit_to_worker(validated, faces=dataset.num_items)
+    return estimates.estimate_for(validated, split_counts=dataset.split_counts, class_counts=dataset.class_counts,
+                                  num_items=dataset.num_items, measure=True).as_dict()
 
 
 def teacher_model_file(*, user, choice: str | int | None) -> Path | None:
@@ -284,6 +394,8 @@ class TrainingRuns(JobLifecycle):
     gave_up_advice = ("It resumed from its last epoch each time; a worker that keeps dying under one run is "
                       "often out of memory: try a smaller batch size or a lighter architecture.")
     cancel_fields = {"cancel_requested": True}
+    claim_fields = {"phase": "preparing_data"}
+    retry_fields = {"phase": "queued"}
 
     def publish(self, run: TrainingRun, message: str) -> None:
         publish(run.pk, _status_event(run, message))
@@ -316,46 +428,209 @@ def run_cancel_unfinished(*, run: TrainingRun) -> TrainingRun:
     return run_cancel(run=run)
 
 
+# ---------------------------------------------------------------- notes, tags, delete
+
+MAX_NOTES = 5000  # characters
+MAX_TAGS, MAX_TAG = 20, 32  # tags per run, characters per tag
+
+
+@transaction.atomic
+def run_annotate(*, run: TrainingRun, notes: str | None = None, tags: list[str] | None = None) -> TrainingRun:
+    """Set the owner's notes and tags (None: unchanged). Tags are trimmed and kept once each, in order;
+    RunError names the field when notes or tags are too long or too many."""
+    errors, fields = {}, []
+    if notes is not None:
+        if len(notes) > MAX_NOTES:
+            errors["notes"] = f"notes are at most {MAX_NOTES:,} characters; these have {len(notes):,}"
+        run.notes = notes
+        fields.append("notes")
+    if tags is not None:
+        cleaned = list(dict.fromkeys(str(tag).strip() for tag in tags))
+        bad = next((tag for tag in cleaned if not 1 <= len(tag) <= MAX_TAG), None)
+        if bad is not None:
+            errors["tags"] = (f"a tag is 1-{MAX_TAG} characters; " +
+                              (f"{bad[:MAX_TAG]}... has {len(bad)}" if bad else "one is empty"))
+        elif len(cleaned) > MAX_TAGS:
+            errors["tags"] = f"a run has at most {MAX_TAGS} tags; these are {len(cleaned)}"
+        run.tags = cleaned
+        fields.append("tags")
+    if errors:
+        raise RunError(errors)
+    if fields:
+        run.save(update_fields=fields)
+    return run
+
+
+def _checkpoint_users(run: TrainingRun) -> list[int]:
+    """Queued or running runs that start from this run's weights or learn from them (they read its files)."""
+    folder = str(run.workdir)
+    active = TrainingRun.objects.filter(status__in=(TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING))
+    return [other.pk for other in active.exclude(pk=run.pk).only("id", "config")
+            if any(str(other.config.get(key) or "").startswith(folder + "/")
+                   for key in ("init_checkpoint", "teacher_checkpoint"))]
+
+
+def _refusal(run: TrainingRun) -> RunError | None:
+    if not run.is_finished:
+        return RunError({}, code="still_running",
+                        detail=f"Run {run.pk} is {run.status}: cancel it first, then delete it.")
+    users = _checkpoint_users(run)
+    if users:
+        names = ", ".join(f"#{pk}" for pk in users)
+        return RunError({}, code="in_use",
+                        detail=f"Run {run.pk}'s weights are used by unfinished run{'s' if len(users) > 1 else ''} "
+                               f"{names}: wait for {'them' if len(users) > 1 else 'it'} to end, or cancel "
+                               f"{'them' if len(users) > 1 else 'it'}, then delete it.")
+    return None
+
+
+def _run_files(run: TrainingRun) -> list[Path]:
+    """Its checkpoints (and a teacher's copy) and the weights uploaded to start it from."""
+    files = [run.workdir]
+    if run.init_checkpoint:
+        files.append(Path(settings.MEDIA_ROOT) / run.init_checkpoint.name)
+    return files
+
+
+def _dataset_goes_with(run: TrainingRun) -> Dataset | None:
+    """The archived dataset that only this run still keeps, which its deletion removes too."""
+    dataset = run.dataset
+    if dataset.archived_at is None or TrainingRun.objects.filter(dataset=dataset).exclude(pk=run.pk).exists():
+        return None
+    return dataset
+
+
+def run_delete_preview(*, run: TrainingRun):
+    """What run_delete would do, or why it refuses (the sentence says so and nothing is freed)."""
+    from ferweb.deletion import DeletePreview, bytes_on_disk, count
+
+    refusal = _refusal(run)
+    if refusal is not None:
+        return DeletePreview(what=refusal.detail, frees_bytes=0)
+    what = f"Run #{run.pk} \"{run.name}\" will be deleted with its checkpoints, history and evaluation."
+    frees = bytes_on_disk(*_run_files(run))
+    versions = list(run.model_versions.values_list("version", flat=True))
+    if len(versions) == 1:
+        what += f" Its model {versions[0]} stays on the Models page and keeps serving wherever it is active."
+    elif versions:
+        what += (f" Its models {', '.join(versions)} stay on the Models page and keep serving wherever they are "
+                 "active.")
+    dataset = _dataset_goes_with(run)
+    if dataset is not None:
+        what += (f" The deleted dataset #{dataset.pk} \"{dataset.name}\" that only this run kept goes too "
+                 f"({count(dataset.num_items, 'face')}).")
+        frees += bytes_on_disk(dataset.storage_dir)
+    return DeletePreview(what=what, frees_bytes=frees)
+
+
+@transaction.atomic
+def run_delete(*, run: TrainingRun) -> None:
+    """Delete a finished run: its row, history, metrics, checkpoints and uploaded weights.
+
+    1. refuse a queued or running run (RunError still_running: cancel it first, so its worker has
+       stopped writing checkpoints) and one whose weights an unfinished run starts or learns from
+       (in_use);
+    2. its model versions stay and keep serving wherever they are active; they no longer name
+       the run (the post_delete receiver in models.py);
+    3. the archived dataset it was trained on goes too when no other run keeps it (its owner
+       deleted it already; it stayed only for its runs);
+    4. the files go once the transaction commits.
+    """
+    from ferweb.datasets.services import dataset_delete
+
+    run = TrainingRun.objects.select_for_update().select_related("dataset").get(pk=run.pk)
+    refusal = _refusal(run)
+    if refusal is not None:
+        raise refusal
+    files, dataset = _run_files(run), _dataset_goes_with(run)
+    run.delete()
+    if dataset is not None:
+        dataset_delete(dataset=dataset)
+
+    def remove_files():
+        for path in files:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    transaction.on_commit(remove_files)
+
+
 # ---------------------------------------------------------------- the job
 
 
 class ProgressRecorder:
-    """The trainer's on_event and should_stop for one run: stores, throttles, publishes."""
+    """The trainer's on_event and should_stop for one run: the one place where the trainer's events
+    become the run's row (phase, percent, seconds left, history) and its websocket events.
+
+    The trainer's events say what happened (a phase began, a batch, an epoch); a RunClock, started
+    from the run's estimate, turns them into `progress` {percent, phase, eta_seconds}, which every
+    published event carries. Each epoch also refreshes the measured throughput of the run's
+    combination (estimates.throughput_from_epochs).
+    """
 
     DB_BATCH_INTERVAL_S = 1.0  # how often batch progress is written to the row
     CANCEL_POLL_INTERVAL_S = 0.5  # how often the cancel flag is read
-    TRAINING_SHARE = 0.95  # of the run's progress; evaluation and export take the rest
 
     def __init__(self, run: TrainingRun, also=None):
         self.run = run
-        self.also = also  # another listener, e.g. the command line's progress bar
+        self.also = also  # another listener, e.g. the command line's progress bar (gets the trainer's events)
         self.last_batch_write = 0.0
         self.last_cancel_poll = 0.0
         self.cancelled = False
         self.history = list(run.history)
+        self.device = ""  # the trainer names it when training starts
+        self.clock = estimates.RunClock(estimates.estimate_for_run(run), now=time.monotonic(),
+                                        phase=run.phase if run.phase in estimates.PHASES else "preparing_data")
 
     def on_event(self, event: dict) -> None:
         kind = event.get("type")
-        event = {**event, "run": self.run.pk}
-        if event.get("progress") is not None:
-            event["progress"] = round(float(event["progress"]) * self.TRAINING_SHARE, 2)
         now = time.monotonic()
+        published = {**event, "run": self.run.pk}
+        published.pop("eta_seconds", None)  # the trainer's counts training only; progress.eta_seconds counts all
+        write = False
         if kind == "run.status":
-            # The trainer's phases (started, evaluating) are messages; the run itself is running.
-            event.update(status=TrainingRun.Status.RUNNING, phase=event.get("status"))
+            # The trainer's phases (training, evaluating, ...) are data; the run itself is running.
+            self.clock.enter(event.get("phase") or self.clock.phase, now)
+            self.device = event.get("device") or self.device
+            published["status"] = TrainingRun.Status.RUNNING
+            write = True
         elif kind == "run.epoch":
-            self.history = [h for h in self.history if h.get("epoch") != event.get("epoch")] + [event]
-            training_runs.heartbeat(
-                self.run, history=self.history, progress=event["progress"], eta_seconds=event.get("eta_seconds"),
-                best_val_accuracy=event.get("best_val_accuracy"), best_epoch=event.get("best_epoch"),
-            )
+            self.clock.epoch(event, now)
+            self.history = [h for h in self.history if h.get("epoch") != event.get("epoch")] + [
+                {**event, "run": self.run.pk}]
+            estimates.throughput_from_epochs(self.run, device=self.device, history=self.history)
+            write = True
+        elif kind == "run.batch":
+            self.clock.batch(event, now)
+            write = now - self.last_batch_write >= self.DB_BATCH_INTERVAL_S
+        progress = self.clock.progress(now)
+        published["progress"] = progress
+        if write:
+            fields = {"last_batch": published} if kind == "run.batch" else {}
+            if kind == "run.epoch":
+                fields.update(history=self.history, best_val_accuracy=event.get("best_val_accuracy"),
+                              best_epoch=event.get("best_epoch"))
+            training_runs.heartbeat(self.run, progress=progress["percent"], eta_seconds=progress["eta_seconds"],
+                                    phase=progress["phase"], **fields)
             self.last_batch_write = now
-        elif kind == "run.batch" and now - self.last_batch_write >= self.DB_BATCH_INTERVAL_S:
-            training_runs.heartbeat(self.run, last_batch=event, progress=event["progress"])
-            self.last_batch_write = now
-        transaction.on_commit(lambda: publish(self.run.pk, event))
+        transaction.on_commit(lambda: publish(self.run.pk, published))
         if self.also:
-            self.also(event)
+            self.also({**event, "run": self.run.pk})
+
+    def tick(self) -> None:
+        """The worker's heartbeat while the child is busy without events (evaluation, occlusion maps,
+        export): the row and the page get the percent and seconds left as the time passes."""
+        progress = self.clock.progress(time.monotonic())
+        training_runs.heartbeat(self.run, progress=progress["percent"], eta_seconds=progress["eta_seconds"],
+                                phase=progress["phase"])
+        event = {"type": "run.progress", "run": self.run.pk, "status": TrainingRun.Status.RUNNING,
+                 "progress": progress}
+        transaction.on_commit(lambda: publish(self.run.pk, event))
+
+    def phase_seconds(self) -> dict[str, float]:
+        return self.clock.phase_seconds(time.monotonic())
 
     def should_stop(self) -> bool:
         now = time.monotonic()
@@ -416,6 +691,10 @@ def _execute(run: TrainingRun, on_event=None) -> TrainingRun:
         logger.exception("run %s failed", run.pk)
         training_runs.finish(run, TrainingRun.Status.FAILED, error="internal_error",
                              message=f"{type(exc).__name__}: {str(exc)[:500]}")
+    if not TrainingRun.objects.filter(pk=run.pk).exists():
+        # Deleted once cancelled, while this worker was still stopping: leave none of its files behind.
+        shutil.rmtree(run.workdir, ignore_errors=True)
+        return run
     run.refresh_from_db()
     return run
 
@@ -466,7 +745,7 @@ def _train_evaluate_export(run: TrainingRun, on_event=None) -> None:
     outcome = run_isolated(
         _job_for(run, onnx_path=onnx_path, version=version), on_event=recorder.on_event,
         should_stop=recorder.should_stop, memory_cap_bytes=memory_cap_bytes(),
-        on_tick=lambda: training_runs.heartbeat(run),
+        on_tick=recorder.tick,
     )
     if outcome.status == "cancelled":
         raise RunCancelled()
@@ -481,6 +760,7 @@ def _train_evaluate_export(run: TrainingRun, on_event=None) -> None:
     # Notes made when the run was created (e.g. threads lowered) come first.
     metrics["notes"] = list(run.metrics.get("notes", [])) + list(metrics.get("notes", []))
     metrics["occlusion"] = occlusion_for_page(result["occlusion"])
+    metrics["phase_seconds"] = recorder.phase_seconds()  # what later estimates take preparing and export from
     with transaction.atomic():  # the outcome and its model version together, or neither
         if not training_runs.finish(
             run, TrainingRun.Status.SUCCEEDED, progress=100.0, history=result["history"],

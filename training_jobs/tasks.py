@@ -1,7 +1,13 @@
-"""Celery interface to the training services: tasks take ids and call one service."""
-from celery import shared_task
+"""Celery interface to the training services: tasks take ids (or a few plain values) and call one service."""
+import logging
 
-from training_jobs import services
+from celery import shared_task
+from celery.signals import worker_ready
+from django.db import close_old_connections
+
+from training_jobs import estimates, services
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, name="training_jobs.tasks.train_run", acks_late=True)
@@ -12,3 +18,26 @@ def train_run(self, run_id: int) -> str:
     that finds nothing queued (its run was cancelled, or taken by an earlier message) does nothing."""
     run = services.run_execute_next(worker=self.request.hostname or "")
     return f"run {run.pk} {run.status}" if run else f"nothing queued (woken for run {run_id})"
+
+
+@shared_task(name="training_jobs.tasks.measure_throughput", acks_late=True)
+def measure_throughput(architecture: str, batch_size: int, bf16: bool) -> str:
+    """Measure one combination on this worker's device, unless it is measured already (an estimate asked)."""
+    row = estimates.throughput_measure(architecture=architecture, batch_size=batch_size, bf16=bf16)
+    return str(row) if row else f"measuring {architecture} at batch {batch_size} failed"
+
+
+@worker_ready.connect
+def measure_at_worker_start(sender=None, **kwargs):
+    """A training worker on a device without a measurement of the quick preset takes one (a few
+    seconds, once per device) before its first run, so that estimates rest on this machine."""
+    try:
+        queues = set(sender.app.amqp.queues.consume_from)
+    except AttributeError:
+        queues = set()
+    if "training" not in queues or not estimates.measuring_enabled():
+        return
+    close_old_connections()
+    row = estimates.throughput_measure_at_worker_start()
+    if row is not None:
+        logger.info("training throughput on this device: %s", row)

@@ -5,7 +5,10 @@ from training_jobs import api, views
 urlpatterns = [
     path("api/runs/", api.RunListCreateApi.as_view(), name="api-runs"),
     path("api/runs/limits/", api.RunLimitsApi.as_view(), name="api-run-limits"),
+    path("api/runs/estimate/", api.RunEstimateApi.as_view(), name="api-run-estimate"),
+    path("api/runs/presets/", api.PresetListApi.as_view(), name="api-run-presets"),
     path("api/runs/<int:pk>/", api.RunDetailApi.as_view(), name="api-run"),
+    path("api/runs/<int:pk>/delete-preview/", api.RunDeletePreviewApi.as_view(), name="api-run-delete-preview"),
     path("api/runs/<int:pk>/cancel/", api.RunCancelApi.as_view(), name="api-run-cancel"),
     path("api/architectures/", api.ArchitectureListApi.as_view(), name="api-architectures"),
     path("api/recipe/", api.RecipeSchemaApi.as_view(), name="api-recipe"),

@@ -8,7 +8,8 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ferweb.api_errors import ApiError
+from ferweb.api_errors import ApiError, error_body
+from ferweb.deletion import DeletePreviewOutput
 from fercore.classes import CLASSES
 
 from . import selectors, services
@@ -24,6 +25,9 @@ class DatasetOutput(serializers.Serializer):
     owner = serializers.CharField(source="owner.username")
     status = serializers.CharField(help_text="importing, ready or failed")
     progress = serializers.FloatField(help_text="0-100")
+    phase = serializers.CharField(
+        help_text="While importing: queued (waiting for a worker), checking_archive (its safety, layout and class "
+                  "folders) or importing (reading the faces; `progress` counts them); empty once it ended.")
     error = serializers.CharField(help_text="Machine-readable error code; empty unless the import failed.")
     human_readable_error = serializers.CharField()
     num_items = serializers.IntegerField()
@@ -32,6 +36,9 @@ class DatasetOutput(serializers.Serializer):
     source_name = serializers.CharField(help_text="The uploaded file's name.")
     source_format = serializers.CharField(help_text="zip, csv or images.")
     locked = serializers.BooleanField(source="is_locked", help_text="A run trained on it: read-only.")
+    archived_at = serializers.DateTimeField(
+        allow_null=True, help_text="Set when its owner deleted it while runs still named it: hidden from lists, "
+                                   "kept for those runs.")
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
 
@@ -85,7 +92,10 @@ class DatasetListCreateApi(APIView):
     @extend_schema(
         request={"multipart/form-data": DatasetUploadSerializer},
         responses={201: OutputSerializer,
-                   400: OpenApiResponse(description="{detail, code}: the file is refused; nothing is kept."),
+                   400: OpenApiResponse(description="{detail, code}: the file is refused; nothing is kept. "
+                                                    "`name_taken` (with `fields.name`): you already have a dataset "
+                                                    "of that name; without a name, the file's name is used, made "
+                                                    "unique (\"faces (2)\")."),
                    413: OpenApiResponse(description="The upload is over FERWEB_MAX_UPLOAD_BYTES.")},
     )
     def post(self, request):
@@ -103,24 +113,38 @@ class DatasetListCreateApi(APIView):
                 upload=upload,
                 drop_unknown_classes=serializer.validated_data["drop_unknown_classes"],
             )
+        except services.DatasetNameTaken as error:
+            return Response(error_body(error.code, error.message, {"name": [error.message]}),
+                            status=status.HTTP_400_BAD_REQUEST)
         except DatasetError as error:
             return Response({"detail": error.message, "code": error.code}, status=status.HTTP_400_BAD_REQUEST)
         return Response(self.OutputSerializer(dataset).data, status=status.HTTP_201_CREATED)
 
 
 class DatasetDetailApi(APIView):
-    @extend_schema(responses=DatasetDetailOutput, description="The dataset with counts and its import report.")
+    @extend_schema(responses=DatasetDetailOutput, description="The dataset with counts and its import report; "
+                                                               "archived datasets too (runs link to them).")
     def get(self, request, pk):
         return Response(DatasetDetailOutput(selectors.dataset_get_for(request.user, pk)).data)
 
-    @extend_schema(responses={204: None, 409: OpenApiResponse(description="A run trained on it: read-only.")})
+    @extend_schema(
+        responses={204: OpenApiResponse(description="Deleted, or archived (see delete-preview/).")},
+        description="Deletes the dataset with its faces and files (an import still running is stopped). A dataset "
+                    "that runs were trained on is archived instead: hidden from every list, kept for those runs, "
+                    "and deleted with the last of them. GET delete-preview/ first says which, and what it frees.",
+    )
     def delete(self, request, pk):
-        dataset = selectors.dataset_get_for(request.user, pk)
-        try:
-            services.dataset_delete(dataset=dataset)
-        except services.DatasetLockedError as error:
-            return Response({"detail": str(error), "code": "locked"}, status=status.HTTP_409_CONFLICT)
+        services.dataset_delete(dataset=selectors.dataset_get_for(request.user, pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DatasetDeletePreviewApi(APIView):
+    @extend_schema(responses=DeletePreviewOutput,
+                   description="What DELETE on the dataset would do: the sentence to confirm, the bytes it frees, "
+                               "and whether it archives the dataset (runs were trained on it) instead.")
+    def get(self, request, pk):
+        preview = services.dataset_delete_preview(dataset=selectors.dataset_get_for(request.user, pk))
+        return Response(DeletePreviewOutput(preview).data)
 
 
 class PngRenderer(BaseRenderer):

@@ -11,12 +11,13 @@ from .models import Dataset, DatasetItem
 
 
 def datasets_for(user) -> QuerySet[Dataset]:
-    """The datasets a user may see: their own; staff see all."""
-    return visible_to(user, Dataset.objects.select_related("owner"))
+    """The datasets a user's lists show: their own (staff: all), archived ones left out."""
+    return visible_to(user, Dataset.objects.select_related("owner")).filter(archived_at__isnull=True)
 
 
 def dataset_get_for(user, pk) -> Dataset:
-    """The dataset, or 404 when it does not exist or belongs to someone else."""
+    """The dataset, archived or not, or 404 when it does not exist or belongs to someone else (an
+    archived dataset's page still opens from the runs trained on it)."""
     return get_visible_or_404(user, Dataset.objects.select_related("owner"), pk, f"No dataset {pk}.")
 
 

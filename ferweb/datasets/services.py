@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from fercore.archive import Limits
 from fercore.classes import CLASSES
+from ferweb.deletion import DeletePreview, bytes_on_disk, count
 from ferweb.jobs import JobLifecycle
 
 from . import quality
@@ -32,6 +33,44 @@ READ_SHARE = 90.0
 
 class DatasetLockedError(Exception):
     """A run has trained on the dataset: it is read-only."""
+
+
+class DatasetNameTaken(DatasetError):
+    """The owner already has a dataset of this name (code name_taken); the message says which."""
+
+    def __init__(self, message: str):
+        super().__init__("name_taken", message)
+
+
+# Import phases (Dataset.phase), named on the pages: waiting for a worker, checking the archive
+# (its safety, layout and class folders), reading the faces.
+QUEUED, CHECKING_ARCHIVE, IMPORTING = "queued", "checking_archive", "importing"
+
+
+def dataset_name(*, owner, name: str, default: str) -> str:
+    """The name a new dataset of `owner` gets: one name names one dataset in the owner's lists.
+
+    A name the person typed that one of their datasets already has is refused (DatasetNameTaken),
+    so a second click or a second upload cannot make a twin that no list could tell apart. A
+    name made up for them (the file's or the labeling set's, when they typed none) is made unique
+    instead: "faces", then "faces (2)". Archived datasets are in no list, so their names are free.
+    """
+    taken = set(
+        Dataset.objects.filter(owner=owner, archived_at__isnull=True).values_list("name", flat=True)
+    )
+    name = (name or "").strip()[:200]
+    if name:
+        if name in taken:
+            twin = Dataset.objects.filter(owner=owner, archived_at__isnull=True, name=name).order_by("-pk").first()
+            raise DatasetNameTaken(
+                f"You already have a dataset named \"{name}\" (#{twin.pk}): choose another name.")
+        return name
+    base = (default or "").strip()[:190] or "dataset"
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base} ({n})"
+    return candidate
 
 
 def import_limits() -> Limits:
@@ -59,9 +98,10 @@ def dataset_create(*, owner, name: str, upload: UploadedFile, drop_unknown_class
 
     dataset = Dataset(
         owner=owner,
-        name=(name or "").strip() or Path(upload.name or "dataset").stem,
+        name=dataset_name(owner=owner, name=name, default=Path(upload.name or "dataset").stem),
         source_name=Path(upload.name or "").name[:255],
         drop_unknown_classes=drop_unknown_classes,
+        phase=QUEUED,
     )
     dataset.source.save(Path(upload.name or "upload").name, upload, save=False)
     try:
@@ -77,12 +117,14 @@ def dataset_create(*, owner, name: str, upload: UploadedFile, drop_unknown_class
 
 def dataset_create_from_faces(
     *, owner, name: str, pixels: np.ndarray, labels, splits, source_names: list[str],
-    source_name: str = "", source_format: str = "labeling",
+    source_name: str = "", source_format: str = "labeling", default_name: str = "Labeled faces",
 ) -> Dataset:
     """A ready dataset from faces that are already cropped and labeled (e.g. on the Labeling page).
 
     Stored by the same code as an import (packed array, items, quality findings, counts),
-    so training and the dataset pages cannot tell the two apart. Raises ValueError on bad input.
+    so training and the dataset pages cannot tell the two apart. Raises ValueError on bad input,
+    DatasetNameTaken when `name` is already one of the owner's (a blank one becomes `default_name`,
+    made unique).
     """
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     labels = np.asarray(labels, dtype=np.int64)
@@ -98,8 +140,8 @@ def dataset_create_from_faces(
     if any(not s.strip() or len(s) > 32 for s in splits):
         raise ValueError("a split name is 1-32 characters, e.g. train, val or test")
     dataset = Dataset.objects.create(
-        owner=owner, name=(name or "").strip()[:200] or "Labeled faces", source_name=source_name[:255],
-        source_format=source_format[:16],
+        owner=owner, name=dataset_name(owner=owner, name=name, default=default_name),
+        source_name=source_name[:255], source_format=source_format[:16],
     )
     # Stored here and now, as an import job that this process holds.
     dataset_imports.claim(dataset.pk, worker=f"in-process-{os.getpid()}@{socket.gethostname()}")
@@ -131,12 +173,13 @@ class DatasetImports(JobLifecycle):
     failed = Dataset.Status.FAILED
     noun = "import"
     gave_up_advice = "Upload the file again; if it keeps failing, it may be too large for this server."
-    retry_fields = {"progress": 0}
+    retry_fields = {"progress": 0, "phase": QUEUED}
 
     def ended(self, dataset: Dataset) -> None:
-        """The upload goes once the import ends; a failed or cancelled import leaves no faces either."""
+        """The upload goes once the import ends, and its phase with it; a failed or cancelled import
+        leaves no faces either."""
         upload, storage, failed = dataset.source.name, dataset.source.storage, dataset.status != Dataset.Status.READY
-        Dataset.objects.filter(pk=dataset.pk).update(source="")
+        Dataset.objects.filter(pk=dataset.pk).update(source="", phase="")
 
         def remove_files():
             if failed:
@@ -154,17 +197,31 @@ def _fail(dataset: Dataset, code: str, message: str) -> None:
     dataset_imports.finish(dataset, Dataset.Status.FAILED, error=code, message=message)
 
 
+class _ImportGone(Exception):
+    """The import was cancelled, deleted or taken over while it read: stop reading."""
+
+
 def dataset_import(*, dataset_id: int, detector=None) -> Dataset | None:
     """Run a claimed import to its end and record the outcome on the dataset.
 
-    1. read and convert every face (throttled progress and heartbeat);
-    2. compute quality findings;
-    3. write the packed array and all items in one transaction, so a failure leaves nothing.
+    1. phase checking_archive: open the archive through its guard and check its layout and classes;
+    2. phase importing: read and convert every face (throttled progress and heartbeat; a job
+       that is no longer this worker's stops reading at the next one);
+    3. compute quality findings;
+    4. write the packed array and all items in one transaction, so a failure leaves nothing.
     """
     dataset = Dataset.objects.filter(id=dataset_id).first()
     if dataset is None or dataset.status != Dataset.Status.IMPORTING:
         return dataset
+
+    def reading(fraction: float) -> None:
+        # The reader reports progress once the archive is checked and faces are being read.
+        if not dataset_imports.heartbeat(dataset, phase=IMPORTING, progress=round(READ_SHARE * fraction, 1)):
+            raise _ImportGone()
+
     try:
+        if not dataset_imports.heartbeat(dataset, phase=CHECKING_ARCHIVE, progress=0):
+            raise _ImportGone()
         if detector is None:
             from fercore.faces import FaceDetector
 
@@ -174,7 +231,7 @@ def dataset_import(*, dataset_id: int, detector=None) -> Dataset | None:
             detector=detector,
             drop_unknown_classes=dataset.drop_unknown_classes,
             limits=import_limits(),
-            progress=lambda fraction: dataset_imports.heartbeat(dataset, progress=round(READ_SHARE * fraction, 1)),
+            progress=reading,
         )
         if not len(result):
             raise DatasetError(
@@ -183,6 +240,8 @@ def dataset_import(*, dataset_id: int, detector=None) -> Dataset | None:
                 f"{len(result.no_face)} photos had no face. {_first_reasons(result)}",
             )
         _store(dataset, result)
+    except _ImportGone:
+        pass  # whoever took the job from this worker (a cancel, a delete) has recorded its end
     except DatasetError as error:
         _fail(dataset, error.code, error.message)
     except FileNotFoundError:
@@ -244,6 +303,8 @@ def _store(dataset: Dataset, result: ReadResult) -> None:
                 raise DatasetError("gone", "The import was cancelled, deleted or taken over meanwhile.")
     except BaseException:
         staging.unlink(missing_ok=True)
+        if not dataset_imports.held(dataset).exists():  # cancelled or deleted meanwhile: leave no folder behind
+            shutil.rmtree(dataset.storage_dir, ignore_errors=True)
         raise
 
 
@@ -324,16 +385,67 @@ def dataset_items_update(
     return updated
 
 
+def _runs_trained_on(dataset: Dataset) -> int:
+    # Through the reverse relation: the training app builds on this one, never the other way round.
+    return dataset.training_runs.count()
+
+
+def dataset_delete_preview(*, dataset: Dataset) -> DeletePreview:
+    """What dataset_delete would do: delete the dataset with its files, or archive it for its runs."""
+    runs = _runs_trained_on(dataset)
+    if runs:
+        were, them, those = ("was", "that run", "that run is") if runs == 1 else ("were", "them", "those runs are")
+        return DeletePreview(
+            what=f"Dataset #{dataset.pk} \"{dataset.name}\" will be archived, not deleted: {count(runs, 'run')} "
+                 f"{were} trained on it, so it stays for {them}, hidden from your lists. Once {those} deleted, "
+                 "it goes too.",
+            frees_bytes=0, archived=True,
+        )
+    if dataset.status == Dataset.Status.READY:
+        goes = f"its {count(dataset.num_items, 'face')} and their labels"
+    elif dataset.status == Dataset.Status.IMPORTING:
+        goes = "its upload; the import stops"
+    else:
+        goes = "what is left of its failed import"
+    made_from = dataset.labeling_sets.count()
+    stays = (" The labeling set it was made from stays." if made_from == 1 else
+             f" The {made_from} labeling sets it was made from stay." if made_from else "")
+    return DeletePreview(
+        what=f"Dataset #{dataset.pk} \"{dataset.name}\" will be deleted with {goes}.{stays}",
+        frees_bytes=bytes_on_disk(dataset.storage_dir, _source_path(dataset)),
+    )
+
+
+def _source_path(dataset: Dataset) -> Path | None:
+    return Path(settings.MEDIA_ROOT) / dataset.source.name if dataset.source else None
+
+
 @transaction.atomic
-def dataset_delete(*, dataset: Dataset) -> None:
-    if dataset.is_locked:
-        raise DatasetLockedError(f"Read-only: a training run has used {dataset}; it cannot be deleted.")
-    storage_dir, source = dataset.storage_dir, dataset.source.name
+def dataset_delete(*, dataset: Dataset) -> bool:
+    """Delete the dataset, its faces and its files; or archive it when runs were trained on it.
+
+    1. runs name it (TrainingRun.dataset protects it): set archived_at, which hides it from every
+       list while the runs' pages still link to it; its faces and files stay for their lineage
+       (and its deletion comes with the deletion of the last of those runs);
+    2. an import still running is cancelled first, so its worker stops at its next heartbeat;
+    3. the row goes (its items with it) and its files go once the transaction commits.
+    Returns True when it archived the dataset, False when it deleted it.
+    """
+    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
+    if _runs_trained_on(dataset):
+        if dataset.archived_at is None:
+            Dataset.objects.filter(pk=dataset.pk).update(archived_at=timezone.now())
+        return True
+    if dataset.status == Dataset.Status.IMPORTING:
+        dataset_imports.cancel(dataset)
+        dataset.refresh_from_db()
+    storage_dir, source = dataset.storage_dir, _source_path(dataset)
     dataset.delete()
 
     def remove_files():
         shutil.rmtree(storage_dir, ignore_errors=True)
-        if source:
-            dataset.source.storage.delete(source)
+        if source is not None:
+            source.unlink(missing_ok=True)
 
     transaction.on_commit(remove_files)
+    return False

@@ -5,6 +5,8 @@ from . import api, views
 urlpatterns = [
     path("api/datasets/", api.DatasetListCreateApi.as_view(), name="api-datasets"),
     path("api/datasets/<int:pk>/", api.DatasetDetailApi.as_view(), name="api-dataset"),
+    path("api/datasets/<int:pk>/delete-preview/", api.DatasetDeletePreviewApi.as_view(),
+         name="api-dataset-delete-preview"),
     path("api/datasets/<int:pk>/items/<int:index>.png", api.DatasetItemPngApi.as_view(), name="api-dataset-item-png"),
     path("api/datasets/<int:pk>/mean/<str:class_name>.png", api.DatasetMeanFacePngApi.as_view(),
          name="api-dataset-mean-png"),

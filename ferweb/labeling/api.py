@@ -14,7 +14,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fercore.classes import CLASSES
+from ferweb.api_errors import error_body
 from ferweb.datasets.api import PngRenderer
+from ferweb.deletion import DeletePreviewOutput
 from ferweb.datasets.models import Dataset
 
 from . import selectors, services
@@ -72,14 +74,16 @@ class LabelingSetDetailOutput(LabelingSetOutput):
     report = serializers.DictField(help_text="{unreadable: {count, members}, no_face: {count, members}, model: "
                                              "{version, error}}.")
     class_counts = serializers.SerializerMethodField(help_text=CLASS_COUNTS_HELP)
-    datasets = serializers.SerializerMethodField(help_text="Datasets created from this set, newest first.")
+    datasets = serializers.SerializerMethodField(help_text="Datasets created from this set, newest first (archived "
+                                                           "ones left out).")
 
     def get_class_counts(self, labeling_set: LabelingSet) -> dict[str, int]:
         return selectors.confirmed_class_counts(labeling_set)
 
     @extend_schema_field(LabelingSetDatasetOutput(many=True))
     def get_datasets(self, labeling_set: LabelingSet) -> list:
-        return LabelingSetDatasetOutput(labeling_set.datasets.order_by("-created_at"), many=True).data
+        made = labeling_set.datasets.filter(archived_at__isnull=True).order_by("-created_at")
+        return LabelingSetDatasetOutput(made, many=True).data
 
 
 class LabelingFaceOutput(serializers.Serializer):
@@ -107,7 +111,8 @@ class LabelingReviewCountsOutput(serializers.Serializer):
 
 
 def refused(error: LabelingError, http_status=status.HTTP_400_BAD_REQUEST) -> Response:
-    return Response({"detail": error.message, "code": error.code}, status=http_status)
+    fields = {error.field: [error.message]} if error.field else None
+    return Response(error_body(error.code, error.message, fields), status=http_status)
 
 
 def uploaded_files(request) -> list:
@@ -175,10 +180,22 @@ class SetDetailApi(APIView):
     def get(self, request, pk):
         return Response(LabelingSetDetailOutput(selectors.set_get_for(request.user, pk)).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        responses={204: OpenApiResponse(description="Deleted.")},
+        description="Deletes the set with its photos and faces; processing still running is stopped first. "
+                    "Datasets made from it stay.",
+    )
     def delete(self, request, pk):
         services.labeling_set_delete(labeling_set=selectors.set_get_for(request.user, pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SetDeletePreviewApi(APIView):
+    @extend_schema(responses=DeletePreviewOutput,
+                   description="What DELETE on the set would do: the sentence to confirm and the bytes it frees.")
+    def get(self, request, pk):
+        preview = services.labeling_set_delete_preview(labeling_set=selectors.set_get_for(request.user, pk))
+        return Response(DeletePreviewOutput(preview).data)
 
 
 class SetPhotosApi(UploadParsing, APIView):
@@ -330,7 +347,9 @@ class SetCreateDatasetApi(APIView):
 
     @extend_schema(request=LabelingCreateDatasetSerializer,
                    responses={201: OutputSerializer,
-                              400: OpenApiResponse(description="{detail, code}: nothing confirmed, bad test share.")})
+                              400: OpenApiResponse(description="{detail, code}: nothing confirmed, bad test share; "
+                                                               "`name_taken` (with `fields.name`): you already "
+                                                               "have a dataset of that name.")})
     def post(self, request, pk):
         labeling_set = selectors.set_get_for(request.user, pk)
         serializer = self.LabelingCreateDatasetSerializer(data=request.data)

@@ -11,13 +11,15 @@ import numpy as np
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Sum
+from django.db.models.functions import Length
 from django.utils import timezone
 
 from fercore.archive import ArchiveError, GuardedZip, Limits, UnreadableMember, is_system_file
 from fercore.classes import CLASSES, CLASS_INDEX
 from fercore.images import ALLOWED_NAMES, ImageDecodeError, decode_image
 from fercore.preprocess import crop_face
+from ferweb.deletion import DeletePreview, bytes_on_disk, count
 from ferweb.jobs import JobLifecycle
 
 from .models import LabelingFace, LabelingPhoto, LabelingSet
@@ -32,12 +34,14 @@ MAX_TEST_SHARE = 0.9
 
 
 class LabelingError(Exception):
-    """A request that cannot be carried out; `code` is machine-readable, the message is for a person."""
+    """A request that cannot be carried out; `code` is machine-readable, the message is for a person,
+    `field` names the input it is about (if one)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, *, field: str = ""):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.field = field
 
 
 def _label_index(label: str) -> int:
@@ -373,7 +377,7 @@ def labeling_create_dataset(
     *, labeling_set: LabelingSet, owner, name: str = "", test_share: float = 0.0, seed: int = 0
 ):
     """A ready dataset from the confirmed faces: all in train, or a stratified test share."""
-    from ferweb.datasets.services import dataset_create_from_faces
+    from ferweb.datasets.services import DatasetNameTaken, dataset_create_from_faces
 
     if not 0.0 <= test_share <= MAX_TEST_SHARE:
         raise LabelingError("bad_test_share", f"test_share is between 0 and {MAX_TEST_SHARE} (0.2 for 20%).")
@@ -387,18 +391,50 @@ def labeling_create_dataset(
         )
     pixels = np.stack([cv2.imdecode(np.frombuffer(bytes(png), np.uint8), cv2.IMREAD_GRAYSCALE) for png, _, _ in rows])
     labels = np.asarray([label for _, label, _ in rows], dtype=np.int64)
-    dataset = dataset_create_from_faces(
-        owner=owner, name=(name or "").strip() or f"{labeling_set.name} (labeled)",
-        pixels=pixels, labels=labels, splits=stratified_splits(labels, test_share=test_share, seed=seed),
-        source_names=[source for _, _, source in rows],
-        source_name=f"Labeling set #{labeling_set.pk}: {labeling_set.name}",
-    )
+    try:
+        dataset = dataset_create_from_faces(
+            owner=owner, name=name, default_name=f"{labeling_set.name} (labeled)",
+            pixels=pixels, labels=labels, splits=stratified_splits(labels, test_share=test_share, seed=seed),
+            source_names=[source for _, _, source in rows],
+            source_name=f"Labeling set #{labeling_set.pk}: {labeling_set.name}",
+        )
+    except DatasetNameTaken as error:
+        raise LabelingError(error.code, error.message, field="name") from None
     labeling_set.datasets.add(dataset)
     return dataset
 
 
+def labeling_set_delete_preview(*, labeling_set: LabelingSet) -> DeletePreview:
+    """What labeling_set_delete would do: the set, its photos and faces go; datasets made from it stay."""
+    faces = LabelingFace.objects.filter(labeling_set_id=labeling_set.pk)
+    confirmed = faces.filter(status=LabelingFace.Status.CONFIRMED).count()
+    made = labeling_set.datasets.filter(archived_at__isnull=True).count()
+    waiting = " Processing stops." if labeling_set.status == LabelingSet.Status.PROCESSING else ""
+    stays = (" The dataset made from it stays." if made == 1 else
+             f" The {made} datasets made from it stay." if made else "")
+    return DeletePreview(
+        what=f"Labeling set #{labeling_set.pk} \"{labeling_set.name}\" will be deleted with its "
+             f"{count(labeling_set.photos_total, 'photo')} and {count(faces.count(), 'face')} "
+             f"({confirmed:,} confirmed).{waiting}{stays}",
+        frees_bytes=_stored_bytes(labeling_set),
+    )
+
+
+def _stored_bytes(labeling_set: LabelingSet) -> int:
+    """Photos waiting on disk, and the face crops kept in the database."""
+    crops = LabelingFace.objects.filter(labeling_set_id=labeling_set.pk).aggregate(n=Sum(Length("crop_png")))["n"]
+    return bytes_on_disk(labeling_set.storage_dir) + int(crops or 0)
+
+
 @transaction.atomic
 def labeling_set_delete(*, labeling_set: LabelingSet) -> None:
+    """Delete the set with its photos and faces (datasets made from it stay).
+
+    Processing still running is cancelled first: its worker finds the set gone at its next
+    heartbeat and stops. The photos' folder goes once the transaction commits.
+    """
+    if labeling_set.status == LabelingSet.Status.PROCESSING:
+        labeling_jobs.cancel(labeling_set)
     storage_dir = labeling_set.storage_dir
-    labeling_set.delete()
+    LabelingSet.objects.filter(pk=labeling_set.pk).delete()
     transaction.on_commit(lambda: shutil.rmtree(storage_dir, ignore_errors=True))

@@ -5,6 +5,8 @@ from . import api, views
 urlpatterns = [
     path("api/labeling/sets/", api.SetListCreateApi.as_view(), name="api-labeling-sets"),
     path("api/labeling/sets/<int:pk>/", api.SetDetailApi.as_view(), name="api-labeling-set"),
+    path("api/labeling/sets/<int:pk>/delete-preview/", api.SetDeletePreviewApi.as_view(),
+         name="api-labeling-set-delete-preview"),
     path("api/labeling/sets/<int:pk>/photos/", api.SetPhotosApi.as_view(), name="api-labeling-photos"),
     path("api/labeling/sets/<int:pk>/faces/", api.SetFacesApi.as_view(), name="api-labeling-faces"),
     path("api/labeling/sets/<int:pk>/accept/", api.SetAcceptApi.as_view(), name="api-labeling-accept"),

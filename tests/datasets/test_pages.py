@@ -27,7 +27,7 @@ def test_the_list_offers_the_upload_form_and_lists_own_datasets_only(alice, bob,
     upload(alice_api, "mine", zip_bytes(class_tree(per_class=1)))
     html = logged_in(alice).get("/datasets/").content.decode()
     assert 'id="upload-form"' in html and 'type="file"' in html and 'name="drop_unknown_classes"' in html
-    assert ">mine</a>" in html and 'class="badge ready"' in html
+    assert '<span class="muted">#' in html and "</span> mine</a>" in html and 'class="badge ready"' in html
     assert "mine" not in logged_in(bob).get("/datasets/").content.decode()
 
 

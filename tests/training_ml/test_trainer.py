@@ -29,16 +29,20 @@ def test_drawn_mouths_are_learned_well_above_chance(mouth_data, tmp_path):
     assert result.metrics["per_class"]["happy"]["support"] == 8
     assert result.param_count == 551_175 and result.epochs_run == 8 and not result.stopped_early
     assert "validation" in result.test_split_name
-    # Events: a status first, then batches and epochs in order, then the evaluation.
-    assert events[0]["type"] == "run.status" and events[0]["status"] == "running"
+    # Events: the training phase first, then batches and epochs in order, then the evaluation's phases.
+    phases = [e["phase"] for e in events if e["type"] == "run.status"]
+    assert events[0]["type"] == "run.status" and phases == ["training", "evaluating", "occlusion_maps"]
+    assert events[0]["device"].startswith("cpu: ")
     epochs = [e for e in events if e["type"] == "run.epoch"]
     assert [e["epoch"] for e in epochs] == list(range(1, 9)) and epochs == result.history
     assert epochs[-1]["progress"] == 100 and epochs[-1]["eta_seconds"] == 0
+    # Each epoch says how fast it trained and validated: what refreshes the measured throughput.
+    assert all(e["train_images_per_s"] > 0 and e["val_images_per_s"] > 0 and e["train_seconds"] > 0 for e in epochs)
     batches = [e for e in events if e["type"] == "run.batch"]
     progress = [e["progress"] for e in batches]
     assert progress == sorted(progress) and batches[-1]["batch"] == batches[-1]["batches"] == 7
     assert all(e["images_per_s"] > 0 for e in batches)
-    assert events[-1]["type"] == "run.status" and events[-1]["status"] == "evaluating"
+    assert events[-1]["type"] == "run.status" and events[-1]["phase"] == "occlusion_maps"
     # One occlusion map per class, with the face it belongs to.
     assert sorted(item["label"] for item in result.occlusion) == ["happy", "sad", "surprise"]
     assert np.array(result.occlusion[0]["face"]).shape == (48, 48)

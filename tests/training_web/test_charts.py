@@ -113,7 +113,7 @@ def test_a_one_epoch_run_shows_its_point_labelled_axes_and_faint_occlusion(live_
         assert (train, val) == (f"training {metric}", f"validation {metric}")
         assert train_colour == val_colour and train_dash != val_dash
         assert all("markers" in t["mode"] for t in fig["data"])
-        assert [t["marker"]["symbol"] for t in fig["data"]] == ["circle", "circle-open"]  # told apart without a line
+        assert [t["marker"]["symbol"] for t in fig["data"]] == ["circle-open", "circle"]  # told apart without a line
         assert (axis_title(fig, "xaxis"), axis_title(fig, "yaxis")) == ("epoch", metric)
         assert ticks(page, chart, "x") == ["1"], chart
     assert hover(page, "#loss-chart") == ["1", "training loss : 2.300", "validation loss : 2.070"]
@@ -153,7 +153,7 @@ def test_a_one_epoch_run_shows_its_point_labelled_axes_and_faint_occlusion(live_
 
 
 @pytest.mark.browser
-def test_compare_gives_each_run_a_colour_with_solid_training_and_dashed_validation(live_asgi, user_page):
+def test_compare_gives_each_run_a_colour_with_dashed_training_and_solid_validation(live_asgi, user_page):
     page, user, dataset = user_page
     long = finished_run(user, dataset, [4.3, 3.1, 2.4, 2.0, 1.8, 1.6, 1.5, 1.4, 1.3, 1.25, 1.2, 1.15],
                         [occlusion_item("happy", 0.4), occlusion_item("sad", 0.001)])
@@ -168,7 +168,7 @@ def test_compare_gives_each_run_a_colour_with_solid_training_and_dashed_validati
                                                   for kind in ("training", "validation")]
         (_, long_train, long_colour), (_, long_val, long_colour_val), (_, _, short_colour), _ = lines
         assert long_colour == long_colour_val != short_colour
-        assert (long_train, long_val) == ("solid", "dash")
+        assert (long_train, long_val) == ("dash", "solid")
         assert ticks(page, chart, "x") == ["1", "3", "5", "7", "9", "11"]  # whole epochs, from the first
     assert ticks(page, "#compare-loss", "y")[-1] == "0"
     assert ticks(page, "#compare-accuracy", "y") == ["100%", "80%", "60%", "40%", "20%", "0%"]

@@ -6,6 +6,7 @@ from PIL import Image
 from fercore.classes import CLASSES
 from training_jobs.figures import (
     CLASS_COLOURS,
+    confusion_matrix_figure,
     draw_confusion_matrix,
     draw_roc_curves,
     draw_training_curves,
@@ -30,6 +31,19 @@ def test_the_confusion_matrix_is_a_png_of_about_its_cells_size(tmp_path):
     kind, (width, height), pixels = image(tmp_path / "confusion.png")
     assert kind == "PNG" and 500 <= width <= 800 and 450 <= height <= 800
     assert pixels.std() > 20  # drawn, not blank
+
+
+def test_the_confusion_matrix_names_both_axes_and_the_docs_figure_is_drawn_by_it(tmp_path):
+    from pathlib import Path
+
+    counts = np.eye(len(CLASSES)) * 8 + 1
+    ax = confusion_matrix_figure((counts / counts.sum(1, keepdims=True)).tolist()).axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("predicted class", "true class")
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(CLASSES)
+    # The model card's figure in docs/ comes from this drawing (same size), not an older one without axis names.
+    draw_confusion_matrix(counts.tolist(), tmp_path / "fresh.png")
+    docs = Path(__file__).resolve().parents[2] / "docs" / "figures" / "default-confusion.png"
+    assert image(docs)[1] == image(tmp_path / "fresh.png")[1]
 
 
 def test_the_roc_figure_draws_each_class_in_its_colour_and_skips_a_class_without_a_curve(tmp_path):

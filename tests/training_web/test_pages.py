@@ -25,9 +25,9 @@ class TestNewRunForm:
         for optimizer in ("sgd", "adam", "adamw", "rmsprop", "nadam"):
             assert f'value="{optimizer}"' in page
         assert ready_dataset.name in page
-        # Defaults from the 2022 paper's recipe.
-        assert re.search(r'name="batch_size"[^>]*value="64"', page)
-        assert '<option value="nadam" data-description="" selected>' in page
+        # A training worker without a GPU: the form opens on the quick preset's recipe.
+        assert re.search(r'name="batch_size"[^>]*value="128"', page)
+        assert '<option value="adamw" data-description="" selected>' in page
 
     def test_it_shows_what_is_wrong_next_to_the_field(self, client, alice, ready_dataset):
         client.force_login(alice)
@@ -91,7 +91,8 @@ class TestModelsPage:
         client.force_login(alice)
         row = shipped_row(client.get("/models/").content.decode())
         assert card["version"] in row and card["architecture"] in row and f"{card['parameters']:,}" in row
-        for name in ("accuracy", "macro_f1", "macro_auc"):
+        assert f"{100 * card['metrics_summary']['accuracy']:.1f}%" in row  # accuracies as percents, as on every page
+        for name in ("macro_f1", "macro_auc"):
             assert f"{card['metrics_summary'][name]:.3f}" in row
         assert "data-active" in row and "site default" in row
         assert "Make active" not in row and 'data-site-default="true"' not in row  # alice is no staff
@@ -104,7 +105,8 @@ class TestModelsPage:
         assert "data-active" not in row and 'class="activate" data-model="default">Make active' in row
         client.force_login(carol)
         row = shipped_row(client.get("/models/").content.decode())
-        assert 'data-model="default" data-site-default="true">Site default' in row
+        assert 'class="activate" data-model="default">Make active' in row  # its dialog offers "For everyone"
+        assert 'data-staff="true"' in client.get("/models/").content.decode()
         assert site.is_site_default
 
 
@@ -141,12 +143,13 @@ def return_to_the_shipped_model(served_model, live_asgi, page, tmp_path):
 
     page.goto(f"{live_asgi.url}/models/")
     assert page.locator(f"{shipped} [data-active]").count() == 1
-    assert "0.612" in page.inner_text(shipped) and "1,234" in page.inner_text(shipped)
+    assert "61.2%" in page.inner_text(shipped) and "1,234" in page.inner_text(shipped)
     assert page.inner_text("#active-model") == "test-default"
     assert predicted_model(page, live_asgi, photo) == "test-default"  # the card's name for it
 
     page.goto(f"{live_asgi.url}/models/")
     page.click(f"{mine} button.activate")
+    page.click("#activate-me")  # the dialog asks first
     page.wait_for_selector(f"{mine} [data-active]")
     assert page.locator(f"{shipped} [data-active]").count() == 0
     assert page.inner_text("#active-model") == "v2"
@@ -154,6 +157,7 @@ def return_to_the_shipped_model(served_model, live_asgi, page, tmp_path):
 
     page.goto(f"{live_asgi.url}/models/")
     page.click(f"{shipped} button.activate")
+    page.click("#activate-me")
     page.wait_for_selector(f"{shipped} [data-active]")
     assert page.locator(f"{mine} [data-active]").count() == 0
     assert page.locator(f"{mine} button.activate").count() == 1
@@ -191,6 +195,7 @@ def launch_and_watch_a_run(live_asgi, page):
     assert "Mutaliyev" in page.inner_text("#architecture-description")
     page.fill("#id_epochs", "10")
     page.fill("#id_batch_size", "16")
+    page.click("#advanced-settings > summary")
     page.fill("#id_num_threads", "1")
     page.fill("#id_seed", "1")
     page.uncheck("#id_temperature_scaling")  # its floor on drawn faces scales logits 20x
@@ -210,7 +215,7 @@ def launch_and_watch_a_run(live_asgi, page):
     moving = sorted({v for v in seen if 0 < v < 100})
     assert len(moving) >= 3, f"the bar did not move live: {sorted(set(seen))}"
     assert seen == sorted(seen)
-    assert any("ETA" in t and "images/s" in t for t in texts), texts
+    assert any("left" in t and "images/s" in t for t in texts), texts
     assert page.evaluate("window.__samePage") is True, "the page reloaded"
 
     # The evaluation appears without a reload: curves, confusion matrices, ROC, occlusion, download.
@@ -225,6 +230,7 @@ def launch_and_watch_a_run(live_asgi, page):
     assert page.locator("#occlusion figure").count() >= 3
     assert page.get_attribute("#download-onnx", "href").endswith("/onnx/")
     page.click("#make-active")
+    page.click("#activate-me")  # the dialog asks first
     page.wait_for_function("document.querySelector('#make-active').textContent === 'Active'")
     run = TrainingRun.objects.get(owner=dora)
     assert run.status == "succeeded"

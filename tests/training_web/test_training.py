@@ -88,11 +88,12 @@ def test_a_run_trains_to_well_above_chance_and_streams_its_events_in_order(
     assert epochs == sorted(epochs) and sorted(set(epochs)) == list(range(1, TINY["epochs"] + 1))
     live = [e for e in events[1:] if e["type"] in ("run.batch", "run.epoch")]
     assert any(e["type"] == "run.batch" for e in live)
-    progress = [e["progress"] for e in live]
+    progress = [e["progress"]["percent"] for e in live]
     assert progress == sorted(progress), "progress never goes backwards"
     epoch_event = next(e for e in events if e["type"] == "run.epoch")
-    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds", "eta_seconds"):
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"):
         assert key in epoch_event
+    assert epoch_event["progress"]["phase"] == "training" and epoch_event["progress"]["eta_seconds"] > 0
     assert events[-1]["status"] == "succeeded", events[-1]
 
     run = TrainingRun.objects.get(pk=run_id)

@@ -25,37 +25,82 @@ import torch.nn.functional as F
 from training_jobs.ml.architectures import ARCHITECTURES, build_model, count_parameters
 from training_jobs.ml.augment import AugmentParams, augment_batch
 from training_jobs.ml.export import export_onnx, onnx_latency_ms
-from training_jobs.ml.trainer import cpu_supports_bf16, set_threads
+from training_jobs.ml.trainer import EVAL_BATCH, cpu_supports_bf16, set_threads
 
 FER2013_TRAIN = 28_709
 
 
+def autocast_for(device: torch.device, bf16: bool):
+    """The trainer's precision: float16 autocast on CUDA, bf16 on a CPU that has it when asked, else float32."""
+    if device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.float16)
+    if bf16 and cpu_supports_bf16():
+        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return lambda: torch.autocast("cpu", enabled=False)
+
+
+def _timed(step, device: torch.device, *, batches: int, warmup: int, max_seconds: float, min_batches: int = 1
+           ) -> tuple[float, int]:
+    """(seconds, batches timed) of `step()` after `warmup` untimed calls; stops after max_seconds
+    once `min_batches` are timed."""
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start, timed = time.perf_counter(), 0
+    while timed < batches:
+        step()
+        timed += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if timed >= min_batches and time.perf_counter() - start > max_seconds:
+            break
+    return time.perf_counter() - start, timed
+
+
 def train_throughput(name: str, *, batches: int, batch_size: int = 64, bf16: bool = False, warmup: int = 3,
-                     max_seconds: float = 120.0) -> tuple[float, int]:
+                     max_seconds: float = 120.0, device: str = "cpu") -> tuple[float, int]:
     """Images per second of full training steps; stops early after max_seconds (returns batches timed)."""
+    device = torch.device(device)
     torch.manual_seed(0)
-    model = build_model(name).train()
+    model = build_model(name).to(device).train()
     optimizer = torch.optim.NAdam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
-    faces = torch.randint(0, 256, (batch_size, 48, 48), dtype=torch.uint8, generator=gen)
-    labels = torch.randint(0, 7, (batch_size,), generator=gen)
-    weights = torch.ones(7)
+    faces = torch.randint(0, 256, (batch_size, 48, 48), dtype=torch.uint8, generator=gen).to(device)
+    labels = torch.randint(0, 7, (batch_size,), generator=gen).to(device)
+    weights = torch.ones(7, device=device)
     params = AugmentParams()
-    timed, start = 0, None
-    for step in range(warmup + batches):
-        if step == warmup:
-            start = time.perf_counter()
+    autocast = autocast_for(device, bf16)
+
+    def step():
         x = augment_batch(faces.unsqueeze(1).float().div(255), params, gen)
-        with (torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else torch.autocast("cpu", enabled=False)):
+        with autocast():
             loss = F.cross_entropy(model(x).float(), labels, weight=weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if step >= warmup:
-            timed += 1
-            if time.perf_counter() - start > max_seconds:
-                break
-    return timed * batch_size / (time.perf_counter() - start), timed
+
+    seconds, timed = _timed(step, device, batches=batches, warmup=warmup, max_seconds=max_seconds)
+    return timed * batch_size / seconds, timed
+
+
+def eval_throughput(name: str, *, batches: int, batch_size: int = EVAL_BATCH, bf16: bool = False, warmup: int = 1,
+                    max_seconds: float = 30.0, device: str = "cpu") -> tuple[float, int]:
+    """Images per second of evaluation (forward passes without gradients, as validation and test
+    run); stops early after max_seconds (returns batches timed)."""
+    device = torch.device(device)
+    torch.manual_seed(0)
+    model = build_model(name).to(device).eval()
+    x = torch.rand((batch_size, 1, 48, 48), generator=torch.Generator().manual_seed(0)).to(device)
+    autocast = autocast_for(device, bf16)
+
+    @torch.no_grad()
+    def step():
+        with autocast():
+            model(x).float()
+
+    seconds, timed = _timed(step, device, batches=batches, warmup=warmup, max_seconds=max_seconds)
+    return timed * batch_size / seconds, timed
 
 
 def run(names, *, batches: int, bf16: bool, latency_threads: int = 2) -> list[dict]:

@@ -4,8 +4,9 @@ Defaults follow Bah & Xue (2022): Nadam at 1e-3, batch 64, 100 epochs, inverse-f
 weights, ReduceLROnPlateau on validation accuracy down to 1e-7, early stopping after 30 epochs
 without improvement, flip/rotation/shift/zoom/brightness augmentation.
 
-Every field carries its type, range or choices and a help line in its metadata, so
-`TrainConfig.fields_schema()` is the single source for forms, serializers and CLI flags.
+Every field carries its type, range or choices, a label and a help line for people (what it does and
+what the papers used) in its metadata, so `TrainConfig.fields_schema()` is the single source for
+forms, serializers and CLI flags. Ready-made recipes are in `presets.py`.
 """
 from __future__ import annotations
 
@@ -17,6 +18,14 @@ from typing import Any
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "nadam")
 SCHEDULERS = ("plateau", "cosine", "onecycle", "none")
 DEVICES = ("auto", "cpu", "cuda")
+# How the form and the API name the choices of the fields above.
+CHOICE_LABELS = {
+    "optimizer": {"sgd": "SGD with momentum", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop",
+                  "nadam": "Nadam"},
+    "scheduler": {"plateau": "Lower the rate when validation accuracy stalls", "cosine": "Cosine decay",
+                  "onecycle": "One-cycle", "none": "Constant"},
+    "device": {"auto": "Automatic (a GPU when there is one)", "cpu": "CPU", "cuda": "CUDA GPU"},
+}
 
 
 class ConfigError(ValueError):
@@ -34,81 +43,142 @@ def architecture_choices() -> tuple[str, ...]:
     return NAMES
 
 
-def _f(default, help, *, choices=None, min=None, max=None, group="recipe"):
-    return field(default=default, metadata={"help": help, "choices": choices, "min": min, "max": max, "group": group})
+def _f(default, help, *, label, basic=False, choices=None, min=None, max=None, group="recipe"):
+    """A recipe field: `label` and `help` are for people (the form, the API, --help); `basic` fields come
+    first on the form, the rest under Advanced."""
+    return field(default=default, metadata={"label": label, "help": help, "basic": basic, "choices": choices,
+                                            "min": min, "max": max, "group": group})
 
 
 @dataclass
 class TrainConfig:
     # Model and optimisation.
-    architecture: str = _f("adapted_residual", "Network to train (see the architecture list).", choices="architectures")
-    optimizer: str = _f("nadam", "Optimizer.", choices=OPTIMIZERS)
-    learning_rate: float = _f(1e-3, "Initial (or peak, for one-cycle) learning rate.", min=1e-7, max=10.0)
-    momentum: float = _f(0.9, "Momentum for SGD and RMSprop.", min=0.0, max=0.999)
-    batch_size: int = _f(64, "Images per batch.", min=1, max=4096)
-    epochs: int = _f(100, "Maximum number of epochs.", min=1, max=1000)
-    weight_decay: float = _f(0.0, "L2 penalty (decoupled for AdamW).", min=0.0, max=1.0)
-    class_weighting: bool = _f(True, "Weight the loss by inverse class frequency of the training split.")
-    label_smoothing: float = _f(0.0, "Label smoothing of the cross-entropy targets.", min=0.0, max=0.5)
+    architecture: str = _f(
+        "adapted_residual", "The network to train. Bah & Xue 2022: adapted residual; Mutaliyev & Kalpeyeva 2026: "
+        "light residual; Auliana 2024: the ResNet-34 + ResNet-50 hybrid; FERWeb's default model: fast ResNet.",
+        label="Network", basic=True, choices="architectures")
+    optimizer: str = _f(
+        "nadam", "How the weights are updated. Bah & Xue 2022: Nadam; Auliana 2024 compared SGD with momentum, "
+        "Adam and RMSprop; FERWeb's default model: SGD with Nesterov momentum.",
+        label="Optimizer", basic=True, choices=OPTIMIZERS)
+    learning_rate: float = _f(
+        1e-3, "Size of each update (the peak of a one-cycle schedule). Bah & Xue 2022: 0.001 with Nadam; "
+        "FERWeb's default model: 0.1 with SGD.", label="Learning rate", basic=True, min=1e-7, max=10.0)
+    momentum: float = _f(
+        0.9, "Share of the previous update carried into the next, for SGD (Nesterov) and RMSprop. FERWeb's "
+        "default model: 0.9.", label="Momentum", min=0.0, max=0.999)
+    batch_size: int = _f(
+        64, "Faces per update: larger batches are faster per face but need more memory. Bah & Xue 2022: 64; "
+        "FERWeb's default model: 128.", label="Batch size", basic=True, min=1, max=4096)
+    epochs: int = _f(
+        100, "Passes over the training faces; early stopping may end the run sooner. Bah & Xue 2022: up to 100; "
+        "FERWeb's default model: 90.", label="Epochs", basic=True, min=1, max=1000)
+    weight_decay: float = _f(
+        0.0, "Pulls the weights towards zero against overfitting (decoupled for AdamW). FERWeb's default model: "
+        "0.0005; the papers give none.", label="Weight decay", min=0.0, max=1.0)
+    class_weighting: bool = _f(
+        True, "Count each face in inverse proportion to its class's size, so rare classes such as disgust weigh "
+        "more. Bah & Xue 2022 use it; FERWeb's default model does not (it cost 4.5 points of accuracy).",
+        label="Weight rare classes more", basic=True)
+    label_smoothing: float = _f(
+        0.0, "Soften the targets so the network is less over-confident. FERWeb's default model: 0.1; the papers "
+        "use none.", label="Label smoothing", min=0.0, max=0.5)
     # Learning-rate schedule.
-    scheduler: str = _f("plateau", "Learning-rate schedule.", choices=SCHEDULERS, group="schedule")
-    plateau_factor: float = _f(0.5, "Plateau: multiply the rate by this when validation accuracy stalls.",
-                               min=0.01, max=0.99, group="schedule")
-    plateau_patience: int = _f(10, "Plateau: epochs without improvement before reducing.", min=0, max=1000,
-                               group="schedule")
-    min_lr: float = _f(1e-7, "Lowest learning rate the schedule may reach.", min=0.0, max=1.0, group="schedule")
-    warmup_epochs: int = _f(0, "Linear warm-up epochs (plateau and cosine).", min=0, max=100, group="schedule")
-    early_stopping_patience: int = _f(30, "Stop after this many epochs without a better validation accuracy "
-                                          "(0 = never).", min=0, max=1000, group="schedule")
+    scheduler: str = _f(
+        "plateau", "How the learning rate changes: lowered when validation accuracy stalls (Bah & Xue 2022), "
+        "cosine decay, one-cycle (FERWeb's default model), or constant.",
+        label="Learning-rate schedule", choices=SCHEDULERS, group="schedule")
+    plateau_factor: float = _f(
+        0.5, "When validation accuracy stalls, multiply the learning rate by this.",
+        label="On a plateau, multiply the rate by", min=0.01, max=0.99, group="schedule")
+    plateau_patience: int = _f(
+        10, "Epochs without a better validation accuracy before the rate is lowered.",
+        label="Plateau patience (epochs)", min=0, max=1000, group="schedule")
+    min_lr: float = _f(
+        1e-7, "The schedule never takes the rate below this. Bah & Xue 2022: 0.0000001.",
+        label="Lowest learning rate", min=0.0, max=1.0, group="schedule")
+    warmup_epochs: int = _f(
+        0, "Raise the rate linearly from near zero over these first epochs (plateau and cosine schedules).",
+        label="Warm-up epochs", min=0, max=100, group="schedule")
+    early_stopping_patience: int = _f(
+        30, "Stop after this many epochs without a better validation accuracy (0: never stop early). "
+        "Bah & Xue 2022: 30.", label="Early stopping patience (epochs)", min=0, max=1000, group="schedule")
     # Augmentation, applied to whole batches of tensors.
-    hflip: bool = _f(True, "Random horizontal flip.", group="augmentation")
-    rotation_deg: float = _f(10.0, "Random rotation range, +/- degrees.", min=0.0, max=45.0, group="augmentation")
-    shift: float = _f(0.1, "Random shift range, fraction of the side.", min=0.0, max=0.5, group="augmentation")
-    zoom: float = _f(0.1, "Random zoom range, +/- fraction.", min=0.0, max=0.5, group="augmentation")
-    brightness: float = _f(0.2, "Random brightness offset range, +/- fraction of full scale.", min=0.0, max=1.0,
-                           group="augmentation")
-    contrast: float = _f(0.2, "Random contrast factor range, 1 +/- this.", min=0.0, max=1.0, group="augmentation")
-    erasing_prob: float = _f(0.0, "Probability of erasing a random rectangle (occlusion robustness).",
-                             min=0.0, max=1.0, group="augmentation")
-    mixup_alpha: float = _f(0.0, "Mixup Beta(alpha, alpha) strength (0 = off).", min=0.0, max=10.0,
-                            group="augmentation")
-    cutmix_alpha: float = _f(0.0, "CutMix Beta(alpha, alpha) strength (0 = off).", min=0.0, max=10.0,
+    hflip: bool = _f(True, "Mirror faces left to right at random. Bah & Xue 2022 and Choudhari et al. do.",
+                     label="Mirror faces", group="augmentation")
+    rotation_deg: float = _f(10.0, "Turn faces at random by up to this many degrees either way. Bah & Xue "
+                                   "2022 rotate.", label="Rotation (degrees)", min=0.0, max=45.0,
                              group="augmentation")
-    ema_decay: float = _f(0.0, "Keep an exponential moving average of the weights with this decay and "
-                                "evaluate/export it (0 = off; 0.999 is typical).", min=0.0, max=0.99999)
+    shift: float = _f(0.1, "Move faces at random by up to this share of their side. Bah & Xue 2022 shift.",
+                      label="Shift", min=0.0, max=0.5, group="augmentation")
+    zoom: float = _f(0.1, "Zoom in or out at random by up to this share. Bah & Xue 2022 zoom.", label="Zoom",
+                     min=0.0, max=0.5, group="augmentation")
+    brightness: float = _f(0.2, "Brighten or darken at random by up to this share of full scale. Bah & Xue 2022 "
+                                "vary brightness.", label="Brightness", min=0.0, max=1.0, group="augmentation")
+    contrast: float = _f(0.2, "Scale the contrast at random by 1 plus or minus up to this. Not in the papers.",
+                         label="Contrast", min=0.0, max=1.0, group="augmentation")
+    erasing_prob: float = _f(
+        0.0, "Chance of greying out a random rectangle of a face, so the network copes with hands and glasses. "
+        "FERWeb's default model: 0.25.", label="Random erasing", min=0.0, max=1.0, group="augmentation")
+    mixup_alpha: float = _f(
+        0.0, "Blend pairs of faces and their labels with this strength (0: off). Not in the papers; it did not "
+        "help FERWeb's default recipe.", label="Mixup strength", min=0.0, max=10.0, group="augmentation")
+    cutmix_alpha: float = _f(
+        0.0, "Paste a patch of one face onto another and mix their labels by area, with this strength (0: off). "
+        "Not in the papers.", label="CutMix strength", min=0.0, max=10.0, group="augmentation")
+    ema_decay: float = _f(
+        0.0, "Keep a running average of the weights with this decay and evaluate and export it (0: off; 0.999 is "
+        "typical). Not in the papers.", label="Weight averaging", min=0.0, max=0.99999)
     # Data.
-    validation_fraction: float = _f(0.1, "Stratified share of training data held out for validation when the "
-                                          "dataset has no validation split.", min=0.01, max=0.5, group="data")
-    seed: int = _f(42, "Random seed for the split, initialisation, shuffling and augmentation.", min=0,
-                   max=2**31 - 1, group="data")
-    deterministic: bool = _f(False, "Deterministic algorithms (reproducible, can be slower).", group="data")
+    validation_fraction: float = _f(
+        0.1, "Share of each class's training faces held out to pick the best epoch, when the dataset has no "
+        "validation split of its own. Bah & Xue 2022 held out 5%.", label="Validation share", min=0.01, max=0.5,
+        group="data")
+    seed: int = _f(42, "Fixes the split, the starting weights, the shuffling and the augmentation, so a run can "
+                       "be repeated.", label="Random seed", min=0, max=2**31 - 1, group="data")
+    deterministic: bool = _f(False, "Use deterministic algorithms, so the same seed gives exactly the same run "
+                                    "(can be slower).", label="Exactly reproducible", group="data")
     # Transfer learning.
-    init_checkpoint: str = _f("", "Checkpoint to start from (path); empty = random He initialisation.",
-                              group="transfer")
-    freeze_backbone_epochs: int = _f(0, "Train only the classifier for this many first epochs.", min=0, max=1000,
-                                     group="transfer")
-    teacher_checkpoint: str = _f("", "Distil from this trained model: a best.pt of an earlier run (run on "
-                                     "every batch) or exported .onnx models, comma-separated for an "
-                                     "ensemble (run once per training face, un-augmented); empty = no "
-                                     "teacher.", group="transfer")
-    distill_weight: float = _f(0.5, "Share of the loss that matches the teacher's softened predictions.",
-                               min=0.0, max=1.0, group="transfer")
-    distill_temperature: float = _f(4.0, "Softening temperature of the distillation targets.", min=1.0, max=20.0,
-                                    group="transfer")
+    init_checkpoint: str = _f("", "Weights to start from (a file on the server); empty: random He "
+                                  "initialisation.", label="Starting weights", group="transfer")
+    freeze_backbone_epochs: int = _f(
+        0, "When starting from earlier weights, train only the last layer for this many first epochs. Auliana "
+        "2024 fine-tune networks trained on ImageNet.", label="Train only the classifier first (epochs)", min=0,
+        max=1000, group="transfer")
+    teacher_checkpoint: str = _f(
+        "", "Learn from this trained model's predictions: a best.pt of an earlier run (run on every batch) or "
+        "exported .onnx models, comma-separated for an ensemble (run once per training face, un-augmented); "
+        "empty: no teacher.", label="Teacher", group="transfer")
+    distill_weight: float = _f(
+        0.5, "Share of the loss that matches the teacher's softened predictions. FERWeb's default model: 0.5.",
+        label="Teacher's share of the loss", min=0.0, max=1.0, group="transfer")
+    distill_temperature: float = _f(
+        4.0, "How much the teacher's predictions are softened. FERWeb's default model: 4.",
+        label="Teacher temperature", min=1.0, max=20.0, group="transfer")
     # Evaluation and export.
-    tta_flip: bool = _f(False, "Average the prediction with that of the mirrored face (also in the exported "
-                               "model).", group="export")
-    temperature_scaling: bool = _f(True, "Fit a temperature on the validation split and fold it into the "
-                                         "exported logits.", group="export")
-    occlusion_per_class: int = _f(2, "Test faces per class that get an occlusion sensitivity map (0 = none).",
-                                  min=0, max=20, group="export")
-    occlusion_patch: int = _f(8, "Side of the grey occluding square, in pixels.", min=2, max=24, group="export")
+    tta_flip: bool = _f(
+        False, "Predict each face and its mirror image and average the two, in the evaluation and in the exported "
+        "model (twice the work per face). FERWeb's default model does.", label="Average with the mirrored face",
+        group="export")
+    temperature_scaling: bool = _f(
+        True, "Fit one temperature on the validation split so the probabilities match how often the model is "
+        "right, and fold it into the exported model.", label="Calibrate the confidence", group="export")
+    occlusion_per_class: int = _f(
+        2, "Test faces per class that get a map of the regions their prediction depends on (0: none). Auliana "
+        "2024 explain predictions this way.", label="Occlusion maps per class", min=0, max=20, group="export")
+    occlusion_patch: int = _f(8, "Side of the grey square slid over the face for those maps, in pixels.",
+                              label="Occlusion square (pixels)", min=2, max=24, group="export")
     # Hardware.
-    device: str = _f("auto", "Where to train: auto uses CUDA when present.", choices=DEVICES, group="hardware")
-    bf16: bool = _f(False, "bfloat16 autocast on the CPU (only where the CPU supports it).", group="hardware")
-    num_threads: int = _f(0, "CPU threads (0 = all cores).", min=0, max=1024, group="hardware")
-    max_batches_per_epoch: int = _f(0, "Cap on training batches per epoch (0 = all; for quick trials).", min=0,
-                                    max=1_000_000, group="hardware")
+    device: str = _f("auto", "Where to train: automatic uses a CUDA GPU when the training worker has one.",
+                     label="Device", choices=DEVICES, group="hardware")
+    bf16: bool = _f(False, "Faster 16-bit arithmetic on CPUs that support it; other CPUs train in full "
+                           "precision and the run says so.", label="Half precision on the CPU (bfloat16)",
+                    group="hardware")
+    num_threads: int = _f(0, "CPU cores the training uses (0: all the training worker's cores).",
+                          label="CPU threads", min=0, max=1024, group="hardware")
+    max_batches_per_epoch: int = _f(
+        0, "End each epoch after this many batches, for a quick trial (0: all).", label="Batches per epoch (cap)",
+        min=0, max=1_000_000, group="hardware")
 
     # ---- construction and validation
 
@@ -159,7 +229,8 @@ class TrainConfig:
 
     @classmethod
     def fields_schema(cls) -> list[dict[str, Any]]:
-        """[{name, type, default, choices, min, max, help, group}] for every field, in declaration order."""
+        """[{name, label, type, default, choices, choice_labels, min, max, help, group, basic}] for every field,
+        in declaration order."""
         schema = []
         for f in dataclasses.fields(cls):
             choices = f.metadata["choices"]
@@ -167,13 +238,16 @@ class TrainConfig:
                 choices = architecture_choices()
             schema.append({
                 "name": f.name,
+                "label": f.metadata["label"],
                 "type": _type_name(f.type),
                 "default": f.default,
                 "choices": list(choices) if choices else None,
+                "choice_labels": CHOICE_LABELS.get(f.name),
                 "min": f.metadata["min"],
                 "max": f.metadata["max"],
                 "help": f.metadata["help"],
                 "group": f.metadata["group"],
+                "basic": f.metadata["basic"],
             })
         return schema
 

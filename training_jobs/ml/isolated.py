@@ -255,7 +255,7 @@ def run_job(job: Job, *, on_event, should_stop) -> dict:
     metrics = dict(result.metrics)
     metrics.update(temperature=result.temperature, stopped_early=result.stopped_early, notes=result.notes,
                    device=result.device, resumed_from_epoch=result.resumed_from_epoch)
-    on_event({"type": "run.status", "status": "exporting", "message": "exporting to ONNX"})
+    on_event({"type": "run.status", "phase": "exporting", "message": "exporting to ONNX"})
     held_out = split_data(data, validation_fraction=config.validation_fraction, seed=config.seed).test
     check = to_model_input(data.pixels[held_out[:job.check_faces]])
     small = {k: v for k, v in summary(metrics).items() if k not in ("occlusion", "notes")}

@@ -613,10 +613,11 @@ def evaluate(model: nn.Module, pixels: np.ndarray, labels: np.ndarray, *, tta_fl
 
 
 def epoch_event(config: TrainConfig, state: LoopState, epoch_seconds: list[float], *, train: tuple[float, float],
-                val: tuple[float, float], lr: float, improved: bool, frozen: bool) -> dict:
-    """The `run.epoch` event (and history entry) of the epoch that `state` has just counted."""
+                val: tuple[float, float], lr: float, improved: bool, frozen: bool, speed: dict | None = None) -> dict:
+    """The `run.epoch` event (and history entry) of the epoch that `state` has just counted; `speed`
+    adds how long its training and validation took and at how many images per second."""
     remaining = 0 if state.stopped_early else config.epochs - state.epoch
-    return {
+    return {**(speed or {}),
         "type": "run.epoch", "epoch": state.epoch, "epochs": config.epochs,
         "train_loss": round(train[0], 5), "train_accuracy": round(train[1], 5),
         "val_loss": round(val[0], 5), "val_accuracy": round(val[1], 5), "lr": lr,
@@ -624,6 +625,22 @@ def epoch_event(config: TrainConfig, state: LoopState, epoch_seconds: list[float
         "best_val_accuracy": round(state.best_val_accuracy, 5), "best_epoch": state.best_epoch, "improved": improved,
         "frozen_backbone": frozen, "progress": round(100 * state.epoch / config.epochs, 2),
     }
+
+
+def epoch_speed(*, train_seconds: float, train_images: int, val_seconds: float, val_images: int) -> dict:
+    """Seconds and images per second of an epoch's training and of its validation (images that went
+    through the network: twice the faces with tta_flip)."""
+    return {"train_seconds": round(train_seconds, 3), "val_seconds": round(val_seconds, 3),
+            "train_images_per_s": round(train_images / max(train_seconds, 1e-6), 1),
+            "val_images_per_s": round(val_images / max(val_seconds, 1e-6), 1)}
+
+
+def device_description(device: torch.device, threads: int) -> str:
+    """The device as measured throughputs name it ('cpu: <CPU model>, <n> threads', 'cuda: <GPU>')."""
+    from training_jobs.ml.throughput import describe_device
+
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    return describe_device(device.type, threads=threads, gpu_name=gpu)
 
 
 def save_best(path: Path, setup: TrainingSetup, state: LoopState, config: TrainConfig, provenance: Provenance) -> None:
@@ -661,7 +678,7 @@ def evaluate_held_out(model: nn.Module, data: TrainData, splits: DataSplits, con
                    best_val_accuracy=state.best_val_accuracy, tta_flip=config.tta_flip, splits=splits.describe())
     occlusion = []
     if config.occlusion_per_class:
-        emit({"type": "run.status", "status": "evaluating", "message": "computing occlusion sensitivity maps"})
+        emit({"type": "run.status", "phase": "occlusion_maps", "message": "computing occlusion sensitivity maps"})
         occlusion = occlusion_for(model, test_pixels, test_labels, per_class=config.occlusion_per_class,
                                   patch=config.occlusion_patch, temperature=temperature, seed=config.seed)
     return metrics, temperature, occlusion
@@ -696,8 +713,9 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
                            fresh=checkpoint is None)
     state = restore(setup, checkpoint) if checkpoint is not None else LoopState()
     start_epoch, param_count = state.epoch, count_parameters(setup.model)
-    emit({"type": "run.status", "status": "running", "message": started_message(
-        config, state, param_count=param_count, splits=splits, device=device, threads=threads)})
+    emit({"type": "run.status", "phase": "training", "device": device_description(device, threads),
+          "message": started_message(config, state, param_count=param_count, splits=splits, device=device,
+                                     threads=threads)})
 
     # 4. Epochs: train, validate, keep the best weights, save where the run stands.
     attempt_start = time.monotonic()
@@ -706,8 +724,13 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
         epoch_start, frozen = time.monotonic(), backbone_frozen(config, state.epoch)
         train_stats = train_one_epoch(setup, config, train_pixels, train_labels, epoch=state.epoch, steps=steps,
                                       emit=emit, stop=should_stop)
+        val_start = time.monotonic()
         val_stats = evaluate(setup.eval_model, val_pixels, val_labels, tta_flip=config.tta_flip,
                              autocast=setup.autocast)
+        speed = epoch_speed(train_seconds=val_start - epoch_start,
+                            train_images=min(steps * config.batch_size, len(train_labels)),
+                            val_seconds=time.monotonic() - val_start,
+                            val_images=len(val_labels) * (2 if config.tta_flip else 1))
         lr_used = setup.schedule.lr
         setup.schedule.step_epoch(val_stats[1], state.epoch)
         improved = state.end_epoch(val_stats[1], config.early_stopping_patience)
@@ -715,7 +738,7 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
             save_best(workdir / BEST, setup, state, config, provenance)
         epoch_seconds.append(time.monotonic() - epoch_start)
         event = epoch_event(config, state, epoch_seconds, train=train_stats, val=val_stats, lr=lr_used,
-                            improved=improved, frozen=frozen)
+                            improved=improved, frozen=frozen, speed=speed)
         state.history.append(event)
         save_last(workdir / LAST, setup, state, config, provenance,
                   wall_time_s=state.wall_time_s + time.monotonic() - attempt_start)
@@ -726,7 +749,7 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
                      f"{config.early_stopping_patience} epochs")
 
     # 5. The best epoch's weights on the held-out split.
-    emit({"type": "run.status", "status": "evaluating",
+    emit({"type": "run.status", "phase": "evaluating",
           "message": f"evaluating the best epoch ({state.best_epoch}) on {splits.test_source}"})
     model = setup.model
     if (workdir / BEST).exists():
@@ -813,7 +836,7 @@ class ConsoleProgress:
                 f" | lr {event['lr']:.2e} | {event['seconds']:.1f}s, eta {event['eta_seconds'] / 60:.1f} min"
                 f"{' *' if event['improved'] else ''}\n")
         else:
-            self.stream.write(f"\r{event.get('status')}: {event.get('message', '')}\n")
+            self.stream.write(f"\r{event.get('phase') or event.get('status')}: {event.get('message', '')}\n")
         self.stream.flush()
 
 

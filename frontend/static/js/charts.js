@@ -12,6 +12,12 @@
     return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
   }
 
+  // The colour of the i-th run on a page that shows several (--series-1, ... in app.css).
+  function runColor(i) {
+    const n = PALETTE.length;
+    return cssVar(`--series-${(i % n) + 1}`, PALETTE[i % n]);
+  }
+
   function axis(title, extra) {
     return Object.assign({
       title: { text: title || "", font: { color: INK, size: 12 }, standoff: 8 },
@@ -98,13 +104,14 @@
 
   // series: [{name, values, color}] over the same categories. One series: each bar in its class's colour
   // with its value on top; several: grouped, one colour per series, in a legend.
-  // opts: format (d3, e.g. ".0%"), xLabel, yLabel, height.
+  // opts: format (d3, e.g. ".0%"), hoverFormat (d3, values on hover and on top), maxY, xLabel, yLabel, height.
   function barChart(container, categories, series, opts) {
     opts = opts || {};
     const one = series.length === 1;
-    const values = series.flatMap((s) => s.values);
+    const values = series.flatMap((s) => s.values).filter((v) => v !== null && v !== undefined);
     const counts = !opts.format && values.every(Number.isInteger);
     const format = opts.format || (counts ? ",d" : ".2f");
+    const hover = opts.hoverFormat || format;
     const top = Math.max(1, ...values);
     const traces = series.map((s, i) => ({
       type: "bar",
@@ -112,14 +119,15 @@
       x: categories,
       y: s.values,
       marker: { color: one ? categories.map((c) => window.FerWeb.classColor(c)) : s.color || PALETTE[i % PALETTE.length] },
-      texttemplate: one ? `%{y:${format}}` : "",
+      texttemplate: one ? `%{y:${hover}}` : "",
       textposition: "outside",
       cliponaxis: false,
-      hovertemplate: `%{x}: %{y:${format}}<extra>${s.name || ""}</extra>`,
+      hovertemplate: `%{x}: %{y:${hover}}<extra>${s.name || ""}</extra>`,
     }));
     const yaxis = axis(opts.yLabel, { rangemode: "tozero", tickformat: format });
     if (counts && top <= 10) yaxis.dtick = top <= 5 ? 1 : 2;  // no tick between whole faces
     if (one) yaxis.range = [0, top * 1.15];  // room for the values above the bars
+    else if (opts.maxY !== undefined) yaxis.range = [0, opts.maxY];
     return draw(container, traces, layoutFor(opts, {
       height: opts.height || 260, barmode: "group", bargap: 0.2, showlegend: !one, hovermode: "closest",
       xaxis: axis(opts.xLabel, { type: "category" }), yaxis,
@@ -148,5 +156,31 @@
     }));
   }
 
-  window.FerCharts = { lineChart, barChart, heatmap, PALETTE };
+  // matrix: B minus A of two row-normalised confusion matrices (true class down the side). Each cell says
+  // the signed change; its colour says what the change means: green where B does better (more faces
+  // on the diagonal, fewer confused elsewhere), red where it does worse, white where nothing changed.
+  // opts: floor (the change that gets full colour at least, so that noise stays pale), cell, hoverSuffix.
+  function differenceHeatmap(container, matrix, labels, opts) {
+    opts = opts || {};
+    const better = matrix.map((row, i) => row.map((d, j) => (i === j ? d : -d)));
+    const peak = Math.max(opts.floor || 0.05, ...matrix.flat().map(Math.abs));
+    const signed = (d) => (Math.abs(d) < 0.005 ? "0" : `${d > 0 ? "+" : "-"}${Math.abs(d).toFixed(2)}`);
+    const text = matrix.map((row) => row.map(signed));
+    const trace = {
+      type: "heatmap", z: better, x: labels, y: labels, zmin: -peak, zmax: peak, zmid: 0, text,
+      colorscale: [[0, cssVar("--bad", "#c92a2a")], [0.5, "#ffffff"], [1, cssVar("--ok", "#2f9e44")]],
+      showscale: false, xgap: 2, ygap: 2, texttemplate: "%{text}",
+      hovertemplate: `true %{y}, predicted %{x}: %{text}${opts.hoverSuffix || ""}<extra></extra>`,
+    };
+    const cell = opts.cell || 40;
+    return draw(container, [trace], layoutFor(opts, {
+      height: cell * labels.length + 110,
+      margin: { l: 8, r: 8, t: 8, b: 8 },
+      hovermode: "closest",
+      xaxis: axis("predicted class", { type: "category", showgrid: false }),
+      yaxis: axis("true class", { type: "category", autorange: "reversed", showgrid: false }),
+    }));
+  }
+
+  window.FerCharts = { lineChart, barChart, heatmap, differenceHeatmap, runColor, PALETTE };
 })();

@@ -114,3 +114,89 @@
 
   window.FerWeb = { CLASSES, classColor, csrfToken, api, upload, pollUntilDone, format };
 })();
+
+// Delete buttons, on every page: <button data-delete-url="/api/datasets/3/" data-delete-next="/datasets/">.
+// A click asks the API what the delete would remove (GET <url>delete-preview/) and shows it, with the
+// space it frees, in a dialog; "Delete" sends DELETE <url>, then goes to data-delete-next, or else
+// removes the button's row (data-delete-row: a selector of the element to remove; default: its <tr>).
+(function () {
+  const { api, format } = window.FerWeb;
+
+  function element(tag, attrs, text) {
+    const node = Object.assign(document.createElement(tag), attrs || {});
+    if (text) node.textContent = text;
+    return node;
+  }
+
+  function dialogFor(title) {
+    document.getElementById("delete-dialog")?.remove();
+    const dialog = element("dialog", { id: "delete-dialog", className: "confirm" });
+    dialog.setAttribute("aria-labelledby", "delete-title");
+    const form = element("form", { method: "dialog" });
+    const confirm = element("button", { type: "button", id: "delete-confirm", className: "danger" }, "Delete");
+    const cancel = element("button", { type: "submit", value: "", id: "delete-cancel", className: "secondary" }, "Cancel");
+    const buttons = element("p", { className: "dialog-buttons" });
+    buttons.append(confirm, cancel);
+    form.append(
+      element("h2", { id: "delete-title" }, title),
+      element("p", { id: "delete-what" }, "Looking up what goes…"),
+      element("p", { id: "delete-frees", className: "muted" }),
+      element("p", { id: "delete-error", className: "error", hidden: true }),
+      buttons,
+    );
+    dialog.append(form);
+    dialog.addEventListener("close", () => dialog.remove());
+    document.body.append(dialog);
+    return { dialog, confirm, cancel };
+  }
+
+  function showError(dialog, message) {
+    const box = dialog.querySelector("#delete-error");
+    box.textContent = message;
+    box.hidden = false;
+  }
+
+  async function askAndDelete(button) {
+    const url = button.dataset.deleteUrl;
+    const { dialog, confirm, cancel } = dialogFor(`Delete ${button.dataset.deleteName || "this"}?`);
+    confirm.disabled = true;
+    dialog.showModal();
+    cancel.focus();
+    try {
+      const preview = await api(`${url}delete-preview/`);
+      dialog.querySelector("#delete-what").textContent = preview.what;
+      dialog.querySelector("#delete-frees").textContent = preview.archived
+        ? "Frees no space: it is kept for the runs trained on it."
+        : `Frees ${format.bytes(preview.frees_bytes)} of your storage.`;
+      confirm.disabled = false;
+    } catch (error) {
+      dialog.querySelector("#delete-what").textContent = "";
+      showError(dialog, error.message);
+      return;
+    }
+    confirm.addEventListener("click", async () => {
+      confirm.disabled = true;
+      try {
+        await api(url, { method: "DELETE" });
+      } catch (error) {
+        showError(dialog, error.message);
+        return;
+      }
+      if (button.dataset.deleteNext) {
+        window.location.href = button.dataset.deleteNext;
+        return;
+      }
+      dialog.close();
+      const row = button.closest(button.dataset.deleteRow || "tr");
+      if (row) row.remove();
+      document.dispatchEvent(new CustomEvent("ferweb:deleted", { detail: { url } }));
+    });
+  }
+
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-delete-url]");
+    if (!button) return;
+    event.preventDefault();
+    askAndDelete(button);
+  });
+})();

@@ -1,6 +1,22 @@
-// Dataset pages: upload with a real progress bar, import progress by polling, and the analysis charts.
+// Dataset pages: upload with a real progress bar, then the import's phases (checking the archive,
+// importing the faces) by polling, with the new dataset in the list at once; and the analysis charts.
 (function () {
-  const { CLASSES, upload, pollUntilDone } = window.FerWeb;
+  const { CLASSES, api, upload, pollUntilDone } = window.FerWeb;
+
+  // The import's phases (Dataset.phase), as the pages name them.
+  const PHASES = {
+    queued: "Waiting for the import worker",
+    checking_archive: "Checking archive",
+    importing: "Importing",
+  };
+
+  // "Checking archive", "Importing 37%": what an importing dataset is doing now ("" once it ended).
+  function phaseText(data) {
+    if (data.status !== "importing") return "";
+    const phase = data.phase || "importing";
+    const name = PHASES[phase] || phase;
+    return phase === "importing" ? `${name} ${Math.round(data.progress)}%` : name;
+  }
 
   // Calls onUpdate with each state until the import ends; resolves with the final state.
   function pollImport(id, onUpdate) {
@@ -8,20 +24,86 @@
   }
 
   // ------------------------------------------------------------ list page
+  function renderRow(row, data) {
+    row.dataset.status = data.status;
+    row.dataset.phase = data.phase || "";
+    const badge = row.querySelector(".badge");
+    badge.textContent = data.status;
+    badge.className = `badge ${data.status}`;
+    let pct = row.querySelector(".pct");
+    if (!pct) {
+      pct = document.createElement("span");
+      pct.className = "muted pct";
+      badge.after(" ", pct);
+    }
+    pct.textContent = phaseText(data);
+    row.querySelector("td.num").textContent = data.num_items;
+  }
+
+  // A new dataset's row at the top of the list, before its import has read a face.
+  function addRow(data) {
+    const table = document.getElementById("dataset-table");
+    document.getElementById("no-datasets").hidden = true;
+    table.hidden = false;
+    const staff = table.querySelectorAll("thead th").length > 5;
+    const row = document.createElement("tr");
+    row.dataset.datasetId = data.id;
+    const cells = [];
+    const name = document.createElement("td");
+    const link = document.createElement("a");
+    link.href = `/datasets/${data.id}/`;
+    const id = document.createElement("span");
+    id.className = "muted";
+    id.textContent = `#${data.id}`;
+    link.append(id, ` ${data.name}`);
+    name.append(link);
+    cells.push(name);
+    const status = document.createElement("td");
+    status.append(Object.assign(document.createElement("span"), { className: "badge" }));
+    cells.push(status);
+    cells.push(Object.assign(document.createElement("td"), { className: "num" }));
+    cells.push(Object.assign(document.createElement("td"), { className: "muted", textContent: data.created_at.slice(0, 16).replace("T", " ") }));
+    if (staff) cells.push(Object.assign(document.createElement("td"), { textContent: data.owner }));
+    const remove = document.createElement("td");
+    const button = Object.assign(document.createElement("button"), { type: "button", className: "link delete-link", textContent: "Delete" });
+    button.dataset.deleteUrl = `/api/datasets/${data.id}/`;
+    button.dataset.deleteName = `dataset #${data.id} “${data.name}”`;
+    remove.append(button);
+    cells.push(remove);
+    row.append(...cells);
+    table.querySelector("tbody").prepend(row);
+    renderRow(row, data);
+    return row;
+  }
+
   function setupUpload(form) {
     const status = document.getElementById("upload-status");
     const phase = document.getElementById("upload-phase");
     const percent = document.getElementById("upload-percent");
+    const progress = document.getElementById("upload-progress");
     const bar = document.getElementById("upload-bar");
     const errorBox = document.getElementById("upload-error");
     const button = document.getElementById("upload-button");
+    const nameInput = form.querySelector("input[name=name]");
 
+    // fraction null: a phase without a measure of its own (checking, waiting): the bar only moves.
     function show(label, fraction) {
       status.hidden = false;
       phase.textContent = label;
+      progress.classList.toggle("indeterminate", fraction === null);
+      if (fraction === null) {
+        percent.textContent = "";
+        return;
+      }
       const pct = Math.round(100 * Math.max(0, Math.min(1, fraction)));
       percent.textContent = `${pct}%`;
       bar.style.width = `${pct}%`;
+    }
+
+    function showImport(data) {
+      if (data.status !== "importing") return;
+      const label = PHASES[data.phase || "importing"] || data.phase;
+      show(label, data.phase === "importing" ? data.progress / 100 : null);
     }
 
     function fail(message) {
@@ -30,48 +112,77 @@
       button.disabled = false;
     }
 
-    form.addEventListener("submit", (event) => {
+    // The same rule as the server's, checked before the bytes are sent: one name, one dataset.
+    async function nameTaken(name) {
+      if (!name) return "";
+      const twin = (await api("/api/datasets/")).find((d) => d.name === name);
+      return twin ? `You already have a dataset named "${name}" (#${twin.id}): choose another name.` : "";
+    }
+
+    form.addEventListener("submit", async (event) => {
       event.preventDefault();
       errorBox.hidden = true;
+      nameInput.removeAttribute("aria-invalid");
       const file = form.querySelector("input[type=file]").files[0];
       if (!file) return fail("Choose a zip or CSV file first.");
+      button.disabled = true;
+      try {
+        const taken = await nameTaken(nameInput.value.trim());
+        if (taken) {
+          nameInput.setAttribute("aria-invalid", "true");
+          return fail(taken);
+        }
+      } catch (_) { /* the server checks it too */ }
       const body = new FormData(form);
       body.delete("csrfmiddlewaretoken");
       if (!form.querySelector("input[name=drop_unknown_classes]").checked) body.delete("drop_unknown_classes");
-      button.disabled = true;
       show("Uploading", 0);
-      upload("/api/datasets/", body, (fraction) => show("Uploading", fraction))
-        .catch((error) => {
-          status.hidden = true;
-          throw error;
-        })
-        .then((created) => {
-          show("Importing", 0);
-          return pollImport(created.id, (data) => show("Importing", data.progress / 100))
-            .catch((error) => { throw new Error(`Could not follow the import: ${error.message}`); });
-        })
-        .then((data) => {
-          if (data.status === "ready") window.location.href = `/datasets/${data.id}/`;
-          else {
-            phase.textContent = "Import failed";
-            fail(data.human_readable_error || data.error);
-          }
-        })
-        .catch((error) => fail(error.message));
+      let created;
+      try {
+        // Once the bytes are sent, the server stores the file and checks the archive before it answers.
+        created = await upload("/api/datasets/", body, (fraction) => {
+          if (fraction >= 1) show(PHASES.checking_archive, null);
+          else show("Uploading", fraction);
+        });
+      } catch (error) {
+        status.hidden = true;
+        if (error.fields && error.fields.name) nameInput.setAttribute("aria-invalid", "true");
+        return fail(error.message);
+      }
+      let row = null;
+      let data;
+      try {
+        data = await pollImport(created.id, (state) => {
+          showImport(state);
+          if (!row) row = addRow(state);
+          else renderRow(row, state);
+        });
+      } catch (error) {
+        return fail(`Could not follow the import: ${error.message}`);
+      }
+      if (data.status === "ready") {
+        window.location.href = `/datasets/${data.id}/`;
+        return;
+      }
+      progress.classList.remove("indeterminate");
+      phase.textContent = "Import failed";
+      percent.textContent = "";
+      fail(data.human_readable_error || data.error);
     });
+    button.disabled = false;
   }
 
   function followListRows() {
-    document.querySelectorAll("tr[data-status=importing]").forEach((row) => {
-      const badge = row.querySelector(".badge");
-      const pct = row.querySelector(".pct");
-      pollImport(row.dataset.datasetId, (data) => {
-        if (pct) pct.textContent = data.status === "importing" ? `${Math.round(data.progress)}%` : "";
-        badge.textContent = data.status;
-        badge.className = `badge ${data.status}`;
-        row.dataset.status = data.status;
-        row.querySelector("td.num").textContent = data.num_items;
-      }).catch(() => {});
+    document.querySelectorAll("#dataset-table tr[data-status=importing]").forEach((row) => {
+      pollImport(row.dataset.datasetId, (data) => renderRow(row, data)).catch(() => {});
+    });
+    // The last row deleted: say so rather than show an empty table.
+    document.addEventListener("ferweb:deleted", () => {
+      const table = document.getElementById("dataset-table");
+      if (!table.querySelector("tbody tr")) {
+        table.hidden = true;
+        document.getElementById("no-datasets").hidden = false;
+      }
     });
   }
 
@@ -80,7 +191,7 @@
     const cells = table.querySelectorAll("td[data-share]");
     const total = Array.from(cells).reduce((sum, cell) => sum + Number(cell.dataset.share), 0);
     cells.forEach((cell) => {
-      cell.textContent = total ? `${((100 * Number(cell.dataset.share)) / total).toFixed(1)}%` : "–";
+      cell.textContent = total ? FerWeb.format.percent(Number(cell.dataset.share) / total) : "–";
     });
   }
 
@@ -96,11 +207,14 @@
   function setupDetail(data) {
     if (data.status === "importing") {
       const bar = document.getElementById("import-bar");
-      const percent = document.getElementById("import-percent");
-      pollImport(data.id, (state) => {
+      const text = document.getElementById("import-phase");
+      const show = (state) => {
+        text.textContent = phaseText(state);
+        bar.parentElement.classList.toggle("indeterminate", state.phase !== "importing");
         bar.style.width = `${Math.round(state.progress)}%`;
-        percent.textContent = `${Math.round(state.progress)}%`;
-      }).then(() => window.location.reload());
+      };
+      show(data);
+      pollImport(data.id, show).then(() => window.location.reload());
       return;
     }
     if (data.status !== "ready") return;

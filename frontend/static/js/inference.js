@@ -10,7 +10,7 @@
   function probRows(probabilities) {
     return CLASSES.map((c) => {
       const p = probabilities[c] || 0;
-      return `<div class="prob-row"><span>${c}</span><span class="prob-bar"><i style="width:${(p * 100).toFixed(1)}%;background:${classColor(c)}"></i></span><span class="num">${(p * 100).toFixed(0)}%</span></div>`;
+      return `<div class="prob-row"><span>${c}</span><span class="prob-bar"><i style="width:${(p * 100).toFixed(1)}%;background:${classColor(c)}"></i></span><span class="num">${FerWeb.format.percent(p, 0)}</span></div>`;
     }).join("");
   }
 
@@ -20,9 +20,24 @@
     const errorEl = document.getElementById("predict-error");
     const stage = document.getElementById("predict-stage");
     const img = document.getElementById("predict-image");
+    const list = document.getElementById("predict-faces");
+    let attempt = 0;  // only the newest submission may fill the page
+    // A new attempt starts from a blank page: no earlier photo, boxes or result stay beside a new error.
+    const clearResult = () => {
+      show(errorEl, "");
+      stage.hidden = true;
+      stage.querySelectorAll(".box").forEach((b) => b.remove());
+      if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+      img.removeAttribute("src");
+      list.innerHTML = "";
+      document.getElementById("predict-message").textContent = "";
+      document.getElementById("predict-model").textContent = "–";
+      document.getElementById("predict-timing").textContent = "–";
+    };
     predictForm.addEventListener("submit", async (event) => {
       event.preventDefault();
-      show(errorEl, "");
+      const mine = ++attempt;
+      clearResult();
       const file = document.getElementById("id_image").files[0];
       if (!file) { show(errorEl, "Choose a photo first."); return; }
       const body = new FormData();
@@ -31,17 +46,16 @@
       try {
         data = await api("/api/predict/", { method: "POST", body });
       } catch (error) {
-        show(errorEl, error.message);
+        if (mine === attempt) show(errorEl, error.message);
         return;
       }
+      if (mine !== attempt) return;
       img.src = URL.createObjectURL(file);
       await img.decode().catch(() => {});
+      if (mine !== attempt) return;
       stage.hidden = false;
-      stage.querySelectorAll(".box").forEach((b) => b.remove());
       // EXIF-rotated photos: the browser shows them upright, as the server saw them.
       const w = img.naturalWidth, h = img.naturalHeight;
-      const list = document.getElementById("predict-faces");
-      list.innerHTML = "";
       data.faces.forEach((face, i) => {
         const [x, y, bw, bh] = face.box;
         const box = document.createElement("div");
@@ -57,7 +71,8 @@
       document.getElementById("predict-message").textContent = data.message;
       document.getElementById("predict-model").textContent = data.model_version;
       const t = data.timing_ms;
-      document.getElementById("predict-timing").textContent = `${t.total.toFixed(1)} ms (decode ${t.decode.toFixed(1)}, detect ${t.detect.toFixed(1)}, classify ${t.classify.toFixed(1)})`;
+      const ms = (value) => FerWeb.format.number(value, 1);
+      document.getElementById("predict-timing").textContent = `${ms(t.total)} ms (decode ${ms(t.decode)}, detect ${ms(t.detect)}, classify ${ms(t.classify)})`;
     });
   }
 
@@ -119,9 +134,11 @@
         const card = document.createElement("div");
         card.className = "face-card";
         card.dataset.faceId = face.id;
-        const shares = CLASSES.filter((c) => face.share[c] > 0).map((c) => `${c} ${(face.share[c] * 100).toFixed(0)}%`).join(", ");
-        card.innerHTML = `<h2>Face #${face.id}: mostly <span data-face-label="${face.dominant}">${face.dominant}</span></h2>
-          <p class="muted">Seen from ${face.first_s.toFixed(1)} s to ${face.last_s.toFixed(1)} s in ${face.detections} frames. Time per emotion: ${shares}.</p>
+        const shares = CLASSES.filter((c) => face.share[c] > 0).map((c) => `${c} ${FerWeb.format.percent(face.share[c], 0)}`).join(", ");
+        // The words come from the server ("mostly happy", or a tie as "angry, fear and sad equally").
+        const headline = face.headline || `mostly ${face.dominant}`;
+        card.innerHTML = `<h2>Face #${face.id}: <span data-face-label="${face.dominant}">${headline}</span></h2>
+          <p class="muted">Seen from ${FerWeb.format.number(face.first_s, 1)} s to ${FerWeb.format.number(face.last_s, 1)} s in ${face.detections} frames. Time per emotion: ${shares}.</p>
           <div class="chart timeline"></div>`;
         holder.appendChild(card);
         const series = CLASSES.map((c) => ({ name: c, color: classColor(c), points: face.timeline.map((p) => [p.t, p.probabilities[c]]) }));

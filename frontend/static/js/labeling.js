@@ -163,23 +163,36 @@
     });
   }
 
+  // One click makes one dataset: the button is off while the request runs, a name the person already
+  // gave a dataset is refused by the server (shown at the name field), and the form keeps what was typed.
   function setupDatasetForm(setId) {
     const form = document.getElementById("dataset-form");
     if (!form) return;
     const errorBox = document.getElementById("dataset-error");
+    const done = document.getElementById("dataset-created");
     const links = document.getElementById("dataset-links");
     const button = document.getElementById("dataset-button");
+    const nameInput = form.querySelector("input[name=name]");
+    let busy = false;
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
+      if (busy) return;
+      busy = true;
       errorBox.hidden = true;
+      done.hidden = true;
+      nameInput.removeAttribute("aria-invalid");
       button.disabled = true;
       try {
         const created = await api(`/api/labeling/sets/${setId}/create-dataset/`, { method: "POST", body: {
-          name: form.querySelector("input[name=name]").value,
+          name: nameInput.value,
           test_share: Number(form.querySelector("input[name=test_percent]").value || 0) / 100,
           seed: Number(form.querySelector("input[name=seed]").value || 0),
         } });
         const item = document.createElement("li");
+        item.dataset.datasetId = created.id;
+        const id = document.createElement("span");
+        id.className = "muted";
+        id.textContent = `#${created.id}`;
         const link = document.createElement("a");
         link.href = created.url;
         link.id = "new-dataset-link";
@@ -188,15 +201,24 @@
         const note = document.createElement("span");
         note.className = "muted";
         note.textContent = ` ${created.num_items} faces (${splits})`;
-        item.append(link, note);
+        item.append(id, " ", link, note);
+        links.querySelector("#new-dataset-link")?.removeAttribute("id");
         links.prepend(item);
+        done.textContent = `Created dataset #${created.id} “${created.name}” with ${created.num_items} faces.`;
+        done.hidden = false;
       } catch (error) {
+        if (error.fields && error.fields.name) {
+          nameInput.setAttribute("aria-invalid", "true");
+          nameInput.focus();
+        }
         errorBox.textContent = error.message;
         errorBox.hidden = false;
       } finally {
+        busy = false;
         button.disabled = false;
       }
     });
+    button.disabled = false;
   }
 
   function setupMorePhotos(setId) {

@@ -32,20 +32,72 @@
     }
   }
 
-  // ------------------------------------------------------------ /runs/new/
+  // ------------------------------------------------------------ accuracy against the baseline and the active model
 
-  function newRunPage() {
-    const select = document.getElementById("id_architecture");
-    const help = document.getElementById("architecture-description");
-    if (!select || !help) return;
-    const show = () => {
-      const option = select.options[select.selectedIndex];
-      help.textContent = option ? option.dataset.description : "";
-    };
-    select.addEventListener("change", show);
-    show();
-    const first = document.querySelector(".field-error");
-    if (first) first.scrollIntoView({ block: "center" });
+  const known = (value) => value !== null && value !== undefined;
+
+  // True when always answering the commonest class of the evaluation split beats the run.
+  function belowBaseline(accuracy, baseline) {
+    return known(accuracy) && Boolean(baseline) && accuracy < baseline.majority_accuracy;
+  }
+
+  function baselineWords(baseline) {
+    return `always answering ${baseline.majority_class}`;
+  }
+
+  // The list's accuracy cell: "13.5%", and a mark when the run is below its baseline.
+  function fillAccuracyCell(cell, run) {
+    const accuracy = (run.metrics || {}).accuracy;
+    cell.textContent = pct(accuracy);
+    if (belowBaseline(accuracy, run.baseline)) {
+      const why = `Below ${baselineWords(run.baseline)} (${pct(run.baseline.majority_accuracy)})`;
+      cell.append(" ", make("span", { className: "below-baseline", "data-below-baseline": "", title: why,
+                                      "aria-label": "below the baseline", text: "⚠" }));
+    }
+  }
+
+  // Asks before a model serves predictions, with its accuracy against the model serving them now.
+  // candidate: {title: "run 12 (fast_resnet, 13.5%)", accuracy, baseline}; active: {version, accuracy};
+  // options: staff (may set it for everyone), mine (already active for this user), site (already the site default).
+  // Resolves with "me", "everyone" or "" (cancelled).
+  function confirmActivation(candidate, active, options) {
+    options = options || {};
+    document.getElementById("activate-dialog")?.remove();
+    const warnings = [];
+    if (belowBaseline(candidate.accuracy, candidate.baseline)) {
+      warnings.push(`It scores less than ${baselineWords(candidate.baseline)} ` +
+                    `(${pct(candidate.baseline.majority_accuracy)}): it has not learnt to tell the expressions apart. ` +
+                    "Do not make it active.");
+    }
+    if (known(candidate.accuracy) && active && known(active.accuracy) && candidate.accuracy < active.accuracy) {
+      warnings.push(`It is less accurate than the model you use now: ${pct(candidate.accuracy)} against ${pct(active.accuracy)}.`);
+    }
+    const now = active ? `Right now your predictions come from ${active.version} (${pct(active.accuracy)}).` : "";
+    const choices = [];
+    if (!options.mine) choices.push(make("button", { type: "submit", value: "me", id: "activate-me", text: "For me" }));
+    if (options.staff && !options.site) {
+      choices.push(make("button", { type: "submit", value: "everyone", id: "activate-everyone", className: "secondary",
+                                    title: "The site default: it serves everyone who has not chosen a model",
+                                    text: "For everyone" }));
+    }
+    const cancel = make("button", { type: "submit", value: "", id: "activate-cancel", className: "secondary", text: "Cancel" });
+    const dialog = make("dialog", { id: "activate-dialog", className: "confirm", "aria-labelledby": "activate-question" }, [
+      make("form", { method: "dialog" }, [
+        make("h2", { id: "activate-question", text: `Make ${candidate.title} the active model?` }),
+        make("p", { id: "activate-now", text: now }),
+        ...warnings.map((text) => make("p", { className: "warning", "data-warning": "", text })),
+        options.staff && !options.site
+          ? make("p", { className: "muted", text: "“For everyone” makes it the site default: it serves everyone who has not chosen a model." })
+          : "",
+        make("p", { className: "dialog-buttons" }, [...choices, cancel]),
+      ]),
+    ]);
+    document.body.append(dialog);
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => { resolve(dialog.returnValue || ""); dialog.remove(); });
+      dialog.showModal();
+      (warnings.length || !choices.length ? cancel : choices[0]).focus();  // a warned choice is not one Enter away
+    });
   }
 
   // ------------------------------------------------------------ /runs/
@@ -70,8 +122,9 @@
           const badge = row.querySelector("[data-status]");
           badge.textContent = run.status;
           badge.className = `badge ${run.status}`;
-          row.querySelector("[data-progress]").style.width = `${run.progress}%`;
-          for (const key of ["accuracy", "macro_f1", "macro_auc"]) {
+          row.querySelector("[data-progress]").style.width = `${run.progress.percent}%`;
+          fillAccuracyCell(row.querySelector('[data-metric="accuracy"]'), run);
+          for (const key of ["macro_f1", "macro_auc"]) {
             row.querySelector(`[data-metric="${key}"]`).textContent = fmt(run.metrics[key]);
           }
           if (!FINISHED.includes(run.status)) active = true;
@@ -87,12 +140,13 @@
 
   // ------------------------------------------------------------ charts of one run
 
-  // One run's training (solid) and validation (dashed) curve of a metric, in the run's colour.
+  // One run's training (dashed) and validation (solid: the one that tells how well it does) curve of a
+  // metric, in the run's colour.
   function curvePair(history, metric, color, prefix) {
     const pick = (key) => history.filter((h) => h[key] !== null && h[key] !== undefined).map((h) => [h.epoch, h[key]]);
     return [
-      { name: `${prefix}training ${metric}`, points: pick(`train_${metric}`), color },
-      { name: `${prefix}validation ${metric}`, points: pick(`val_${metric}`), color, dash: "dash" },
+      { name: `${prefix}training ${metric}`, points: pick(`train_${metric}`), color, dash: "dash" },
+      { name: `${prefix}validation ${metric}`, points: pick(`val_${metric}`), color },
     ];
   }
 
@@ -179,14 +233,41 @@
     }
   }
 
+  // "Accuracy 13.5% · always answering happy: 25.1% · active model: 69.3%", and a warning when the
+  // run does worse than always answering the commonest class.
+  function drawAccuracyLine(run) {
+    const line = document.getElementById("accuracy-line");
+    const warning = document.getElementById("baseline-warning");
+    if (!line) return;
+    const accuracy = (run.metrics || {}).accuracy, baseline = run.baseline, active = run.active_model;
+    const version = run.model_version;
+    line.innerHTML = "";
+    line.append("Accuracy ", make("strong", { id: "run-accuracy", text: pct(accuracy) }));
+    if (baseline) {
+      line.append(" · ", make("span", { id: "run-baseline", title: "the commonest class of the evaluation split",
+                                        text: `${baselineWords(baseline)}: ${pct(baseline.majority_accuracy)}` }));
+    }
+    if (active) {
+      const self = version && active.id === version.id;
+      line.append(" · ", make("span", { id: "run-active-model", title: `the model serving your predictions: ${active.version}`,
+                                        text: self ? "active model: this one" : `active model: ${pct(active.accuracy)}` }));
+    }
+    if (warning) {
+      warning.hidden = !belowBaseline(accuracy, baseline);
+      warning.textContent = warning.hidden ? "" :
+        `This model does worse than ${baselineWords(baseline)}, which scores ${pct(baseline.majority_accuracy)} here: ` +
+        "it has not learnt to tell the expressions apart. Do not make it active; train longer or with another recipe.";
+    }
+  }
+
   function drawEvaluation(run, classes) {
     const metrics = run.metrics || {};
     const section = document.getElementById("evaluation");
     if (run.status !== "succeeded" || metrics.accuracy === undefined) { section.hidden = true; return; }
     section.hidden = false;
     const version = run.model_version;
+    drawAccuracyLine(run);
     kv(document.getElementById("summary"), [
-      ["Accuracy", pct(metrics.accuracy)],
       ["Macro F1", fmt(metrics.macro_f1)],
       ["Macro AUC", fmt(metrics.macro_auc)],
       ["Micro AUC", fmt(metrics.micro_auc)],
@@ -195,25 +276,42 @@
       ["Best epoch", run.best_epoch === null ? "–" : String(run.best_epoch)],
       ["Wall time", duration(run.wall_time_s)],
       ["Parameters", run.param_count ? run.param_count.toLocaleString() : "–"],
-      ["ONNX latency (CPU, batch 1, median)", version && version.latency_ms ? `${version.latency_ms.toFixed(2)} ms` : "–"],
+      ["ONNX latency (CPU, batch 1, median)", version && version.latency_ms ? `${fmt(version.latency_ms, 2)} ms` : "–"],
     ]);
     const actions = document.getElementById("model-actions");
     actions.innerHTML = "";
     if (version) {
       actions.append(make("a", { className: "button secondary", href: version.onnx_url, id: "download-onnx", text: "Download ONNX" }), " ");
-      const activate = make("button", { type: "button", id: "make-active", text: version.is_active ? "Active" : "Make active" });
-      activate.disabled = version.is_active;
+      const staff = actions.dataset.staff === "true";
+      const activate = make("button", { type: "button", id: "make-active" });
+      const outcome = make("span", { className: "muted", id: "activate-outcome" });
+      const label = () => {
+        activate.textContent = version.is_active ? "Active" : "Make active";
+        activate.disabled = version.is_active && !(staff && !version.is_site_default);
+        if (version.is_active && !activate.disabled) activate.textContent = "Active · make it the site default";
+      };
+      label();
       activate.addEventListener("click", async () => {
+        const choice = await confirmActivation(
+          { title: `run ${run.id} (${run.architecture}, ${pct(metrics.accuracy)})`, accuracy: metrics.accuracy,
+            baseline: run.baseline },
+          run.active_model, { staff, mine: version.is_active, site: version.is_site_default });
+        if (!choice) return;
         activate.disabled = true;
         try {
-          await api(`/api/models/${version.id}/activate/`, { method: "POST", body: {} });
-          activate.textContent = "Active";
+          const answer = await api(`/api/models/${version.id}/activate/`,
+                                   { method: "POST", body: choice === "everyone" ? { site_default: true } : {} });
+          Object.assign(version, { is_active: answer.is_active, is_site_default: answer.is_site_default });
+          if (answer.is_active) run.active_model = { id: answer.id, version: answer.version, accuracy: answer.metrics.accuracy };
+          outcome.textContent = choice === "everyone" ? " Now the site default: it serves everyone who has not chosen a model."
+                                                      : " Your predictions now come from this model.";
+          drawAccuracyLine(run);
         } catch (error) {
-          activate.disabled = false;
-          activate.textContent = `Make active (failed: ${error.message})`;
+          outcome.textContent = ` Not changed: ${error.message}`;
         }
+        label();
       });
-      actions.append(activate);
+      actions.append(activate, outcome);
     }
     const perClass = document.getElementById("per-class");
     perClass.innerHTML = "";
@@ -233,36 +331,63 @@
 
   // ------------------------------------------------------------ /runs/{id}/
 
+  // The run JSON's progress.phase, named for people.
+  const PHASE_NAMES = {
+    queued: "Waiting for the training worker", preparing_data: "Preparing data", training: "Training",
+    evaluating: "Evaluating", occlusion_maps: "Occlusion maps", exporting: "Exporting",
+  };
+
   function runDetailPage() {
     let run = jsonData("run-data");
     let history = run.history || [];
     let lastBatch = run.last_batch || {};
+    let progress = run.progress || { percent: 0, phase: "", eta_seconds: null };
+    let progressAt = Date.now();  // when progress.eta_seconds was true: the page counts down from there
     const bar = document.getElementById("run-progress");
     const text = document.getElementById("run-progress-text");
+    const log = document.getElementById("run-log");
     const badge = document.getElementById("run-status");
     const cancel = document.getElementById("cancel-run");
     const errorBox = document.getElementById("run-error");
     let socket = null, retry = 500;
 
-    function setProgress(progress) {
-      if (progress === undefined || progress === null) return;
-      bar.querySelector("div").style.width = `${progress}%`;
-      bar.setAttribute("aria-valuenow", String(progress));
+    function setProgress(next) {
+      if (!next || typeof next !== "object") return;
+      progress = next;
+      progressAt = Date.now();
+      bar.querySelector("div").style.width = `${next.percent}%`;
+      bar.setAttribute("aria-valuenow", String(next.percent));
     }
 
+    function secondsLeft() {
+      if (progress.eta_seconds === null || progress.eta_seconds === undefined) return null;
+      return progress.eta_seconds - (Date.now() - progressAt) / 1000;
+    }
+
+    // "Training · 42.0% · epoch 2/5 · batch 106/202 · 760 images/s · about 2m 10s left": what the run
+    // is doing, never a log line (those go to the quieter line below it).
     function describe() {
       const last = history[history.length - 1];
-      const parts = [`${fmt(run.progress, 1)}%`];
-      if (run.status === "queued") parts.push("waiting for a free training worker");
-      if (!FINISHED.includes(run.status)) {
-        if (lastBatch.epoch) parts.push(`epoch ${lastBatch.epoch}/${lastBatch.epochs} · batch ${lastBatch.batch}/${lastBatch.batches}`);
-        else if (last) parts.push(`epoch ${last.epoch}/${last.epochs}`);
-        if (lastBatch.images_per_s) parts.push(`${Math.round(lastBatch.images_per_s)} images/s`);
-        if (run.eta_seconds !== null && run.eta_seconds !== undefined) parts.push(`ETA ${duration(run.eta_seconds)}`);
+      const parts = [];
+      if (run.status === "queued") {
+        parts.push(PHASE_NAMES.queued);
+        if (run.estimated_seconds !== null && run.estimated_seconds !== undefined) parts.push(`estimated ${duration(run.estimated_seconds)}`);
+      } else if (!FINISHED.includes(run.status)) {
+        parts.push(PHASE_NAMES[progress.phase] || "Starting", pct(progress.percent / 100));
+        if (progress.phase === "training" && lastBatch.epoch) {
+          parts.push(`epoch ${lastBatch.epoch}/${lastBatch.epochs}`, `batch ${lastBatch.batch}/${lastBatch.batches}`);
+          if (lastBatch.images_per_s) parts.push(`${Math.round(lastBatch.images_per_s)} images/s`);
+        }
+        const left = secondsLeft();
+        if (left !== null) parts.push(left >= 1 ? `about ${duration(left)} left` : "almost done");
+      } else if (run.status === "succeeded" && run.started_at && run.finished_at) {
+        const took = (Date.parse(run.finished_at) - Date.parse(run.started_at)) / 1000;
+        parts.push(`Finished in ${duration(took)}` +
+                   (run.estimated_seconds ? ` (estimated ${duration(run.estimated_seconds)})` : ""));
       }
       if (last) parts.push(`val accuracy ${pct(last.val_accuracy)} (best ${pct(last.best_val_accuracy)})`);
-      if (run.message) parts.push(run.message);
       text.textContent = parts.join(" · ");
+      if (log) log.textContent = !FINISHED.includes(run.status) && run.message ? run.message : "";
     }
 
     function setStatus(status) {
@@ -282,7 +407,7 @@
     }
 
     async function reload() {
-      run = await api(`/api/runs/${run.id}/`);
+      run = Object.assign(await api(`/api/runs/${run.id}/`), { message: run.message });
       history = run.history || history;
       setStatus(run.status);
       setProgress(run.progress);
@@ -295,8 +420,7 @@
       "run.history": (e) => {
         history = e.history || [];
         lastBatch = e.last_batch || {};
-        Object.assign(run, { status: e.status, progress: e.progress, eta_seconds: e.eta_seconds,
-                             human_readable_error: e.human_readable_error });
+        Object.assign(run, { status: e.status, human_readable_error: e.human_readable_error });
         setStatus(e.status);
         setProgress(e.progress);
         drawCurves(history);
@@ -304,18 +428,16 @@
       },
       "run.epoch": (e) => {
         addEpoch(e);
-        run.eta_seconds = e.eta_seconds;
-        run.progress = e.progress;
         setProgress(e.progress);
       },
       "run.batch": (e) => {
         lastBatch = e;
-        run.progress = e.progress;
         setProgress(e.progress);
       },
+      "run.progress": (e) => setProgress(e.progress),
       "run.status": (e) => {
-        Object.assign(run, { progress: e.progress, message: e.message, error: e.error,
-                             human_readable_error: e.human_readable_error });
+        Object.assign(run, { error: e.error, human_readable_error: e.human_readable_error });
+        if (e.message) run.message = e.message;
         setStatus(e.status);
         setProgress(e.progress);
         if (FINISHED.includes(e.status)) reload();
@@ -377,41 +499,162 @@
     if (!FINISHED.includes(run.status)) {
       connect();
       watchQuiet();
+      const countdown = setInterval(() => {  // the seconds left tick down between the worker's reports
+        if (FINISHED.includes(run.status)) clearInterval(countdown);
+        describe();
+      }, 1000);
     }
   }
 
   // ------------------------------------------------------------ /runs/compare/
 
+  // A recipe value as the table shows it: yes/no, numbers as given, a checkpoint by its file name.
+  function settingText(value) {
+    if (value === undefined || value === null || value === "") return "–";
+    if (typeof value === "boolean") return value ? "yes" : "no";
+    if (typeof value === "string" && value.includes("/")) return value.split("/").pop();
+    return String(value);
+  }
+
+  // Rows of the compare table: [key, label, value(run) -> text, raw(run) -> what is compared].
+  function resultRows() {
+    const metric = (r, key) => (r.metrics || {})[key];
+    return [
+      ["status", "status", (r) => r.status, (r) => r.status],
+      ["accuracy", "accuracy", (r) => pct(metric(r, "accuracy")), (r) => metric(r, "accuracy"), "best"],
+      ["baseline", "always answering the commonest class",
+       (r) => (r.baseline ? `${r.baseline.majority_class}: ${pct(r.baseline.majority_accuracy)}` : "–"),
+       (r) => r.baseline && r.baseline.majority_accuracy],
+      ["macro_f1", "macro F1", (r) => fmt(metric(r, "macro_f1")), (r) => metric(r, "macro_f1"), "best"],
+      ["macro_auc", "macro AUC", (r) => fmt(metric(r, "macro_auc")), (r) => metric(r, "macro_auc"), "best"],
+      ["best_val_accuracy", "best validation accuracy", (r) => pct(r.best_val_accuracy), (r) => r.best_val_accuracy, "best"],
+      ["epochs_done", "epochs run", (r) => String(r.epochs_done), (r) => r.epochs_done],
+      ["wall_time_s", "wall time", (r) => duration(r.wall_time_s), (r) => r.wall_time_s],
+      ["latency", "ONNX latency (CPU, batch 1)",
+       (r) => (r.model_version && r.model_version.latency_ms ? `${fmt(r.model_version.latency_ms, 2)} ms` : "–"),
+       (r) => r.model_version && r.model_version.latency_ms],
+    ];
+  }
+
+  function inputRows(fields) {
+    const rows = [
+      ["dataset", "dataset", (r) => `#${r.dataset.id} ${r.dataset.name}`, (r) => r.dataset.id],
+      ["param_count", "parameters", (r) => (r.param_count ? r.param_count.toLocaleString() : "–"), (r) => r.param_count],
+      ["init_from_run", "fine-tuned from", (r) => (r.init_from_run ? `run ${r.init_from_run}` : "–"), (r) => r.init_from_run],
+    ];
+    const groups = [["Data", rows]];
+    for (const field of fields) {
+      let group = groups.find(([title]) => title === field.group);
+      if (!group) { group = [field.group, []]; groups.push(group); }
+      group[1].push([field.name, field.label, (r) => settingText((r.config || {})[field.name]),
+                     (r) => (r.config || {})[field.name]]);
+    }
+    return groups;
+  }
+
+  // Every setting and result side by side; settings that differ are highlighted, the best result is bold.
+  function compareTable(runs, fields) {
+    const head = make("tr", {}, [make("th", { text: "" })].concat(runs.map((r) =>
+      make("th", { scope: "col" }, [make("a", { href: `/runs/${r.id}/`, text: `#${r.id} ${r.name}` })]))));
+    const body = [];
+    const section = (title, rows, compare) => {
+      const group = make("tr", { className: "group-row" }, [make("th", { colspan: String(runs.length + 1), text: title })]);
+      body.push(group);
+      let differing = 0;
+      for (const [key, label, show, raw, best] of rows) {
+        const values = runs.map((r) => JSON.stringify(raw(r) === undefined ? null : raw(r)));
+        const same = values.every((v) => v === values[0]);
+        const cells = runs.map((r) => make("td", { className: "num", text: show(r) }));
+        if (best && runs.length > 1) {
+          const numbers = runs.map((r) => raw(r)).filter(known);
+          const top = numbers.length ? Math.max(...numbers) : null;
+          runs.forEach((r, i) => { if (known(raw(r)) && raw(r) === top && !same) cells[i].classList.add("best"); });
+        }
+        let className = "";
+        if (compare) {
+          className = same ? "same" : "diff";
+          if (!same) differing += 1;
+        }
+        body.push(make("tr", { "data-field": key, className }, [make("th", { scope: "row", text: label })].concat(cells)));
+      }
+      if (compare && !differing) group.classList.add("same");
+    };
+    section("Results", resultRows(), false);
+    for (const [title, rows] of inputRows(fields)) section(title, rows, true);
+    return make("table", { id: "compare-metrics", className: "compare-table" }, [make("thead", {}, [head]), make("tbody", {}, body)]);
+  }
+
+  function rowNormalised(run) {
+    return (run.metrics || {}).confusion_matrix_normalized || null;
+  }
+
+  function drawDifference(runs) {
+    const box = document.getElementById("compare-difference");
+    const caption = document.getElementById("difference-caption");
+    const pickA = document.getElementById("difference-a"), pickB = document.getElementById("difference-b");
+    if (!box) return;
+    const named = (r) => `#${r.id} ${r.architecture}`;
+    if (runs.length > 2) {
+      document.getElementById("difference-pick").hidden = false;
+      for (const [select, chosen] of [[pickA, runs[0]], [pickB, runs[1]]]) {
+        select.innerHTML = "";
+        runs.forEach((r) => select.append(make("option", { value: String(r.id), text: named(r) })));
+        select.value = String(chosen.id);
+      }
+    }
+    const draw = () => {
+      const byId = (id) => runs.find((r) => String(r.id) === id);
+      const a = runs.length > 2 ? byId(pickA.value) : runs[0];
+      const b = runs.length > 2 ? byId(pickB.value) : runs[1];
+      const ma = rowNormalised(a), mb = rowNormalised(b);
+      if (window.Plotly) window.Plotly.purge(box);
+      box.innerHTML = "";
+      if (!ma || !mb) {
+        caption.textContent = `Run ${(ma ? b : a).id} is not evaluated yet: there is no matrix to compare.`;
+        return;
+      }
+      caption.textContent = `B (${named(b)}) minus A (${named(a)}), in shares of each true class. Green: B does better ` +
+        "there (more faces right on the diagonal, fewer confused elsewhere); red: B does worse.";
+      const diff = mb.map((row, i) => row.map((v, j) => v - ma[i][j]));
+      FerCharts.differenceHeatmap(box, diff, CLASSES, { cell: 34, hoverSuffix: ` (B minus A)` });
+    };
+    if (pickA) pickA.addEventListener("change", draw);
+    if (pickB) pickB.addEventListener("change", draw);
+    draw();
+  }
+
   function comparePage() {
     const runs = jsonData("runs-data") || [];
+    const fields = jsonData("recipe-fields") || [];
     if (!runs.length) return;
-    const table = document.getElementById("compare-table");
-    const keys = [
-      ["status", (r) => r.status],
-      ["architecture", (r) => r.architecture],
-      ["optimizer", (r) => `${r.optimizer} · lr ${r.config.learning_rate}`],
-      ["epochs run", (r) => String(r.epochs_done)],
-      ["accuracy", (r) => pct(r.metrics.accuracy)],
-      ["macro F1", (r) => fmt(r.metrics.macro_f1)],
-      ["macro AUC", (r) => fmt(r.metrics.macro_auc)],
-      ["micro AUC", (r) => fmt(r.metrics.micro_auc)],
-      ["best val accuracy", (r) => pct(r.best_val_accuracy)],
-      ["parameters", (r) => (r.param_count ? r.param_count.toLocaleString() : "–")],
-      ["wall time", (r) => duration(r.wall_time_s)],
-      ["ONNX latency", (r) => (r.model_version && r.model_version.latency_ms ? `${r.model_version.latency_ms.toFixed(2)} ms` : "–")],
-    ];
-    const head = make("tr", {}, [make("th", { text: "" })].concat(runs.map((r) =>
-      make("th", {}, [make("a", { href: `/runs/${r.id}/`, text: `#${r.id} ${r.name}` })]))));
-    const body = keys.map(([label, get]) => make("tr", {}, [make("td", { text: label })].concat(
-      runs.map((r) => make("td", { className: "num", text: get(r) })))));
-    table.append(make("table", { id: "compare-metrics" }, [make("thead", {}, [head]), make("tbody", {}, body)]));
+    const holder = document.getElementById("compare-table");
+    const table = compareTable(runs, fields);
+    holder.append(table);
+    const only = document.getElementById("only-differences");
+    const differing = table.querySelectorAll("tr.diff").length;
+    document.getElementById("differences-count").textContent =
+      runs.length < 2 ? "" : differing === 1 ? "1 setting differs." : `${differing} settings differ.`;
+    only.addEventListener("change", () => table.classList.toggle("only-differences", only.checked));
 
-    // One colour per run; its training curve solid, its validation curve dashed.
-    const palette = FerCharts.PALETTE;
-    const series = (metric) => runs.flatMap((r, i) => curvePair(r.history || [], metric, palette[i % palette.length], `#${r.id} `));
+    // One colour per run; its validation curve solid, its training curve dashed.
+    const series = (metric) => runs.flatMap((r, i) => curvePair(r.history || [], metric, FerCharts.runColor(i), `#${r.id} `));
     FerCharts.lineChart(document.getElementById("compare-accuracy"), series("accuracy"),
                         Object.assign({ integerX: true, xLabel: "epoch" }, ACCURACY_AXIS));
     FerCharts.lineChart(document.getElementById("compare-loss"), series("loss"), { integerX: true, xLabel: "epoch", yLabel: "loss" });
+
+    // Recall of each class, one bar per run, in the run's colour.
+    const evaluated = runs.map((r, i) => [r, i]).filter(([r]) => (r.metrics || {}).per_class);
+    const recall = document.getElementById("compare-recall");
+    if (evaluated.length) {
+      FerCharts.barChart(recall, CLASSES, evaluated.map(([r, i]) => ({
+        name: `#${r.id} ${r.architecture}`, color: FerCharts.runColor(i),
+        values: CLASSES.map((c) => (r.metrics.per_class[c] ? r.metrics.per_class[c].recall : null)),
+      })), { format: ".0%", hoverFormat: ".1%", maxY: 1, yLabel: "recall", xLabel: "true class", height: 300 });
+    } else {
+      recall.append(make("p", { className: "muted", text: "None of these runs is evaluated yet." }));
+    }
+    if (runs.length > 1) drawDifference(runs);
+
     // Every box first, then the matrices: each chart takes the width its box has beside the others.
     const confusion = document.getElementById("compare-confusion");
     const boxes = runs.map((r) => {
@@ -433,12 +676,28 @@
   // ------------------------------------------------------------ /models/
 
   function modelsPage() {
-    document.querySelectorAll("button.activate").forEach((button) => {
+    const table = document.getElementById("models-table");
+    if (!table) return;
+    const staff = table.dataset.staff === "true";
+    const number = (text) => (text === undefined || text === "" ? null : Number(text));
+    const activeRow = table.querySelector("tr.active-row");
+    const active = { version: document.getElementById("active-model").textContent.trim(),
+                     accuracy: activeRow ? number(activeRow.dataset.accuracy) : null };
+    table.querySelectorAll("button.activate").forEach((button) => {
       button.addEventListener("click", async () => {
+        const row = button.closest("tr");
+        const accuracy = number(row.dataset.accuracy);
+        const what = row.dataset.run ? `run ${row.dataset.run}` : row.dataset.model === "default" ? "the shipped model" : row.dataset.version;
+        const baseline = row.dataset.baselineClass
+          ? { majority_class: row.dataset.baselineClass, majority_accuracy: number(row.dataset.baseline) } : null;
+        const choice = await confirmActivation(
+          { title: `${what} (${row.dataset.architecture || row.dataset.version}, ${pct(accuracy)})`, accuracy, baseline },
+          active, { staff, mine: row.classList.contains("active-row"), site: row.dataset.isSiteDefault === "true" });
+        if (!choice) return;
         button.disabled = true;
-        const body = button.dataset.siteDefault ? { site_default: true } : {};
         try {
-          await api(`/api/models/${button.dataset.model}/activate/`, { method: "POST", body });
+          await api(`/api/models/${row.dataset.model}/activate/`,
+                    { method: "POST", body: choice === "everyone" ? { site_default: true } : {} });
           window.location.reload();
         } catch (error) {
           button.disabled = false;
@@ -448,5 +707,68 @@
     });
   }
 
-  window.FerRuns = { newRunPage, runListPage, runDetailPage, comparePage, modelsPage, drawEvaluation };
+  window.FerRuns = { runListPage, runDetailPage, comparePage, modelsPage, drawEvaluation };
+
+  // ------------------------------------------------------------ notes and tags (/runs/{id}/)
+
+  // The owner's notes (saved with "Save notes") and tags (saved as each is added or removed), by
+  // PATCH /api/runs/{id}/; "Saved" says it reached the server.
+  function runNotes() {
+    const card = document.getElementById("run-notes");
+    if (!card) return;
+    const run = JSON.parse(document.getElementById("run-data").textContent);
+    const notes = document.getElementById("id_run_notes");
+    const list = document.getElementById("run-tags");
+    const input = document.getElementById("id_new_tag");
+    const status = document.getElementById("notes-status");
+    const errorBox = document.getElementById("notes-error");
+    let tags = Array.from(list.querySelectorAll(".tag")).map((node) => node.dataset.tag);
+
+    function drawTags() {
+      list.replaceChildren(...tags.map((tag) => {
+        const link = make("a", { href: `/runs/?tag=${encodeURIComponent(tag)}`, text: tag });
+        const remove = make("button", { type: "button", "aria-label": `Remove the tag ${tag}`, text: "×" });
+        remove.addEventListener("click", () => save({ tags: tags.filter((t) => t !== tag) }));
+        const node = make("span", { className: "tag", "data-tag": tag }, [link, remove]);
+        return node;
+      }));
+    }
+
+    async function save(body) {
+      status.textContent = "Saving…";
+      errorBox.hidden = true;
+      try {
+        const saved = await api(`/api/runs/${run.id}/`, { method: "PATCH", body });
+        tags = saved.tags;
+        drawTags();
+        status.textContent = "Saved";
+        return true;
+      } catch (error) {
+        status.textContent = "";
+        errorBox.textContent = error.message;
+        errorBox.hidden = false;
+        return false;
+      }
+    }
+
+    list.querySelectorAll(".tag button").forEach((button) => {
+      button.addEventListener("click", () => save({ tags: tags.filter((t) => t !== button.closest(".tag").dataset.tag) }));
+    });
+    document.getElementById("save-notes").addEventListener("click", () => save({ notes: notes.value }));
+    notes.addEventListener("input", () => { status.textContent = ""; });
+    async function addTag() {
+      const tag = input.value.trim();
+      if (!tag) return;
+      if (await save({ tags: [...tags, tag] })) input.value = "";
+    }
+    document.getElementById("add-tag").addEventListener("click", addTag);
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") {
+        event.preventDefault();
+        addTag();
+      }
+    });
+  }
+
+  window.FerRuns.runNotes = runNotes;
 })();

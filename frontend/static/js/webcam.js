@@ -6,6 +6,7 @@
   const MIN_INTERVAL_MS = 33;      // at most ~30 frames per second
   const SMOOTH_FRAMES = 5;
   const JPEG_QUALITY = 0.7;
+  const STALE_MS = 1500;           // boxes with no newer answer for this long are taken off: the face has moved on
 
   const video = document.getElementById("video");
   const overlay = document.getElementById("overlay");
@@ -21,12 +22,24 @@
 
   let socket = null, reconnectDelay = 500, inFlight = false, sentAt = 0, lastSend = 0;
   let paused = false, cameraReady = false, frameSize = { w: 640, h: 480 };
+  // The answer in flight belongs to a frame taken before a pause: when it comes, it is dropped, not drawn.
+  let staleAnswer = false, staleTimer = null;
   let fps = 0, lastReply = 0, latency = 0;
   const history = new Map();       // face id -> last probability vectors
 
   function setStatus(text, kind) {
     statusEl.textContent = text;
     statusEl.dataset.kind = kind || "info";
+  }
+
+  // While paused the status says so, whatever the socket does: only the Resume button ends a pause.
+  function setLiveStatus(text, kind) {
+    if (!paused) setStatus(text, kind);
+  }
+
+  function clearOverlay() {
+    clearTimeout(staleTimer);
+    overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
   }
 
   async function startCamera() {
@@ -39,7 +52,7 @@
       video.srcObject = stream;
       await video.play().catch(() => {});
       cameraReady = true;
-      setStatus("Camera on. Connecting…", "info");
+      setLiveStatus("Camera on. Connecting…", "info");
       pump();
     } catch (error) {
       if (error.name === "NotAllowedError" || error.name === "SecurityError") {
@@ -61,17 +74,19 @@
     socket.onopen = () => {
       reconnectDelay = 500;
       inFlight = false;
-      if (cameraReady) setStatus("Live.", "ok");
+      staleAnswer = false;
+      if (cameraReady) setLiveStatus("Live.", "ok");
       pump();
     };
     socket.onmessage = (event) => handle(JSON.parse(event.data));
     socket.onclose = (event) => {
       inFlight = false;
+      clearOverlay();
       if (event.code === 4401) {
         setStatus("You are logged out: log in again to use the webcam.", "error");
         return;
       }
-      setStatus(`Connection to the server lost; reconnecting in ${(reconnectDelay / 1000).toFixed(1)} s…`, "warn");
+      setLiveStatus(`Connection to the server lost; reconnecting in ${(reconnectDelay / 1000).toFixed(1)} s…`, "warn");
       setTimeout(connect, reconnectDelay);
       reconnectDelay = Math.min(5000, reconnectDelay * 2);
     };
@@ -80,6 +95,11 @@
   function handle(message) {
     if (message.type === "ready" || message.type === "pong") return;
     inFlight = false;
+    if (paused || staleAnswer) {  // the answer to a frame from before the pause: nothing to show
+      staleAnswer = false;
+      pump();
+      return;
+    }
     const now = performance.now();
     if (message.type === "busy") {
       setStatus("The server is busy; frames are being skipped.", "warn");
@@ -100,7 +120,7 @@
     latencyEl.textContent = `${latency.toFixed(0)} ms`;
     serverEl.textContent = `${message.timing_ms.total.toFixed(1)} ms (detect ${message.timing_ms.detect.toFixed(1)}, classify ${message.timing_ms.classify.toFixed(1)})`;
     modelEl.textContent = message.model_version;
-    if (statusEl.dataset.kind !== "ok") setStatus("Live.", "ok");
+    if (statusEl.dataset.kind !== "ok") setLiveStatus("Live.", "ok");
     render(message.faces.map(smooth));
     keepFrame(message.faces);
     pump();
@@ -153,6 +173,8 @@
       });
       facesEl.appendChild(faceCard(face, label));
     });
+    clearTimeout(staleTimer);
+    if (faces.length) staleTimer = setTimeout(clearOverlay, STALE_MS);
   }
 
   function faceCard(face, label) {
@@ -189,6 +211,7 @@
     inFlight = true;
     lastSend = performance.now();
     grab.toBlob((blob) => {
+      if (paused) { inFlight = false; return; }  // paused while encoding: the frame is not sent
       if (!blob || !socket || socket.readyState !== WebSocket.OPEN) { inFlight = false; setTimeout(pump, 100); return; }
       sentAt = performance.now();
       socket.send(blob);
@@ -247,7 +270,16 @@
   toggle.addEventListener("click", () => {
     paused = !paused;
     toggle.textContent = paused ? "Resume" : "Pause";
-    if (paused) setStatus("Paused.", "info"); else pump();
+    toggle.setAttribute("aria-pressed", String(paused));
+    if (paused) {
+      staleAnswer = inFlight;  // its frame was taken before the pause
+      history.clear();  // no smoothing across the pause: the face may not be the same
+      clearOverlay();
+      setStatus("Paused: no frames are sent.", "info");
+    } else {
+      setStatus(socket && socket.readyState === WebSocket.OPEN ? "Resuming…" : "Reconnecting…", "info");
+      pump();
+    }
   });
 
   connect();

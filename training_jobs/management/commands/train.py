@@ -133,7 +133,7 @@ class Command(BaseCommand):
         self.stdout.write(f"importing {path} ...")
         try:
             with open(path, "rb") as handle:
-                dataset = dataset_services.dataset_create(owner=user, name=path.stem, upload=File(handle, name=path.name))
+                dataset = dataset_services.dataset_create(owner=user, name="", upload=File(handle, name=path.name))
         except DatasetError as exc:
             raise CommandError(f"cannot import {path}: {exc}") from None
         if dataset_services.dataset_imports.claim(dataset.pk, worker=f"cli-{socket.gethostname()}"):
