@@ -245,6 +245,8 @@ class RunListCreateApi(APIView):
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         status = serializers.CharField()
+        estimated_seconds = serializers.FloatField(
+            allow_null=True, help_text="Wall time estimated from the training worker's measured throughput.")
         notes = serializers.SerializerMethodField(
             help_text="What was changed to fit the training worker, e.g. num_threads lowered to its cores; also kept "
                       "in the run's metrics.notes.")

@@ -222,6 +222,7 @@ def test_a_queued_run_carries_its_estimate(openapi, alice, alice_api):  # noqa: 
                                                       "epochs": 2, "batch_size": 16}, format="json").json()
     run = check(openapi, alice_api.get(f"/api/runs/{created.json()['id']}/"), "/api/runs/{id}/")
     assert run["estimated_seconds"] == pytest.approx(estimate["estimated_seconds"], abs=0.2)
+    assert created.json()["estimated_seconds"] == run["estimated_seconds"]
     assert run["progress"] == {"percent": 0.0, "phase": "queued", "eta_seconds": None}
     listed = check(openapi, alice_api.get("/api/runs/"), "/api/runs/")
     assert listed[0]["progress"]["phase"] == "queued" and listed[0]["estimated_seconds"] == run["estimated_seconds"]
