@@ -225,6 +225,8 @@ ROUTES = {
     "api/datasets/": [("GET", "/api/datasets/", {200})],
     "api/datasets/<int:pk>/": [("GET", "/api/datasets/{dataset}/", {200})],
     "api/datasets/<int:pk>/delete-preview/": [("GET", "/api/datasets/{dataset}/delete-preview/", {200})],
+    "api/datasets/<int:pk>/export.zip": [("GET", "/api/datasets/{dataset}/export.zip", {200})],
+    "api/datasets/<int:pk>/export.csv": [("GET", "/api/datasets/{dataset}/export.csv", {200})],
     "api/datasets/<int:pk>/items/<int:index>.png": [("GET", "/api/datasets/{dataset}/items/0.png", {200})],
     "api/datasets/<int:pk>/mean/<str:class_name>.png": [("GET", "/api/datasets/{dataset}/mean/happy.png", {200})],
     "labeling/": [("GET", "/labeling/", {200})],

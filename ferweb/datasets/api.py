@@ -1,7 +1,10 @@
 """REST API for datasets. Thin: validate, call one service or selector, serialize."""
+import tempfile
+
 import cv2
-from django.http import Http404, HttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from django.http import FileResponse, Http404, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -190,3 +193,28 @@ class DatasetMeanFacePngApi(APIView):
             return png_response(selectors.dataset_mean_face(dataset, class_name))
         except FileNotFoundError:
             raise Http404(f"Dataset {pk} has no mean faces yet.") from None
+
+
+class DatasetExportApi(APIView):
+    """The dataset's faces as a file FERWeb (or anyone) can import again."""
+
+    renderer_classes = [JSONRenderer]
+
+    @extend_schema(
+        responses={(200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY,
+                                                              description="export.zip: split/<class>/<name>.png"),
+                   (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR,
+                                                      description="export.csv: FER2013's emotion,pixels,Usage"),
+                   409: OpenApiResponse(description="`not_ready`: the dataset is still importing or failed.")},
+    )
+    def get(self, request, pk, export_format):
+        dataset = selectors.dataset_get_for(request.user, pk)
+        if dataset.status != Dataset.Status.READY:
+            raise ApiError("not_ready", f"Dataset {pk} is {dataset.status}; only ready datasets can be exported.",
+                           status=status.HTTP_409_CONFLICT)
+        out = tempfile.TemporaryFile()  # a FER2013-size export is tens of MB: not kept in memory
+        filename = selectors.dataset_export(dataset, export_format, out)
+        out.seek(0)
+        return FileResponse(out, as_attachment=True, filename=filename,
+                            content_type=selectors.EXPORT_FORMATS[export_format][0])
+

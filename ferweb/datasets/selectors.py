@@ -80,3 +80,22 @@ def dataset_samples(dataset: Dataset, per_class: int = 12) -> dict[str, list[int
         picked = list(rows.order_by("index").values_list("index", flat=True)[: step * per_class : step])
         samples[name] = picked[:per_class]
     return samples
+
+
+EXPORT_FORMATS = {"zip": ("application/zip", "zip"), "csv": ("text/csv", "csv")}
+
+
+def dataset_export(dataset: Dataset, export_format: str, out) -> str:
+    """Write the dataset's faces (excluded ones left out) to the binary file `out` as a zip of
+    split/class folders or a FER2013 CSV (fercore.exports); the file name to offer. Importing
+    either gives back the same faces, labels and splits."""
+    from fercore import exports
+
+    pixels, labels, splits, ids = dataset_arrays(dataset)
+    if export_format == "zip":
+        names = dict(DatasetItem.objects.filter(pk__in=ids.tolist()).values_list("pk", "source_name"))
+        exports.write_zip(out, pixels, labels, splits, [names.get(int(i), "") for i in ids])
+    else:
+        out.write(exports.csv_bytes(pixels, labels, splits))
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset.name)[:80] or "dataset"
+    return f"{safe}-{dataset.pk}.{EXPORT_FORMATS[export_format][1]}"
