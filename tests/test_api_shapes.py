@@ -146,7 +146,7 @@ def test_a_labeling_set_under_review_matches_the_schema(openapi, alice, alice_ap
     sets = "/api/labeling/sets/{id}/"
 
     body = check(openapi, alice_api.get(f"/api/labeling/sets/{labeling_set.pk}/"), sets)
-    assert body["counts"] == {"pending": 3, "confirmed": 0, "skipped": 0, "all": 3} and body["datasets"] == []
+    assert body["counts"] == {"pending": 3, "confirmed": 0, "skipped": 0, "rejected": 0, "all": 3} and body["datasets"] == []
     listed = check(openapi, alice_api.get("/api/labeling/sets/"), "/api/labeling/sets/")
     assert listed[0]["id"] == labeling_set.pk
     page = check(openapi, alice_api.get(f"/api/labeling/sets/{labeling_set.pk}/faces/?limit=2"), sets + "faces/")

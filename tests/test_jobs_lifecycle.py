@@ -13,7 +13,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from ferweb import jobs
-from ferweb.datasets.models import Dataset
+from ferweb.datasets.label_issues import label_issue_scans
+from ferweb.datasets.models import Dataset, LabelIssueScan
 from ferweb.datasets.services import dataset_imports
 from ferweb.labeling.models import LabelingSet
 from ferweb.labeling.services import labeling_jobs
@@ -42,11 +43,17 @@ def new_run(owner):
     return TrainingRun.objects.create(owner=owner, dataset=dataset, architecture="light_residual", optimizer="nadam")
 
 
+def new_label_issue_scan(owner):
+    dataset = Dataset.objects.create(owner=owner, name="scanned faces", status=Dataset.Status.READY)
+    return LabelIssueScan.objects.create(owner=owner, dataset=dataset, model_choice="default")
+
+
 KINDS = {
     "dataset-import": (dataset_imports, new_import, Dataset.Status.READY),
     "labeling-set": (labeling_jobs, new_labeling_set, LabelingSet.Status.READY),
     "inference-job": (inference_jobs, new_inference_job, InferenceJob.Status.SUCCEEDED),
     "training-run": (training_runs, new_run, TrainingRun.Status.SUCCEEDED),
+    "label-issue-scan": (label_issue_scans, new_label_issue_scan, LabelIssueScan.Status.SUCCEEDED),
 }
 
 
@@ -88,6 +95,7 @@ def kind(request, alice, monkeypatch, settings):
 def test_every_kind_has_one_lifecycle_on_its_own_queue():
     assert {kind.model: kind.queue() for kind in jobs.KINDS} == {
         Dataset: "inference", LabelingSet: "inference", InferenceJob: "inference", TrainingRun: "training",
+        LabelIssueScan: "inference",
     }
 
 

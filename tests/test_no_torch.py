@@ -228,6 +228,9 @@ ROUTES = {
     "api/datasets/<int:pk>/export.zip": [("GET", "/api/datasets/{dataset}/export.zip", {200})],
     "api/datasets/<int:pk>/export.csv": [("GET", "/api/datasets/{dataset}/export.csv", {200})],
     "api/datasets/<int:pk>/items/<int:index>.png": [("GET", "/api/datasets/{dataset}/items/0.png", {200})],
+    "api/datasets/<int:pk>/items/<int:item>/": [("GET", "/api/datasets/{dataset}/items/1/", {405})],
+    "api/datasets/<int:pk>/label-issues/": [("GET", "/api/datasets/{dataset}/label-issues/", {200})],
+    "datasets/<int:pk>/label-issues/": [("GET", "/datasets/{dataset}/label-issues/", {200})],
     "api/datasets/<int:pk>/mean/<str:class_name>.png": [("GET", "/api/datasets/{dataset}/mean/happy.png", {200})],
     "labeling/": [("GET", "/labeling/", {200})],
     "labeling/<int:pk>/": [("GET", "/labeling/{labeling_set}/", {200})],
@@ -240,6 +243,7 @@ ROUTES = {
     # POST-only routes: a GET is answered 405 by the view, which is still imported and dispatched.
     "api/labeling/sets/<int:pk>/photos/": [("GET", "/api/labeling/sets/{labeling_set}/photos/", {405})],
     "api/labeling/sets/<int:pk>/accept/": [("GET", "/api/labeling/sets/{labeling_set}/accept/", {405})],
+    "api/labeling/sets/<int:pk>/undo/": [("GET", "/api/labeling/sets/{labeling_set}/undo/", {405})],
     "api/labeling/sets/<int:pk>/create-dataset/": [
         ("GET", "/api/labeling/sets/{labeling_set}/create-dataset/", {405})],
     "runs/": [("GET", "/runs/", {200})],
@@ -254,6 +258,9 @@ ROUTES = {
     "api/runs/<int:pk>/delete-preview/": [("GET", "/api/runs/{run}/delete-preview/", {200}),
                                           ("GET", "/api/runs/{finished_run}/delete-preview/", {200})],
     "api/runs/<int:pk>/cancel/": [("POST", "/api/runs/{run}/cancel/", {200})],
+    # A run stored finished, with no per-face evaluation: the cell answers that it predates them.
+    "api/runs/<int:pk>/confusion/": [("GET", "/api/runs/{finished_run}/confusion/?true=fear&predicted=sad", {404})],
+    "api/runs/<int:pk>/confusion/review/": [("GET", "/api/runs/{finished_run}/confusion/review/", {405})],
     "api/architectures/": [("GET", "/api/architectures/", {200})],
     "api/recipe/": [("GET", "/api/recipe/", {200})],
     "models/": [("GET", "/models/", {200})],

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from ferweb.api_errors import ApiError, error_body
 from ferweb.deletion import DeletePreviewOutput
 from fercore import catalogue
+from fercore.classes import CLASSES
 from inference.api import ModelVersionOutput, model_version_data
 from training_jobs import selectors, services
 from training_jobs.models import TrainingRun
@@ -436,6 +437,110 @@ class RunCancelApi(APIView):
         except services.RunError as exc:
             raise ApiError(exc.code, exc.detail, status=status.HTTP_409_CONFLICT) from exc
         return Response(self.OutputSerializer(run).data)
+
+
+class ConfusionFaceOutput(serializers.Serializer):
+    item = serializers.IntegerField(help_text="The DatasetItem id (what actions/ takes).")
+    index = serializers.IntegerField(allow_null=True, help_text="Its row in the dataset (the item PNG's {index}).")
+    source_name = serializers.CharField(help_text="The face's file name (or CSV row) in the upload.")
+    label = serializers.CharField(allow_null=True, help_text="Its label in the dataset now (after any relabel).")
+    excluded = serializers.BooleanField(allow_null=True, help_text="Excluded from the dataset since.")
+    probabilities = serializers.DictField(child=serializers.FloatField(),
+                                          help_text="{class: p} as the run's exported model gives them.")
+    confidence = serializers.FloatField(help_text="The probability of the predicted class.")
+    image = serializers.CharField(help_text="URL of the 48x48 PNG of the face.")
+
+
+class ConfusionCellOutput(serializers.Serializer):
+    true = serializers.CharField()
+    predicted = serializers.CharField()
+    count = serializers.IntegerField(help_text="Faces in the cell (the confusion matrix's number).")
+    faces = ConfusionFaceOutput(many=True, help_text="At most `limit`, the most confident first.")
+
+
+def _evaluation_refusal(exc) -> Exception:
+    """EvaluationMissing -> 404 no_evaluation_details; ActionRefused -> 400 on its field."""
+    from training_jobs.evaluation_faces import EvaluationMissing
+
+    if isinstance(exc, EvaluationMissing):
+        return ApiError("no_evaluation_details", str(exc), status=status.HTTP_404_NOT_FOUND)
+    return serializers.ValidationError({exc.field or "non_field_errors": [exc.message]})
+
+
+class RunConfusionCellApi(APIView):
+    @extend_schema(
+        operation_id="runs_confusion_cell",
+        parameters=[
+            OpenApiParameter("true", str, required=True, enum=list(CLASSES), description="The true class (row)."),
+            OpenApiParameter("predicted", str, required=True, enum=list(CLASSES),
+                             description="The predicted class (column)."),
+            OpenApiParameter("limit", int, required=False, description="Faces to list, 1-500 (default 50)."),
+        ],
+        responses={200: ConfusionCellOutput,
+                   400: OpenApiResponse(description="`invalid`: an unknown class or limit."),
+                   404: OpenApiResponse(description="No such run, or `no_evaluation_details`: the run finished "
+                                                    "before runs kept the faces behind their confusion matrix.")},
+        description="The evaluated faces behind one cell of the run's confusion matrix (true x, predicted y), the "
+                    "most confident first, with their probabilities.",
+    )
+    def get(self, request, pk):
+        from training_jobs.evaluation_faces import ActionRefused, EvaluationMissing, cell_faces
+
+        run = selectors.run_get_for(request.user, pk)
+        try:
+            limit = int(request.query_params.get("limit", 50))
+        except ValueError:
+            raise serializers.ValidationError({"limit": ["limit is a whole number, 1-500."]}) from None
+        try:
+            cell = cell_faces(run, true=request.query_params.get("true", ""),
+                              predicted=request.query_params.get("predicted", ""), limit=limit)
+        except (ActionRefused, EvaluationMissing) as exc:
+            raise _evaluation_refusal(exc) from exc
+        return Response(ConfusionCellOutput(cell).data)
+
+
+class RunConfusionReviewApi(APIView):
+    parser_classes = [JSONParser]
+
+    class InputSerializer(serializers.Serializer):
+        items = serializers.ListField(child=serializers.IntegerField(), max_length=500, allow_empty=False,
+                                     help_text="DatasetItem ids among the faces the run evaluated (confusion/ "
+                                               "lists them).")
+
+        class Meta:
+            ref_name = "ConfusionReview"
+
+    class OutputSerializer(serializers.Serializer):
+        count = serializers.IntegerField(help_text="Faces sent.")
+        detail = serializers.CharField(help_text="What happened, in a sentence.")
+        labeling_set = inline_serializer("ReviewLabelingSet", {
+            "id": serializers.IntegerField(), "name": serializers.CharField(),
+            "url": serializers.CharField(help_text="Its page."),
+        })
+
+        class Meta:
+            ref_name = "ConfusionReviewSent"
+
+    @extend_schema(
+        operation_id="runs_confusion_review", request=InputSerializer,
+        responses={200: OutputSerializer,
+                   400: OpenApiResponse(description="`invalid`: see fields (e.g. an item the run did not evaluate)."),
+                   404: OpenApiResponse(description="No such run, or `no_evaluation_details`.")},
+        description="Copies faces listed by confusion/ into a new labeling set, the run's prediction as each "
+                    "face's proposal, for a person to look at again; the dataset is not changed. To relabel or "
+                    "exclude a face: POST /api/datasets/{id}/items/{item}/.",
+    )
+    def post(self, request, pk):
+        from training_jobs.evaluation_faces import ActionRefused, EvaluationMissing, evaluation_faces_review
+
+        run = selectors.run_get_for(request.user, pk)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            sent = evaluation_faces_review(run=run, user=request.user, item_ids=serializer.validated_data["items"])
+        except (ActionRefused, EvaluationMissing) as exc:
+            raise _evaluation_refusal(exc) from exc
+        return Response(self.OutputSerializer(sent).data)
 
 
 QUOTA = inline_serializer("Quota", {

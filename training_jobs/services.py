@@ -742,8 +742,9 @@ def _train_evaluate_export(run: TrainingRun, on_event=None) -> None:
     onnx_path = Path(settings.MEDIA_ROOT) / "models" / f"{version}.onnx"
     recorder = ProgressRecorder(run, also=on_event)
     run.workdir.mkdir(parents=True, exist_ok=True)
+    job, item_ids = _job_for(run, onnx_path=onnx_path, version=version)
     outcome = run_isolated(
-        _job_for(run, onnx_path=onnx_path, version=version), on_event=recorder.on_event,
+        job, on_event=recorder.on_event,
         should_stop=recorder.should_stop, memory_cap_bytes=memory_cap_bytes(),
         on_tick=recorder.tick,
     )
@@ -761,6 +762,10 @@ def _train_evaluate_export(run: TrainingRun, on_event=None) -> None:
     metrics["notes"] = list(run.metrics.get("notes", [])) + list(metrics.get("notes", []))
     metrics["occlusion"] = occlusion_for_page(result["occlusion"])
     metrics["phase_seconds"] = recorder.phase_seconds()  # what later estimates take preparing and export from
+    if result.get("evaluation"):  # the faces behind the confusion matrix, under their items' ids
+        from training_jobs.evaluation_faces import evaluation_save
+
+        evaluation_save(run=run, evaluation=result["evaluation"], item_ids=item_ids)
     with transaction.atomic():  # the outcome and its model version together, or neither
         if not training_runs.finish(
             run, TrainingRun.Status.SUCCEEDED, progress=100.0, history=result["history"],
@@ -778,7 +783,8 @@ def _train_evaluate_export(run: TrainingRun, on_event=None) -> None:
 
 
 def _job_for(run: TrainingRun, *, onnx_path: Path, version: str):
-    """The child's plain inputs: the recipe, which packed faces to read, where to write."""
+    """The child's plain inputs (the recipe, which packed faces to read, where to write), and the ids of
+    the items those faces are, in the same order (the child knows faces by position only)."""
     from ferweb.datasets.selectors import dataset_rows
     from training_jobs.ml.isolated import Job
 
@@ -787,11 +793,11 @@ def _job_for(run: TrainingRun, *, onnx_path: Path, version: str):
         raise RunFailure("dataset_unavailable", f"Dataset {dataset.pk} is {dataset.status}, not ready.")
     if not dataset.pixels_path.exists():
         raise RunFailure("dataset_unavailable", f"The faces of dataset {dataset.pk} are missing on disk.")
-    rows, labels, splits, _ids = dataset_rows(dataset)
+    rows, labels, splits, item_ids = dataset_rows(dataset)
     if len(rows) == 0:
         raise RunFailure("dataset_empty", f"Dataset {dataset.pk} has no faces to train on.")
     return Job(config=run.config, pixels_path=str(dataset.pixels_path), rows=rows, labels=labels, splits=splits,
-               workdir=str(run.workdir), onnx_path=str(onnx_path), version=version)
+               workdir=str(run.workdir), onnx_path=str(onnx_path), version=version), item_ids
 
 
 def out_of_memory_message(run: TrainingRun, peak_bytes: int) -> str:

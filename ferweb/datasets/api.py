@@ -218,3 +218,176 @@ class DatasetExportApi(APIView):
         return FileResponse(out, as_attachment=True, filename=filename,
                             content_type=selectors.EXPORT_FORMATS[export_format][0])
 
+
+# ---------------------------------------------------------------- the label-error finder
+
+class LabelIssueModelOutput(serializers.Serializer):
+    choice = serializers.CharField(help_text='What was asked for: "default", "active" or a version id.')
+    version_id = serializers.IntegerField(allow_null=True, help_text="The model version used; null for the shipped model.")
+    version = serializers.CharField(help_text="The model's version label.")
+
+
+class LabelIssueCountsOutput(serializers.Serializer):
+    scored = serializers.IntegerField(help_text="Faces the model scored (excluded faces are left out).")
+    flagged = serializers.IntegerField(help_text="Faces whose label is probably wrong.")
+    flagged_by_class = serializers.DictField(child=serializers.IntegerField(), help_text="{given class: flagged}.")
+
+
+class LabelIssueOutput(serializers.Serializer):
+    item = serializers.IntegerField(help_text="The face's item id (POST decisions to items/{item}/).")
+    index = serializers.IntegerField(help_text="The face's row: its PNG is items/{index}.png.")
+    source_name = serializers.CharField(help_text="The face's file name (or CSV row) in the upload.")
+    given = serializers.CharField(help_text="The label the face had when it was scored.")
+    suggested = serializers.CharField(help_text="The most probable other class.")
+    score = serializers.FloatField(help_text="0-1: how likely the given label is wrong.")
+    label = serializers.CharField(help_text="The face's label now (after any decisions).")
+    excluded = serializers.BooleanField(help_text="Whether the face is excluded now.")
+
+
+class LabelIssueScanOutput(serializers.Serializer):
+    """The dataset's label-error scan: its job state and, once it succeeded, the flagged faces."""
+
+    id = serializers.IntegerField(allow_null=True, help_text="The scan; null when the dataset was never scanned.")
+    status = serializers.CharField(help_text="none (never scanned), queued, running, succeeded, failed or cancelled.")
+    phase = serializers.CharField(help_text="While running: queued, classifying or ranking; empty once it ended.")
+    progress = serializers.FloatField(help_text="0-100")
+    processed = serializers.IntegerField(help_text="Faces classified so far.")
+    total = serializers.IntegerField(help_text="Faces to classify.")
+    error = serializers.CharField(help_text="Machine-readable error code; empty unless the scan failed.")
+    human_readable_error = serializers.CharField()
+    model = LabelIssueModelOutput(allow_null=True, help_text="The model that scores the faces; null before any scan.")
+    in_sample = serializers.BooleanField(help_text="The model was trained on this dataset: its scores are in-sample.")
+    warning = serializers.CharField(help_text="What to keep in mind about these scores, for a person; may be empty.")
+    locked = serializers.BooleanField(help_text="A run trained on the dataset: it is read-only, decisions are refused.")
+    counts = LabelIssueCountsOutput(allow_null=True, help_text="Once the scan succeeded.")
+    issues = LabelIssueOutput(many=True, help_text="The flagged faces, most likely wrong first (see ?limit=).")
+    created_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+def label_issue_state(dataset: Dataset, scan, limit: int | None = None) -> dict:
+    from . import label_issues
+
+    state = {
+        "id": None, "status": "none", "phase": "", "progress": 0.0, "processed": 0, "total": 0, "error": "",
+        "human_readable_error": "", "model": None, "in_sample": False, "warning": "", "locked": dataset.is_locked,
+        "counts": None, "issues": [], "created_at": None, "finished_at": None,
+    }
+    if scan is None:
+        return state
+    state.update(
+        id=scan.pk, status=scan.status, phase=scan.phase, progress=scan.progress, processed=scan.processed,
+        total=scan.total, error=scan.error, human_readable_error=scan.human_readable_error,
+        model={"choice": scan.model_choice, "version_id": scan.model_version_id, "version": scan.model_label},
+        in_sample=scan.in_sample, warning=label_issues.IN_SAMPLE_WARNING if scan.in_sample else "",
+        created_at=scan.created_at, finished_at=scan.finished_at,
+    )
+    if scan.status == scan.Status.SUCCEEDED:
+        state.update(counts=scan.counts, issues=label_issues.scan_issues(scan, limit))
+    return state
+
+
+class LabelIssuesApi(APIView):
+    MAX_LIMIT = 5000
+
+    class StartInput(serializers.Serializer):
+        model = serializers.CharField(
+            help_text='"default" (the shipped model), "active" (yours), a model version id, or "cross-validation" '
+                      "(not offered yet).")
+        folds = serializers.IntegerField(required=False, min_value=2, max_value=10,
+                                         help_text="With cross-validation: the number of folds.")
+
+    @extend_schema(
+        operation_id="datasets_label_issues_state",
+        parameters=[OpenApiParameter("limit", int, required=False,
+                                     description=f"Issues to list, most likely wrong first (default and most "
+                                                 f"{MAX_LIMIT}); `counts.flagged` says how many there are.")],
+        responses=LabelIssueScanOutput,
+        description="The dataset's label-error scan: its state and, once it succeeded, the faces whose label is "
+                    "probably wrong, with the suggested label and a score.",
+    )
+    def get(self, request, pk):
+        dataset = selectors.dataset_get_for(request.user, pk)
+        try:
+            limit = min(self.MAX_LIMIT, max(0, int(request.query_params.get("limit", self.MAX_LIMIT))))
+        except ValueError:
+            raise serializers.ValidationError({"limit": ["limit must be a whole number, e.g. 100"]}) from None
+        from . import label_issues
+
+        state = label_issue_state(dataset, label_issues.scan_of(dataset), limit)
+        return Response(LabelIssueScanOutput(state).data)
+
+    @extend_schema(
+        operation_id="datasets_label_issues_start",
+        request=StartInput,
+        responses={202: LabelIssueScanOutput,
+                   400: OpenApiResponse(description="`invalid`: an unknown model; `not_available`: cross-validation "
+                                                    "scoring is not offered yet."),
+                   409: OpenApiResponse(description="`scan_running`: a scan of this dataset runs already; "
+                                                    "`not_ready`: the dataset is not imported.")},
+        description="Starts a scan of the dataset with a model (a finished scan is replaced). The page says when "
+                    "the model was trained on these faces: its scores are then in-sample and weaker.",
+    )
+    def post(self, request, pk):
+        from . import label_issues
+
+        dataset = selectors.dataset_get_for(request.user, pk)
+        serializer = self.StartInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        model = serializer.validated_data["model"]
+        if model == "cross-validation":
+            raise ApiError("not_available", "Cross-validation scoring is not offered yet: choose a model (the "
+                                            "default, your active one or one of your versions) instead.")
+        try:
+            scan = label_issues.scan_start(owner=request.user, dataset=dataset, model=model)
+        except label_issues.ScanRefused as refused:
+            raise ApiError(refused.code, refused.message, status=refused.status) from None
+        dataset.refresh_from_db()
+        return Response(LabelIssueScanOutput(label_issue_state(dataset, scan)).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DatasetItemOutput(serializers.Serializer):
+    item = serializers.IntegerField(source="pk")
+    index = serializers.IntegerField()
+    source_name = serializers.CharField()
+    label = serializers.SerializerMethodField(help_text="The face's class.")
+    split = serializers.CharField()
+    excluded = serializers.BooleanField()
+
+    def get_label(self, item) -> str:
+        return CLASSES[item.label]
+
+
+class DatasetItemDecisionApi(APIView):
+    class DecisionInput(serializers.Serializer):
+        label = serializers.ChoiceField(choices=list(CLASSES), required=False, help_text="Relabel the face.")
+        excluded = serializers.BooleanField(required=False, help_text="Exclude the face (true) or take it back.")
+
+        def validate(self, data):
+            if not data:
+                raise serializers.ValidationError("give label, excluded or both")
+            return data
+
+    @extend_schema(
+        operation_id="datasets_item_decide",
+        request=DecisionInput,
+        responses={200: DatasetItemOutput,
+                   409: OpenApiResponse(description="`locked`: a run trained on the dataset, which is read-only.")},
+        description="Relabel a face and/or exclude it (or take it back); undo is the same call with the previous "
+                    "values. Counts and mean faces follow.",
+    )
+    def post(self, request, pk, item):
+        from . import label_issues
+        from .models import DatasetItem
+
+        dataset = selectors.dataset_get_for(request.user, pk)
+        serializer = self.DecisionInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            updated = label_issues.item_decide(dataset=dataset, item_id=item, **serializer.validated_data)
+        except DatasetItem.DoesNotExist:
+            raise Http404(f"Dataset {pk} has no item {item}.") from None
+        except services.DatasetLockedError:
+            raise ApiError("locked", "This dataset is read-only because a training run used it: its faces cannot "
+                                     "be relabeled or excluded.", status=status.HTTP_409_CONFLICT) from None
+        return Response(DatasetItemOutput(updated).data)

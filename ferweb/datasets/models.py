@@ -81,3 +81,55 @@ class DatasetItem(models.Model):
 
     def __str__(self):
         return f"{self.dataset_id}:{self.index} {CLASSES[self.label]}"
+
+
+class LabelIssueScan(Job):
+    """A search of one dataset for faces whose label is probably wrong (the label-error finder).
+
+    A background job (ferweb.jobs) on the `inference` queue: queued -> running -> succeeded | failed |
+    cancelled. A model classifies every face that is not excluded (ONNX Runtime), and confident
+    learning (fercore.label_issues) flags and ranks the faces whose given label disagrees. One scan
+    per dataset: a new one replaces a finished one.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    dataset = models.OneToOneField(Dataset, on_delete=models.CASCADE, related_name="label_issue_scan")
+    status = status_field(Status, default=Status.QUEUED)
+    model_choice = models.CharField(
+        max_length=16, help_text='What was asked for: "default" (the shipped model), "active", or a version id.'
+    )
+    # By id, as ModelVersion keeps its run: the scan outlives a deleted version, and says which it was.
+    model_version_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The model version that scored the faces; empty for the shipped model."
+    )
+    model_label = models.CharField(max_length=100, blank=True, help_text="The model's version label (fer.version).")
+    model_path = models.CharField(max_length=500, blank=True, help_text="The ONNX file used, fixed at the start.")
+    in_sample = models.BooleanField(
+        default=False, help_text="The model was trained on this dataset: its scores are in-sample, so weaker."
+    )
+    total = models.PositiveIntegerField(default=0, help_text="Faces to score (excluded ones left out).")
+    processed = models.PositiveIntegerField(default=0, help_text="Faces scored so far.")
+    issues = models.JSONField(
+        default=list, blank=True,
+        help_text="The flagged faces, most likely wrong first: [{item, given, suggested, score}] (item: a "
+                  "DatasetItem id; given and suggested: class indices; score 0-1).",
+    )
+    counts = models.JSONField(default=dict, blank=True, help_text="{scored, flagged, flagged_by_class: {class: n}}.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"label issues of dataset #{self.dataset_id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED

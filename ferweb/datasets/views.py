@@ -53,3 +53,24 @@ def dataset_detail(request, pk):
             dropped=dataset.report.get("dropped_classes", {}),
         )
     return render(request, "datasets/detail.html", context)
+
+
+@login_required
+def dataset_label_issues(request, pk):
+    """The label-error finder: start a scan, follow it, then review the flagged faces one by one."""
+    from inference.selectors import active_model_for, model_list_for
+
+    from . import label_issues
+
+    dataset = selectors.dataset_get_for(request.user, pk)
+    versions = [
+        {"id": v.pk, "version": v.version, "architecture": v.architecture,
+         "in_sample": label_issues.trained_on(dataset, v.pk)}
+        for v in model_list_for(request.user).order_by("-created_at", "-id")[:50]
+    ]
+    return render(request, "datasets/label_issues.html", {
+        "dataset": dataset, "classes": CLASSES, "versions": versions,
+        "finder": {"dataset": dataset.pk, "ready": dataset.status == Dataset.Status.READY, "locked": dataset.is_locked,
+                   "active_in_sample": label_issues.trained_on(dataset, active_model_for(request.user).model_version_id),
+                   "in_sample_warning": label_issues.IN_SAMPLE_WARNING},
+    })

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fercore.classes import CLASSES
-from ferweb.api_errors import error_body
+from ferweb.api_errors import ApiError, error_body
 from ferweb.datasets.api import PngRenderer
 from ferweb.deletion import DeletePreviewOutput
 from ferweb.datasets.models import Dataset
@@ -31,6 +31,7 @@ class LabelingStatusCountsOutput(serializers.Serializer):
     pending = serializers.IntegerField()
     confirmed = serializers.IntegerField()
     skipped = serializers.IntegerField()
+    rejected = serializers.IntegerField(help_text="Crops that are not a usable face; left out of datasets.")
     all = serializers.IntegerField()
 
 
@@ -91,10 +92,15 @@ class LabelingFaceOutput(serializers.Serializer):
     set = serializers.IntegerField(source="labeling_set_id")
     source_name = serializers.CharField(help_text="Photo name, with #k for its k-th face.")
     box = serializers.ListField(child=serializers.IntegerField(), help_text="[x, y, w, h] in the upright photo, pixels.")
-    status = serializers.CharField(help_text="pending, confirmed or skipped")
+    status = serializers.CharField(help_text="pending, confirmed, skipped or rejected")
     proposed_label = serializers.CharField(source="proposed_class", allow_null=True)
-    proposed_probability = serializers.FloatField(allow_null=True)
+    proposed_probability = serializers.FloatField(allow_null=True, help_text="The largest probability: the "
+                                                                             "model's confidence.")
     probabilities = serializers.DictField(child=serializers.FloatField(), help_text="{class: p} from the model.")
+    entropy = serializers.FloatField(allow_null=True, help_text="Entropy of the probabilities in nats (0: certain, "
+                                                                "1.95: all seven classes alike).")
+    decided_at = serializers.DateTimeField(allow_null=True, help_text="When the face was last decided; null "
+                                                                      "while pending.")
     model_version = serializers.CharField(help_text="The model that made the proposal.")
     confirmed_label = serializers.CharField(source="confirmed_class", allow_null=True)
     crop_url = serializers.SerializerMethodField()
@@ -226,10 +232,25 @@ class SetPhotosApi(UploadParsing, APIView):
                         status=status.HTTP_202_ACCEPTED)
 
 
+def face_query(params) -> dict:
+    """status, order and predicted from a query string, checked: {status, order, predicted} for faces_of."""
+    wanted = params.get("status") or None
+    choices = [s.value for s in LabelingFace.Status]
+    if wanted is not None and wanted not in choices:
+        raise ApiError("bad_status", f"Unknown status {wanted!r}: use one of {', '.join(choices)}.")
+    order = params.get("order") or "upload"
+    if order not in selectors.FACE_ORDERS:
+        raise ApiError("bad_order", f"Unknown order {order!r}: use one of {', '.join(selectors.FACE_ORDERS)}.")
+    predicted = params.get("predicted") or None
+    if predicted is not None and predicted not in CLASSES:
+        raise ApiError("bad_label", f"Unknown class {predicted!r}: use one of {', '.join(CLASSES)}.")
+    return {"status": wanted, "order": order, "predicted": predicted}
+
+
 class SetFacesApi(APIView):
     class OutputSerializer(serializers.Serializer):
-        count = serializers.IntegerField(help_text="Faces with this status in all.")
-        results = LabelingFaceOutput(many=True, help_text="This page of them, in upload order.")
+        count = serializers.IntegerField(help_text="Faces that match in all.")
+        results = LabelingFaceOutput(many=True, help_text="This page of them, in the order asked for.")
 
         class Meta:
             ref_name = "LabelingFacePage"
@@ -237,24 +258,53 @@ class SetFacesApi(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("status", str, enum=[s.value for s in LabelingFace.Status], required=False),
+            OpenApiParameter(
+                "order", str, enum=list(selectors.FACE_ORDERS), required=False,
+                description="upload (default); least_confident: lowest top probability first; entropy: highest "
+                            "entropy first; most_confident: highest top probability first. Faces without a "
+                            "proposal come last.",
+            ),
+            OpenApiParameter("predicted", str, enum=list(CLASSES), required=False,
+                             description="Only faces whose proposed class is this one."),
             OpenApiParameter("offset", int, required=False), OpenApiParameter("limit", int, required=False),
         ],
         responses=OutputSerializer,
     )
     def get(self, request, pk):
         labeling_set = selectors.set_get_for(request.user, pk)
-        wanted = request.query_params.get("status") or None
-        choices = [s.value for s in LabelingFace.Status]
-        if wanted is not None and wanted not in choices:
-            return Response({"detail": f"Unknown status {wanted!r}: use one of {', '.join(choices)}.",
-                             "code": "bad_status"}, status=400)
+        query = face_query(request.query_params)
         try:
             offset = max(0, int(request.query_params.get("offset", 0)))
             limit = min(MAX_PAGE, max(1, int(request.query_params.get("limit", DEFAULT_PAGE))))
         except ValueError:
             return Response({"detail": "offset and limit are whole numbers.", "code": "bad_paging"}, status=400)
-        faces = selectors.faces_of(labeling_set, wanted)
+        faces = selectors.faces_of(labeling_set, query["status"], order=query["order"], predicted=query["predicted"])
         return Response(self.OutputSerializer({"count": faces.count(), "results": faces[offset:offset + limit]}).data)
+
+
+class SetUndoApi(APIView):
+    class OutputSerializer(LabelingReviewCountsOutput):
+        face = LabelingFaceOutput(help_text="The face put back to pending.")
+        undone = serializers.CharField(help_text="The decision taken back: confirmed, skipped or rejected.")
+
+        class Meta:
+            ref_name = "LabelingUndone"
+
+    @extend_schema(
+        request=None, responses=OutputSerializer,
+        description="Takes back the set's latest decision (confirm, correction, skip or reject): that face is "
+                    "pending again. Calling it again takes back the decision before. 400 `nothing_to_undo` "
+                    "when no face is decided.",
+    )
+    def post(self, request, pk):
+        labeling_set = selectors.set_get_for(request.user, pk)
+        try:
+            face, undone = services.labeling_undo_last(labeling_set=labeling_set)
+        except LabelingError as error:
+            return refused(error)
+        return Response(self.OutputSerializer(
+            {"face": face, "undone": undone, **selectors.review_counts(labeling_set)}
+        ).data)
 
 
 class FaceApi(APIView):
@@ -262,7 +312,8 @@ class FaceApi(APIView):
 
     class LabelingFaceUpdateSerializer(serializers.Serializer):
         label = serializers.CharField(required=False, help_text=f"Confirms the face with this class: {', '.join(CLASSES)}.")
-        status = serializers.CharField(required=False, help_text="confirmed (accepts the proposal), skipped or pending.")
+        status = serializers.CharField(required=False, help_text="confirmed (accepts the proposal), skipped, "
+                                                                 "rejected (not a usable face) or pending.")
 
     class OutputSerializer(LabelingReviewCountsOutput):
         face = LabelingFaceOutput()

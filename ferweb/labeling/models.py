@@ -1,4 +1,5 @@
 """Labeling: photos go in, faces come out with a proposed label, a person confirms them."""
+import math
 from pathlib import Path
 
 from django.conf import settings
@@ -72,6 +73,15 @@ class LabelingPhoto(models.Model):
         return self.name
 
 
+def entropy_of(probabilities: dict) -> float | None:
+    """Shannon entropy of {class: p} in nats (0: certain; ln 7 = 1.95: all classes alike); None without any."""
+    values = [float(p) for p in (probabilities or {}).values() if p and float(p) > 0]
+    if not values:
+        return None
+    total = sum(values)
+    return round(-sum(p / total * math.log(p / total) for p in values), 4)
+
+
 class LabelingFace(models.Model):
     """A 48x48 face crop with the model's proposal and the person's decision."""
 
@@ -79,6 +89,7 @@ class LabelingFace(models.Model):
         PENDING = "pending"
         CONFIRMED = "confirmed"
         SKIPPED = "skipped"
+        REJECTED = "rejected", "rejected (not a usable face)"
 
     labeling_set = models.ForeignKey(LabelingSet, on_delete=models.CASCADE, related_name="faces")
     photo = models.ForeignKey(LabelingPhoto, on_delete=models.SET_NULL, null=True, blank=True, related_name="faces")
@@ -88,18 +99,32 @@ class LabelingFace(models.Model):
     proposed_label = models.PositiveSmallIntegerField(choices=CLASS_CHOICES, null=True, blank=True)
     proposed_probability = models.FloatField(null=True, blank=True, help_text="Probability of the proposed label.")
     probabilities = models.JSONField(default=dict, blank=True, help_text="{class: p} from the model.")
+    entropy = models.FloatField(
+        null=True, blank=True, help_text="Entropy of the probabilities in nats (higher: less sure); kept for ordering."
+    )
     model_version = models.CharField(max_length=200, blank=True, help_text="Model that made the proposal.")
     confirmed_label = models.PositiveSmallIntegerField(choices=CLASS_CHOICES, null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    decided_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the face was last confirmed, corrected, skipped or rejected; "
+                                         "the latest one is what an undo takes back."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["labeling_set", "status"])]
+        indexes = [models.Index(fields=["labeling_set", "status"]), models.Index(fields=["labeling_set", "decided_at"])]
 
     def __str__(self):
         return f"{self.source_name} ({self.status})"
+
+    def save(self, *args, **kwargs):
+        if self.entropy is None and self.probabilities:
+            self.entropy = entropy_of(self.probabilities)
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "entropy"}
+        super().save(*args, **kwargs)
 
     @property
     def proposed_class(self) -> str | None:

@@ -1,5 +1,5 @@
 """Reads of labeling: who sees which sets and faces, and the counts the pages show."""
-from django.db.models import Count, QuerySet
+from django.db.models import Count, F, QuerySet
 from django.http import Http404
 
 from ferweb.access import get_visible_or_404, visible_to
@@ -28,10 +28,27 @@ def face_get_for(user, pk) -> LabelingFace:
     return face
 
 
-def faces_of(labeling_set: LabelingSet, status: str | None = None) -> QuerySet[LabelingFace]:
-    """Faces in upload order, without their PNG bytes; `status` filters (None: all)."""
-    queryset = LabelingFace.objects.filter(labeling_set_id=labeling_set.pk).defer("crop_png").order_by("id")
-    return queryset.filter(status=status) if status else queryset
+# The orders of the review queue: name -> (label on the page, ORDER BY). Faces without a proposal
+# (no model, or none for that face) come last in every uncertainty order; upload order breaks ties.
+FACE_ORDERS = {
+    "upload": ("upload order", ["id"]),
+    "least_confident": ("least confident first", [F("proposed_probability").asc(nulls_last=True), "id"]),
+    "entropy": ("most uncertain first (entropy)", [F("entropy").desc(nulls_last=True), "id"]),
+    "most_confident": ("most confident first", [F("proposed_probability").desc(nulls_last=True), "id"]),
+}
+
+
+def faces_of(
+    labeling_set: LabelingSet, status: str | None = None, *, order: str = "upload", predicted: str | None = None
+) -> QuerySet[LabelingFace]:
+    """Faces without their PNG bytes, in `order` (a FACE_ORDERS key); `status` and `predicted`
+    (the proposed class) filter, None for all."""
+    queryset = LabelingFace.objects.filter(labeling_set_id=labeling_set.pk).defer("crop_png")
+    if status:
+        queryset = queryset.filter(status=status)
+    if predicted:
+        queryset = queryset.filter(proposed_label=CLASSES.index(predicted))
+    return queryset.order_by(*FACE_ORDERS[order][1])
 
 
 def status_counts(labeling_set: LabelingSet) -> dict[str, int]:

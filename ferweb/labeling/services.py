@@ -22,7 +22,7 @@ from fercore.preprocess import crop_face
 from ferweb.deletion import DeletePreview, bytes_on_disk, count
 from ferweb.jobs import JobLifecycle
 
-from .models import LabelingFace, LabelingPhoto, LabelingSet
+from .models import LabelingFace, LabelingPhoto, LabelingSet, entropy_of
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +266,7 @@ def _process_photo(photo: LabelingPhoto, proposer: Proposer) -> None:
             p = probs[k]
             best = int(np.argmax(p))
             row.probabilities = {name: round(float(v), 4) for name, v in zip(classes, p)}
+            row.entropy = entropy_of(row.probabilities)
             if classes[best] in CLASS_INDEX:
                 row.proposed_label = CLASS_INDEX[classes[best]]
                 row.proposed_probability = round(float(p[best]), 4)
@@ -324,7 +325,8 @@ def _too_large_message() -> str:
 
 @transaction.atomic
 def labeling_face_update(*, face: LabelingFace, label: str | None = None, status: str | None = None) -> LabelingFace:
-    """Confirm (with a label, or the proposal), correct, skip, or reset a face to pending."""
+    """Confirm (with a label, or the proposal), correct, skip, reject (not a usable face: it stays out of
+    datasets made from the set), or reset a face to pending. Each decision is timed, for undo."""
     choices = [s.value for s in LabelingFace.Status]
     if status is not None and status not in choices:
         raise LabelingError("bad_status", f"Unknown status {status!r}: use one of {', '.join(choices)}.")
@@ -342,8 +344,24 @@ def labeling_face_update(*, face: LabelingFace, label: str | None = None, status
         face.confirmed_label, face.status = None, status
     else:
         raise LabelingError("nothing_to_do", "Send a label (one of " + ", ".join(CLASSES) + ") or a status.")
-    face.save(update_fields=["confirmed_label", "status", "updated_at"])
+    face.decided_at = None if face.status == LabelingFace.Status.PENDING else timezone.now()
+    face.save(update_fields=["confirmed_label", "status", "decided_at", "updated_at"])
     return face
+
+
+@transaction.atomic
+def labeling_undo_last(*, labeling_set: LabelingSet) -> tuple[LabelingFace, str]:
+    """Put the face decided most recently back to pending, whatever the decision was; returns it with
+    the status it had. Again and again walks back through earlier decisions (they are stored, so this
+    works after a reload too)."""
+    face = (
+        LabelingFace.objects.select_for_update().filter(labeling_set_id=labeling_set.pk, decided_at__isnull=False)
+        .exclude(status=LabelingFace.Status.PENDING).order_by("-decided_at", "-id").first()
+    )
+    if face is None:
+        raise LabelingError("nothing_to_undo", "There is no decision to undo in this set.")
+    undone = face.status
+    return labeling_face_update(face=face, status=LabelingFace.Status.PENDING), undone
 
 
 @transaction.atomic
@@ -354,7 +372,10 @@ def labeling_accept_proposals(*, labeling_set: LabelingSet, min_probability: flo
     return LabelingFace.objects.filter(
         labeling_set_id=labeling_set.pk, status=LabelingFace.Status.PENDING, proposed_label__isnull=False,
         proposed_probability__gte=min_probability,
-    ).update(confirmed_label=F("proposed_label"), status=LabelingFace.Status.CONFIRMED, updated_at=timezone.now())
+    ).update(
+        confirmed_label=F("proposed_label"), status=LabelingFace.Status.CONFIRMED, decided_at=timezone.now(),
+        updated_at=timezone.now(),
+    )
 
 
 def stratified_splits(labels: np.ndarray, *, test_share: float, seed: int) -> np.ndarray:
@@ -402,6 +423,37 @@ def labeling_create_dataset(
         raise LabelingError(error.code, error.message, field="name") from None
     labeling_set.datasets.add(dataset)
     return dataset
+
+
+@transaction.atomic
+def labeling_set_from_items(
+    *, owner, items, name: str, probabilities: dict[int, dict[str, float]] | None = None, model_version: str = ""
+) -> LabelingSet:
+    """A ready labeling set holding copies of dataset faces (`items`, DatasetItems), pending, for a person to
+    look at again: each face's proposal is the highest of its `probabilities` ({item id: {class: p}}, e.g.
+    a run's prediction), else the label it has now. The dataset itself is not changed."""
+    from ferweb.datasets.models import Dataset
+
+    rows = list(items.order_by("dataset_id", "index").values_list("id", "dataset_id", "index", "label", "source_name"))
+    if not rows:
+        raise LabelingError("no_faces", "Choose at least one face to review.")
+    labeling_set = LabelingSet.objects.create(owner=owner, name=(name or "Review").strip()[:200],
+                                              status=LabelingSet.Status.READY)
+    datasets = Dataset.objects.in_bulk({dataset_id for _, dataset_id, _, _, _ in rows})
+    packed = {pk: np.load(dataset.pixels_path, mmap_mode="r") for pk, dataset in datasets.items()}
+    for item_id, dataset_id, index, label, source_name in rows:
+        ok, png = cv2.imencode(".png", np.asarray(packed[dataset_id][index], dtype=np.uint8))
+        face = LabelingFace(labeling_set=labeling_set, crop_png=png.tobytes(), model_version=model_version[:200],
+                            source_name=(f"{datasets[dataset_id].name}: {source_name or f'face {index + 1}'}")[-255:])
+        p = (probabilities or {}).get(item_id)
+        if p:
+            best = max(p, key=p.get)
+            face.probabilities = {c: round(float(v), 4) for c, v in p.items()}
+            face.proposed_label, face.proposed_probability = _label_index(best), round(float(p[best]), 4)
+        else:
+            face.proposed_label = label
+        face.save()  # one by one: save() fills the fields computed from the probabilities
+    return labeling_set
 
 
 def labeling_set_delete_preview(*, labeling_set: LabelingSet) -> DeletePreview:

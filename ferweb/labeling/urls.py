@@ -10,6 +10,7 @@ urlpatterns = [
     path("api/labeling/sets/<int:pk>/photos/", api.SetPhotosApi.as_view(), name="api-labeling-photos"),
     path("api/labeling/sets/<int:pk>/faces/", api.SetFacesApi.as_view(), name="api-labeling-faces"),
     path("api/labeling/sets/<int:pk>/accept/", api.SetAcceptApi.as_view(), name="api-labeling-accept"),
+    path("api/labeling/sets/<int:pk>/undo/", api.SetUndoApi.as_view(), name="api-labeling-undo"),
     path("api/labeling/sets/<int:pk>/create-dataset/", api.SetCreateDatasetApi.as_view(),
          name="api-labeling-create-dataset"),
     path("api/labeling/faces/<int:pk>/", api.FaceApi.as_view(), name="api-labeling-face"),

@@ -56,7 +56,7 @@ def test_uploaded_photos_become_faces_with_proposals_from_the_active_model(
 
     assert body["status"] == "ready" and body["progress"] == 100.0
     assert (body["photos_total"], body["photos_done"]) == (5, 5)
-    assert body["counts"] == {"pending": 4, "confirmed": 0, "skipped": 0, "all": 4}
+    assert body["counts"] == {"pending": 4, "confirmed": 0, "skipped": 0, "rejected": 0, "all": 4}
     report = body["report"]
     assert [m["name"] for m in report["unreadable"]["members"]] == ["notes.txt"]
     assert "not an image" in report["unreadable"]["members"][0]["reason"]

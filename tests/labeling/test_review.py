@@ -42,7 +42,7 @@ def test_a_person_confirms_corrects_and_skips_faces(alice_api, reviewed_set):
 
     accepted = alice_api.patch(f"/api/labeling/faces/{third}/", {"status": "confirmed"}, format="json").json()
     assert accepted["face"]["confirmed_label"] == proposed
-    assert accepted["counts"] == {"pending": 1, "confirmed": 2, "skipped": 1, "all": 4}
+    assert accepted["counts"] == {"pending": 1, "confirmed": 2, "skipped": 1, "rejected": 0, "all": 4}
 
     # A correction after a confirmation wins; a reset puts the face back in the queue.
     assert alice_api.patch(f"/api/labeling/faces/{first}/", {"label": "sad"}, format="json").json()["face"]["confirmed_label"] == "sad"

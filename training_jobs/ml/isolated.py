@@ -240,7 +240,8 @@ def load_faces(job: Job):
 def run_job(job: Job, *, on_event, should_stop) -> dict:
     """1. validate the recipe; 2. read the faces; 3. train (resuming from workdir/last.pt);
     4. export the best weights to ONNX and prove parity on held-out faces; 5. measure latency.
-    Returns plain data: what the parent stores on the run and its model version."""
+    Returns plain data: what the parent stores on the run and its model version, with the evaluated
+    faces one by one (TrainResult.evaluation)."""
     from fercore.preprocess import to_model_input
     from training_jobs.ml import trainer
     from training_jobs.ml.config import TrainConfig
@@ -266,5 +267,6 @@ def run_job(job: Job, *, on_event, should_stop) -> dict:
         "history": result.history, "param_count": result.param_count, "wall_time_s": result.wall_time_s,
         "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy, "metrics": metrics,
         "occlusion": result.occlusion,
+        "evaluation": result.evaluation,  # rows are positions in job.rows; the parent maps them to its items
         "export": {"metrics": small, "max_abs_diff": report.max_abs_diff, "latency_ms": onnx_latency_ms(report.path)},
     }

@@ -78,6 +78,10 @@ class TrainResult:
     # [{index, label, face (48x48 uint8 as lists), base_prob, predicted, patch, stride, grid, map}]
     occlusion: list[dict] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)  # dataset_sha256, code_version, torch_version
+    # The evaluated faces one by one, as the confusion matrix counted them: {indices: int64 [N] (rows of
+    # the data, splits.test), labels: int64 [N], predicted: int64 [N], probs: float32 [N, C] after the
+    # temperature, as the exported model gives them}.
+    evaluation: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- helpers
@@ -664,15 +668,19 @@ def started_message(config: TrainConfig, state: LoopState, *, param_count: int, 
 
 
 def evaluate_held_out(model: nn.Module, data: TrainData, splits: DataSplits, config: TrainConfig, state: LoopState,
-                      emit: Callable[[dict], None]) -> tuple[dict, float, list[dict]]:
+                      emit: Callable[[dict], None]) -> tuple[dict, float, list[dict], dict]:
     """Step 5 on the best weights: a temperature fitted on the validation logits, the metrics on
-    the test split, occlusion maps. -> (metrics, temperature, occlusion)."""
+    the test split, occlusion maps. -> (metrics, temperature, occlusion, evaluation: TrainResult.evaluation)."""
     model.eval()
     val_logits = predict_logits(model, data.pixels[splits.val], tta_flip=config.tta_flip)
     temperature = fit_temperature(val_logits, data.labels[splits.val]) if config.temperature_scaling else 1.0
     test_pixels, test_labels = data.pixels[splits.test], data.labels[splits.test]
     test_logits = predict_logits(model, test_pixels, tta_flip=config.tta_flip)
-    metrics = classification_metrics(test_labels, softmax(test_logits, temperature))
+    test_probs = softmax(test_logits, temperature)
+    metrics = classification_metrics(test_labels, test_probs)
+    evaluation = {"indices": np.asarray(splits.test, dtype=np.int64), "labels": np.asarray(test_labels, dtype=np.int64),
+                  "predicted": np.asarray(test_probs, dtype=np.float64).argmax(axis=1).astype(np.int64),
+                  "probs": np.asarray(test_probs, dtype=np.float32)}
     metrics.update(calibration=calibration_report(test_logits, test_labels, temperature),
                    test_split=splits.test_source, best_epoch=state.best_epoch,
                    best_val_accuracy=state.best_val_accuracy, tta_flip=config.tta_flip, splits=splits.describe())
@@ -681,7 +689,7 @@ def evaluate_held_out(model: nn.Module, data: TrainData, splits: DataSplits, con
         emit({"type": "run.status", "phase": "occlusion_maps", "message": "computing occlusion sensitivity maps"})
         occlusion = occlusion_for(model, test_pixels, test_labels, per_class=config.occlusion_per_class,
                                   patch=config.occlusion_patch, temperature=temperature, seed=config.seed)
-    return metrics, temperature, occlusion
+    return metrics, temperature, occlusion, evaluation
 
 
 # ---------------------------------------------------------------- the run
@@ -754,7 +762,7 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
     model = setup.model
     if (workdir / BEST).exists():
         model.load_state_dict(load_checkpoint(workdir / BEST)["model"])
-    metrics, temperature, occlusion = evaluate_held_out(model, data, splits, config, state, emit)
+    metrics, temperature, occlusion, evaluation = evaluate_held_out(model, data, splits, config, state, emit)
     metrics["provenance"] = provenance.as_dict()
     model.cpu().eval()
     return TrainResult(
@@ -762,7 +770,7 @@ def train(config: TrainConfig, data: TrainData, *, workdir: Path, on_event: Call
         param_count=param_count, best_epoch=state.best_epoch, best_val_accuracy=state.best_val_accuracy,
         test_split_name=splits.test_source, epochs_run=state.epoch, stopped_early=state.stopped_early,
         temperature=temperature, splits=splits.describe(), device=device.type, resumed_from_epoch=start_epoch,
-        notes=notes, occlusion=occlusion, provenance=provenance.as_dict(),
+        notes=notes, occlusion=occlusion, provenance=provenance.as_dict(), evaluation=evaluation,
     )
 
 

@@ -136,7 +136,8 @@
 
   // matrix: rows of numbers, the true class down the side and the predicted one along the bottom.
   // opts: max (top of the colour scale), format (d3, the numbers in the cells), cell (px per row),
-  //       xLabel, yLabel (default: a confusion matrix's).
+  //       xLabel, yLabel (default: a confusion matrix's), onCell(row, column): called with the labels of a
+  //       clicked cell.
   function heatmap(container, matrix, rowLabels, colLabels, opts) {
     opts = opts || {};
     const format = opts.format || (matrix.flat().every(Number.isInteger) ? ",d" : ".2f");
@@ -147,13 +148,23 @@
       texttemplate: `%{z:${format}}`,
       hovertemplate: `true %{y}, predicted %{x}: %{z:${format}}<extra></extra>`,
     };
-    return draw(container, [trace], layoutFor(opts, {
+    draw(container, [trace], layoutFor(opts, {
       height: cell * rowLabels.length + 110,
       margin: { l: 8, r: 8, t: 8, b: 8 },
       hovermode: "closest",
       xaxis: axis(opts.xLabel || "predicted class", { type: "category", showgrid: false }),
       yaxis: axis(opts.yLabel || "true class", { type: "category", autorange: "reversed", showgrid: false }),
     }));
+    if (opts.onCell && container.on) {
+      // Redraws (a live page) bind again: one listener at a time.
+      if (container.removeAllListeners) container.removeAllListeners("plotly_click");
+      container.on("plotly_click", (event) => {
+        const point = event && event.points && event.points[0];
+        if (point) opts.onCell(point.y, point.x);
+      });
+      container.style.cursor = "pointer";
+    }
+    return container;
   }
 
   // matrix: B minus A of two row-normalised confusion matrices (true class down the side). Each cell says

@@ -1,5 +1,6 @@
 // Labeling pages: photo upload with progress, processing progress by polling, and the review grid
-// (click or keys 1-7 / Enter / s / arrows), bulk accept, the confirmed-count chart and dataset creation.
+// (click or keys 1-7 / Enter / s / x / z / arrows), the queue's order and class filter, the done / to go
+// counter with labels per minute, bulk accept, the confirmed-count chart and dataset creation.
 (function () {
   const { CLASSES, api, upload, pollUntilDone } = window.FerWeb;
 
@@ -65,32 +66,60 @@
       const node = document.querySelector(`[data-count="${name}"]`);
       if (node) node.textContent = value;
     }
+    const done = document.getElementById("count-done");
+    if (done) done.textContent = counts.all - counts.pending;
+    const remaining = document.getElementById("count-remaining");
+    if (remaining) remaining.textContent = counts.pending;
+  }
+
+  // Labels per minute on this page: decisions kept (an undo takes one back) over the minutes since the
+  // first decision began; shown from the third decision on, and refreshed while the page stays open.
+  const SHOW_RATE_AFTER = 3;
+  const pace = { decisions: 0, firstAt: null };
+
+  function showPace() {
+    const box = document.getElementById("labels-rate");
+    if (!box || pace.firstAt === null) return;
+    const minutes = (performance.now() - pace.firstAt) / 60000;
+    if (pace.decisions < SHOW_RATE_AFTER || minutes <= 0) {
+      box.hidden = true;
+      return;
+    }
+    const rate = pace.decisions / minutes;
+    const node = document.getElementById("labels-per-minute");
+    node.textContent = rate >= 100 ? Math.round(rate) : rate.toFixed(1);
+    node.dataset.rate = rate.toFixed(3);
+    box.hidden = false;
   }
 
   function renderFace(card, face) {
     card.dataset.status = face.status;
     card.dataset.confirmed = face.confirmed_label || "";
-    card.classList.remove("pending", "confirmed", "skipped");
+    card.classList.remove("pending", "confirmed", "skipped", "rejected");
     card.classList.add(face.status);
     const decision = card.querySelector(".decision");
     decision.dataset.faceLabel = face.confirmed_label || "";
-    decision.textContent = face.status === "confirmed" ? `✓ ${face.confirmed_label}` : face.status;
+    decision.textContent = face.status === "confirmed" ? `✓ ${face.confirmed_label}`
+      : face.status === "rejected" ? "✗ not a face" : face.status;
     card.querySelectorAll("button.cls").forEach((b) => b.classList.toggle("chosen", b.dataset.label === face.confirmed_label));
   }
 
-  function setupGrid(message) {
+  function setupGrid(setId, message) {
     const grid = document.getElementById("face-grid");
     if (!grid) return;
     const cards = () => Array.from(grid.querySelectorAll(".lface"));
 
     async function decide(card, body, advance) {
       card.classList.add("saving");
+      if (pace.firstAt === null) pace.firstAt = performance.now();
       try {
         const data = await api(`/api/labeling/faces/${card.dataset.faceId}/`, { method: "PATCH", body });
         renderFace(card, data.face);
         updateCounts(data.counts);
         drawChart(data.class_counts);
         message.textContent = "";
+        pace.decisions += 1;
+        showPace();
         if (advance) move(card, 1);
       } catch (error) {
         message.textContent = error.message;
@@ -125,7 +154,40 @@
       if (!button) return card.focus();
       if (button.dataset.label) decide(card, { label: button.dataset.label }, false);
       else if (button.dataset.action === "skip") decide(card, { status: "skipped" }, false);
+      else if (button.dataset.action === "reject") decide(card, { status: "rejected" }, false);
     });
+
+    // Z takes back the set's latest decision, stored on the server, so it works after a reload too.
+    async function undo() {
+      try {
+        const data = await api(`/api/labeling/sets/${setId}/undo/`, { method: "POST" });
+        const card = grid.querySelector(`.lface[data-face-id="${data.face.id}"]`);
+        if (card) {
+          renderFace(card, data.face);
+          card.focus();
+        }
+        updateCounts(data.counts);
+        drawChart(data.class_counts);
+        if (pace.decisions > 0) pace.decisions -= 1;
+        showPace();
+        const what = data.undone === "confirmed" ? "label" : data.undone === "rejected" ? "rejection" : "skip";
+        message.textContent = `Undone: the ${what} of ${data.face.source_name}; it is pending again.`;
+      } catch (error) {
+        message.textContent = error.message;
+      }
+    }
+
+    document.addEventListener("keydown", (event) => {
+      if (event.key !== "z" && event.key !== "Z") return;
+      if (event.altKey || event.ctrlKey || event.metaKey || event.target.closest("input, select, textarea")) return;
+      event.preventDefault();
+      undo();
+    });
+
+    // Ready for the keys at once: the first face waiting for a decision (or the first face) has the focus.
+    if (document.activeElement === document.body) {
+      (grid.querySelector(".lface.pending") || grid.querySelector(".lface")).focus({ preventScroll: true });
+    }
 
     grid.addEventListener("keydown", (event) => {
       const card = event.target.closest(".lface");
@@ -133,6 +195,7 @@
       const key = event.key;
       if (key >= "1" && key <= "7") decide(card, { label: CLASSES[Number(key) - 1] }, true);
       else if (key === "s" || key === "S") decide(card, { status: "skipped" }, true);
+      else if (key === "x" || key === "X") decide(card, { status: "rejected" }, true);
       else if (key === "Enter" && event.target === card) {
         if (card.dataset.proposed) decide(card, { status: "confirmed" }, true);
         else message.textContent = "This face has no proposal: press 1-7 to give its label.";
@@ -143,6 +206,17 @@
       else return;
       event.preventDefault();
     });
+  }
+
+  // The order and class selects reload the page with the queue asked for (the server orders it).
+  function setupQueue() {
+    const form = document.getElementById("queue-form");
+    if (!form) return;
+    form.querySelectorAll("select").forEach((select) => select.addEventListener("change", () => {
+      if (form.elements.order.value === "upload") form.elements.order.disabled = true;
+      if (!form.elements.predicted.value) form.elements.predicted.disabled = true;
+      form.submit();
+    }));
   }
 
   function setupAccept(setId, message) {
@@ -256,7 +330,9 @@
         count.textContent = `${state.photos_done}/${state.photos_total}`;
       }).then(() => window.location.reload());
     }
-    setupGrid(message);
+    setupGrid(data.id, message);
+    setupQueue();
+    setInterval(showPace, 5000);
     setupAccept(data.id, message);
     setupDatasetForm(data.id);
     setupMorePhotos(data.id);

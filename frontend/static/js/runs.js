@@ -317,9 +317,10 @@
     perClass.innerHTML = "";
     perClass.append(perClassTable(metrics, classes));
     if (metrics.confusion_matrix) {
-      FerCharts.heatmap(document.getElementById("confusion-counts"), metrics.confusion_matrix, classes, classes);
+      const onCell = (truth, predicted) => openConfusionCell(run, truth, predicted);
+      FerCharts.heatmap(document.getElementById("confusion-counts"), metrics.confusion_matrix, classes, classes, { onCell });
       FerCharts.heatmap(document.getElementById("confusion-normalized"), metrics.confusion_matrix_normalized, classes, classes,
-                        { max: 1, format: ".2f" });
+                        { max: 1, format: ".2f", onCell });
     }
     FerCharts.lineChart(document.getElementById("roc-chart"), rocSeries(metrics, classes),
                         { maxY: 1, minX: 0, diagonal: true, format: ".1f", formatX: ".1f", hoverFormat: ".2f", height: 340,
@@ -327,6 +328,147 @@
     document.getElementById("roc-auc").textContent =
       `Macro AUC ${fmt(metrics.macro_auc)} · micro AUC ${fmt(metrics.micro_auc)}`;
     drawOcclusion(document.getElementById("occlusion"), metrics.occlusion, document.getElementById("occlusion-scale"));
+  }
+
+  // ------------------------------------------------------------ the faces behind a confusion-matrix cell
+
+  const CELL_LIMIT = 60;  // faces listed per cell, the most confident first
+  let cellShown = null;  // {run, truth, predicted, faces}: what the panel lists now
+
+  function cellTitle(truth, predicted, count) {
+    const faces = count === null ? "" : `: ${count.toLocaleString()} face${count === 1 ? "" : "s"}`;
+    return truth === predicted ? `${truth} recognised as ${truth}${faces}` : `${truth} taken for ${predicted}${faces}`;
+  }
+
+  function topProbabilities(probabilities, n) {
+    return Object.entries(probabilities).sort((a, b) => b[1] - a[1]).slice(0, n)
+      .map(([name, p]) => `${name} ${Math.round(p * 100)}%`).join(" · ");
+  }
+
+  function faceState(face) {
+    if (face.excluded) return "excluded";
+    if (face.label && cellShown && face.label !== cellShown.truth) return `now labeled ${face.label}`;
+    return "";
+  }
+
+  function faceCard(face) {
+    const box = make("input", { type: "checkbox", value: String(face.item), "aria-label": `choose ${face.source_name}` });
+    const card = make("label", { className: "cell-face", "data-item": String(face.item) }, [
+      box,
+      make("img", { src: face.image, width: "72", height: "72", alt: face.source_name, loading: "lazy" }),
+      make("span", { className: "cell-face-name", text: face.source_name, title: face.source_name }),
+      make("span", { className: "cell-face-probs", text: topProbabilities(face.probabilities, 3) }),
+      make("span", { className: "cell-face-state", text: faceState(face) }),
+    ]);
+    card.classList.toggle("excluded", Boolean(face.excluded));
+    return card;
+  }
+
+  function chosenItems() {
+    return [...document.querySelectorAll("#confusion-cell-faces input[type=checkbox]:checked")].map((b) => Number(b.value));
+  }
+
+  const facesWord = (n) => `${n} face${n === 1 ? "" : "s"}`;
+
+  // Relabel or exclude: one decision per face on the dataset's item (the call every screen uses);
+  // review: one call that copies the faces into a new labeling set.
+  async function actOnCell(action) {
+    const outcome = document.getElementById("confusion-cell-outcome");
+    const items = chosenItems();
+    outcome.className = "";
+    if (!cellShown || !items.length) {
+      outcome.textContent = "Choose at least one face first.";
+      return;
+    }
+    const { run } = cellShown;
+    const label = document.getElementById("confusion-cell-label").value;
+    const buttons = document.querySelectorAll("#confusion-cell-actions button");
+    buttons.forEach((b) => { b.disabled = true; });
+    let done = 0;
+    try {
+      if (action === "review") {
+        const answer = await api(`/api/runs/${run.id}/confusion/review/`, { method: "POST", body: { items } });
+        outcome.textContent = answer.detail + " ";
+        outcome.append(make("a", { href: answer.labeling_set.url, text: "Open the labeling set" }));
+        return;
+      }
+      const body = action === "relabel" ? { label } : { excluded: true };
+      for (const item of items) {
+        await api(`/api/datasets/${run.dataset.id}/items/${item}/`, { method: "POST", body });
+        done += 1;
+        const face = cellShown.faces.find((f) => f.item === item);
+        if (face) Object.assign(face, action === "relabel" ? { label } : { excluded: true });
+        const card = document.querySelector(`#confusion-cell-faces .cell-face[data-item="${item}"]`);
+        if (card && face) card.replaceWith(faceCard(face));
+      }
+      outcome.textContent = action === "relabel" ? `${facesWord(done)} relabeled as ${label}.`
+                                                 : `${facesWord(done)} excluded from the dataset.`;
+      document.getElementById("confusion-cell-all").checked = false;
+    } catch (error) {
+      outcome.className = "error";
+      const partly = done ? `${facesWord(done)} changed, then: ` : "";
+      const instead = error.code === "locked" ? " You can still send the faces to labeling for review." : "";
+      outcome.textContent = `${partly}${error.message}${instead}`;
+    } finally {
+      buttons.forEach((b) => { b.disabled = false; });
+    }
+  }
+
+  function bindCellPanel() {
+    const panel = document.getElementById("confusion-cell");
+    if (panel.dataset.bound) return;
+    panel.dataset.bound = "true";
+    const select = document.getElementById("confusion-cell-label");
+    for (const name of CLASSES) select.append(make("option", { value: name, text: name }));
+    document.getElementById("confusion-cell-relabel").addEventListener("click", () => actOnCell("relabel"));
+    document.getElementById("confusion-cell-exclude").addEventListener("click", () => actOnCell("exclude"));
+    document.getElementById("confusion-cell-review").addEventListener("click", () => actOnCell("review"));
+    document.getElementById("confusion-cell-all").addEventListener("change", (event) => {
+      document.querySelectorAll("#confusion-cell-faces input[type=checkbox]").forEach((b) => { b.checked = event.target.checked; });
+    });
+  }
+
+  // Lists the evaluation faces of one cell (true class `truth`, predicted `predicted`) below the matrices.
+  async function openConfusionCell(run, truth, predicted) {
+    const panel = document.getElementById("confusion-cell");
+    if (!panel) return;
+    bindCellPanel();
+    const title = document.getElementById("confusion-cell-title");
+    const note = document.getElementById("confusion-cell-note");
+    const grid = document.getElementById("confusion-cell-faces");
+    const actions = document.getElementById("confusion-cell-actions");
+    const outcome = document.getElementById("confusion-cell-outcome");
+    const asked = { run, truth, predicted, faces: [] };
+    cellShown = asked;
+    Object.assign(panel.dataset, { true: truth, predicted });
+    panel.hidden = false;
+    title.textContent = `${cellTitle(truth, predicted, null)}…`;
+    note.textContent = "";
+    outcome.textContent = "";
+    outcome.className = "";
+    grid.innerHTML = "";
+    actions.hidden = true;
+    document.getElementById("confusion-cell-all").checked = false;
+    document.getElementById("confusion-cell-label").value = predicted;
+    let cell;
+    try {
+      cell = await api(`/api/runs/${run.id}/confusion/?true=${encodeURIComponent(truth)}` +
+                       `&predicted=${encodeURIComponent(predicted)}&limit=${CELL_LIMIT}`);
+    } catch (error) {
+      if (cellShown !== asked) return;
+      title.textContent = cellTitle(truth, predicted, null);
+      note.textContent = error.message;
+      return;
+    }
+    if (cellShown !== asked) return;  // another cell was clicked meanwhile
+    asked.faces = cell.faces;
+    title.textContent = cellTitle(truth, predicted, cell.count);
+    note.textContent = cell.count > cell.faces.length
+      ? `The ${cell.faces.length} most confident of them, most confident first.`
+      : cell.count ? "Most confident first." : "No face of the evaluation split landed in this cell.";
+    actions.hidden = !cell.faces.length;
+    for (const face of cell.faces) grid.append(faceCard(face));
+    panel.scrollIntoView({ block: "nearest" });
   }
 
   // ------------------------------------------------------------ /runs/{id}/
@@ -707,7 +849,7 @@
     });
   }
 
-  window.FerRuns = { runListPage, runDetailPage, comparePage, modelsPage, drawEvaluation };
+  window.FerRuns = { runListPage, runDetailPage, comparePage, modelsPage, drawEvaluation, openConfusionCell };
 
   // ------------------------------------------------------------ notes and tags (/runs/{id}/)
 

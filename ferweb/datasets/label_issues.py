@@ -1,0 +1,241 @@
+"""The label-error finder as a background job: start a scan of a dataset, run it, read its findings,
+and apply a reviewer's decisions to the faces.
+
+A scan (LabelIssueScan, a ferweb.jobs Job) runs on the `inference` queue: a model classifies every
+face that is not excluded with ONNX Runtime, and confident learning (fercore.label_issues) ranks the
+faces whose given label is probably wrong. The model is fixed when the scan starts: the shipped
+default, the owner's active model, or one of their versions. A version trained on this very dataset
+saw these faces, so its scores are in-sample (the faces it memorised look right to it): the scan
+records that, and the page says so.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from django.db import transaction
+
+from fercore.classes import CLASSES
+from ferweb.jobs import JobLifecycle
+
+from . import services
+from .models import Dataset, DatasetItem, LabelIssueScan
+
+logger = logging.getLogger(__name__)
+
+BATCH = 256  # faces per ONNX Runtime call; progress and the cancel check follow each batch
+CLASSIFYING, RANKING = "classifying", "ranking"  # phases, named on the page
+MODEL_CHOICES = ("default", "active")  # or a model version id
+IN_SAMPLE_WARNING = (
+    "This model was trained on these faces, so its scores are in-sample: it has learned their labels, "
+    "wrong ones included, and finds fewer of the mistakes. A model that never saw them gives fairer scores."
+)
+
+
+class ScanRefused(Exception):
+    """The scan cannot start: `code` for machines, `message` for people, `status` for the API."""
+
+    def __init__(self, code: str, message: str, status: int = 400):
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+
+@dataclass(frozen=True)
+class ChosenModel:
+    choice: str  # "default", "active" or the version id as text
+    version_id: int | None
+    label: str
+    path: str
+    in_sample: bool
+
+
+def trained_on(dataset: Dataset, version_id: int | None) -> bool:
+    """Whether a model version came from a training run on `dataset` (its scores are then in-sample).
+
+    Asked through the dataset's reverse relation to its runs, so this app imports no training code."""
+    if version_id is None:
+        return False
+    from inference.models import ModelVersion
+
+    run_id = ModelVersion.objects.filter(pk=version_id).values_list("run_id", flat=True).first()
+    return run_id is not None and dataset.training_runs.filter(pk=run_id).exists()
+
+
+def model_choose(*, user, dataset: Dataset, model) -> ChosenModel:
+    """The model a scan of `dataset` uses: "default" (shipped), "active" (the user's) or a version id
+    the user may see. Raises ScanRefused (code invalid) with the valid choices."""
+    from inference.selectors import active_model_for, model_list_for, shipped_model
+
+    if model == "default":
+        shipped = shipped_model()
+        return ChosenModel("default", None, shipped.version, str(shipped.path), False)
+    if model == "active":
+        active = active_model_for(user)
+        return ChosenModel("active", active.model_version_id, active.version, str(active.path),
+                           trained_on(dataset, active.model_version_id))
+    try:
+        version_id = int(model)
+    except (TypeError, ValueError):
+        version_id = None
+    version = model_list_for(user).filter(pk=version_id).first() if version_id is not None else None
+    if version is None:
+        raise ScanRefused("invalid", f"model must be \"default\", \"active\", \"cross-validation\" or the id of one of "
+                                     f"your model versions; got {model!r}.")
+    return ChosenModel(str(version.pk), version.pk, version.version, str(version.path), trained_on(dataset, version.pk))
+
+
+# ---------------------------------------------------------------- the job
+
+
+class LabelIssueScans(JobLifecycle):
+    """Label-error scans as background jobs (ferweb.jobs); the page polls the scan's state."""
+
+    model = LabelIssueScan
+    task = "ferweb.datasets.tasks.scan_label_issues"
+    queued, running = LabelIssueScan.Status.QUEUED, LabelIssueScan.Status.RUNNING
+    failed, cancelled = LabelIssueScan.Status.FAILED, LabelIssueScan.Status.CANCELLED
+    noun = "label-error scan"
+    gave_up_advice = "Start the scan again; on a very large dataset, choose a smaller model."
+    retry_fields = {"processed": 0, "progress": 0.0}  # a restart scores every face again
+    claim_fields = {"phase": CLASSIFYING}
+
+
+label_issue_scans = LabelIssueScans()
+
+
+@transaction.atomic
+def scan_start(*, owner, dataset: Dataset, model) -> LabelIssueScan:
+    """Start a scan of `dataset` with `model` (see model_choose); it replaces a finished scan.
+
+    Raises ScanRefused: not_ready (the dataset is still importing or failed), scan_running (409: one
+    scan per dataset at a time), invalid (an unknown model).
+    """
+    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)  # one start at a time per dataset
+    if dataset.status != Dataset.Status.READY:
+        raise ScanRefused("not_ready", f"Dataset {dataset.pk} is {dataset.status}; only a ready dataset can be "
+                                       "searched for label errors.", status=409)
+    current = LabelIssueScan.objects.filter(dataset=dataset).first()
+    if current is not None and not current.is_finished:
+        raise ScanRefused("scan_running", "A scan of this dataset is already running; wait for it to end "
+                                          "before starting another.", status=409)
+    chosen = model_choose(user=owner, dataset=dataset, model=model)
+    if current is not None:
+        current.delete()
+    scan = LabelIssueScan.objects.create(
+        owner=owner, dataset=dataset, model_choice=chosen.choice, model_version_id=chosen.version_id,
+        model_label=chosen.label[:100], model_path=chosen.path[:500], in_sample=chosen.in_sample, phase="queued",
+    )
+    label_issue_scans.enqueue(scan.pk)
+    return scan
+
+
+class _ScanGone(Exception):
+    """The scan was cancelled, deleted or taken over while it ran: stop."""
+
+
+def scan_run(*, scan_id: int, worker: str = "", redelivered: bool = False) -> LabelIssueScan | None:
+    """Run a queued scan to its end.
+
+    1. claim it atomically (a second delivery finds it taken, unless its worker died);
+    2. read the faces that are not excluded, with their labels and item ids;
+    3. classify them batch by batch with the scan's model (progress and a cancel check per batch);
+    4. rank them by confident learning and store the flagged faces, most likely wrong first.
+    """
+    if not label_issue_scans.claim(scan_id, worker=worker, redelivered=redelivered):
+        return None
+    scan = LabelIssueScan.objects.select_related("dataset").filter(pk=scan_id).first()
+    if scan is None:
+        return None
+    from inference.engine import ModelUnavailable
+
+    try:
+        issues, counts = _score(scan)
+    except _ScanGone:
+        return LabelIssueScan.objects.filter(pk=scan_id).first()
+    except ModelUnavailable as error:
+        label_issue_scans.finish(scan, LabelIssueScan.Status.FAILED, error="no_model", message=str(error))
+    except FileNotFoundError:
+        label_issue_scans.finish(scan, LabelIssueScan.Status.FAILED, error="faces_missing",
+                                 message="The dataset's stored faces are missing on the server; upload it again.")
+    except Exception as error:  # recorded for the user, logged for the operator
+        logger.exception("label-error scan %s failed", scan_id)
+        label_issue_scans.finish(scan, LabelIssueScan.Status.FAILED, error="internal",
+                                 message=f"The scan stopped on an unexpected error ({type(error).__name__}: {error}).")
+    else:
+        label_issue_scans.finish(scan, LabelIssueScan.Status.SUCCEEDED, progress=100.0, issues=issues, counts=counts)
+    return LabelIssueScan.objects.filter(pk=scan_id).first()
+
+
+def _score(scan: LabelIssueScan) -> tuple[list[dict], dict]:
+    from fercore.label_issues import find_label_issues
+    from inference.engine import classify, get_engine
+
+    from .selectors import dataset_arrays
+
+    pixels, labels, _, ids = dataset_arrays(scan.dataset)
+    model = get_engine().models.get(scan.model_path)
+    if tuple(model.classes) != tuple(CLASSES):
+        raise ValueError(f"the model's classes {', '.join(model.classes)} are not FERWeb's {', '.join(CLASSES)}")
+    if not label_issue_scans.heartbeat(scan, total=len(labels), processed=0, phase=CLASSIFYING):
+        raise _ScanGone()
+    probs = np.zeros((len(labels), len(CLASSES)), np.float64)
+    for start in range(0, len(labels), BATCH):
+        end = min(start + BATCH, len(labels))
+        probs[start:end] = classify(model, pixels[start:end])
+        if not label_issue_scans.heartbeat(scan, processed=end, progress=round(95.0 * end / len(labels), 1)):
+            raise _ScanGone()
+    if not label_issue_scans.heartbeat(scan, phase=RANKING, progress=95.0):
+        raise _ScanGone()
+    findings = find_label_issues(labels, probs)
+    issues = [{"item": int(ids[issue.index]), "given": issue.given, "suggested": issue.suggested,
+               "score": round(issue.score, 4)} for issue in findings.issues]
+    by_class = {name: 0 for name in CLASSES}
+    for issue in findings.issues:
+        by_class[CLASSES[issue.given]] += 1
+    return issues, {"scored": int(len(labels)), "flagged": len(issues), "flagged_by_class": by_class}
+
+
+# ---------------------------------------------------------------- reads
+
+
+def scan_of(dataset: Dataset) -> LabelIssueScan | None:
+    return LabelIssueScan.objects.filter(dataset=dataset).first()
+
+
+def scan_issues(scan: LabelIssueScan, limit: int | None = None) -> list[dict]:
+    """The scan's flagged faces, most likely wrong first, with each face's row, file name and current
+    label and exclusion (a reviewer's decisions show); faces deleted since are left out."""
+    issues = scan.issues[:limit] if limit is not None else scan.issues
+    items = {row["id"]: row for row in DatasetItem.objects.filter(
+        dataset_id=scan.dataset_id, pk__in=[issue["item"] for issue in issues]
+    ).values("id", "index", "source_name", "label", "excluded")}
+    rows = []
+    for issue in issues:
+        item = items.get(issue["item"])
+        if item is None:
+            continue
+        rows.append({
+            "item": issue["item"], "index": item["index"], "source_name": item["source_name"],
+            "given": CLASSES[issue["given"]], "suggested": CLASSES[issue["suggested"]], "score": issue["score"],
+            "label": CLASSES[item["label"]], "excluded": item["excluded"],
+        })
+    return rows
+
+
+# ---------------------------------------------------------------- a reviewer's decisions
+
+
+def item_decide(*, dataset: Dataset, item_id: int, label: str | None = None, excluded: bool | None = None) -> DatasetItem:
+    """Relabel a face of `dataset` (a class name) and/or exclude it or take it back; undo is the same
+    call with the previous values. Raises DatasetItem.DoesNotExist, ValueError (an unknown class) and
+    services.DatasetLockedError (a run trained on the dataset: it is read-only)."""
+    items = DatasetItem.objects.filter(dataset_id=dataset.pk, pk=item_id)
+    if not items.exists():
+        raise DatasetItem.DoesNotExist(f"Dataset {dataset.pk} has no item {item_id}.")
+    if label is not None and label not in CLASSES:
+        raise ValueError(f"label must be one of {', '.join(CLASSES)}; got {label!r}")
+    services.dataset_items_update(
+        items=items, label=CLASSES.index(label) if label is not None else None, excluded=excluded
+    )
+    return items.get()

@@ -1,0 +1,172 @@
+// The label-error finder: start a scan of the dataset, follow its progress, then review the flagged faces
+// one at a time, most suspect first, with the keyboard (1-7 relabel, Enter accept, X exclude, S skip, Z undo).
+(function () {
+  const { CLASSES, api, format } = window.FerWeb;
+  const dataNode = document.getElementById("finder-data");
+  if (!dataNode) return;
+  const finder = JSON.parse(dataNode.textContent);
+  if (!finder.ready) return;
+  const base = `/api/datasets/${finder.dataset}`;
+  const $ = (id) => document.getElementById(id);
+  const PHASES = { queued: "Waiting for a worker", classifying: "Scoring every face", ranking: "Ranking the faces" };
+  const POLL_MS = 800;
+
+  let issues = [];
+  let position = 0; // the face under review
+  let history = []; // decisions, newest last: {position, item, before, after} (after null: skipped)
+  let busy = false;
+
+  function showChoiceWarning() {
+    const select = $("finder-model");
+    const option = select.options[select.selectedIndex];
+    const inSample = select.value === "active" ? finder.active_in_sample : Boolean(option && option.dataset.inSample);
+    const warning = $("finder-choice-warning");
+    warning.hidden = !inSample;
+    warning.textContent = inSample ? finder.in_sample_warning : "";
+  }
+
+  async function start(event) {
+    event.preventDefault();
+    $("finder-error").textContent = "";
+    $("finder-run").disabled = true;
+    try {
+      const state = await api(`${base}/label-issues/`, { method: "POST", body: { model: $("finder-model").value } });
+      follow(state);
+    } catch (error) {
+      $("finder-error").textContent = error.message;
+    } finally {
+      $("finder-run").disabled = false;
+    }
+  }
+
+  function follow(state) {
+    const working = state.status === "queued" || state.status === "running";
+    $("finder-progress").hidden = !working;
+    $("finder-run").disabled = working;
+    if (working) {
+      $("finder-results").hidden = true;
+      $("finder-phase").textContent = PHASES[state.phase] || "Working";
+      $("finder-count").textContent = state.total ? `${state.processed} of ${state.total} faces` : "";
+      $("finder-bar").style.width = `${state.progress}%`;
+      setTimeout(async () => {
+        try {
+          follow(await api(`${base}/label-issues/`));
+        } catch (error) {
+          $("finder-error").textContent = error.message;
+        }
+      }, POLL_MS);
+      return;
+    }
+    if (state.status === "failed" || state.status === "cancelled") {
+      $("finder-error").textContent = `The last scan ${state.status}: ${state.human_readable_error}`;
+      return;
+    }
+    if (state.status === "succeeded") review(state);
+  }
+
+  function review(state) {
+    issues = state.issues;
+    history = [];
+    const counts = state.counts;
+    const model = state.model.choice === "default" ? "the default model" : `model ${state.model.version}`;
+    $("finder-summary").textContent = counts.flagged
+      ? `${counts.flagged} of ${counts.scored} faces flagged by ${model}, most likely wrong first.`
+      : `Nothing flagged: ${model} agrees with the labels of all ${counts.scored} faces.`;
+    $("finder-warning").hidden = !state.warning;
+    $("finder-warning").textContent = state.warning;
+    // Faces already decided on an earlier visit (relabeled or excluded) count as done.
+    position = issues.findIndex((issue) => issue.label === issue.given && !issue.excluded);
+    if (position < 0) position = issues.length;
+    $("finder-results").hidden = false;
+    $("finder-review").hidden = !issues.length;
+    show();
+    $("finder-review").focus();
+  }
+
+  function show() {
+    $("finder-done").textContent = position;
+    $("finder-remaining").textContent = issues.length - position;
+    const finished = position >= issues.length;
+    $("finder-finished").hidden = !finished || !issues.length;
+    $("finder-review").classList.toggle("finished", finished);
+    if (finished) return;
+    const issue = issues[position];
+    $("finder-face").src = `${base}/items/${issue.index}.png`;
+    $("finder-given").textContent = issue.given;
+    $("finder-suggested").textContent = issue.suggested;
+    $("finder-score").textContent = format.percent(issue.score);
+    $("finder-source").textContent = issue.source_name ? `From ${issue.source_name}` : "";
+    const state = $("finder-state");
+    state.textContent = issue.excluded ? `${issue.label}, excluded` : issue.label;
+    state.dataset.label = issue.label;
+    state.dataset.excluded = issue.excluded ? "true" : "false";
+  }
+
+  async function decide(after, note) {
+    if (position >= issues.length || busy) return;
+    const issue = issues[position];
+    const before = { label: issue.label, excluded: issue.excluded };
+    if (after && finder.locked) {
+      $("finder-message").textContent = "Not saved: this dataset is read-only because a training run used it.";
+      return;
+    }
+    busy = true;
+    try {
+      if (after) Object.assign(issue, await api(`${base}/items/${issue.item}/`, { method: "POST", body: after }));
+      history.push({ position, item: issue.item, before, after });
+      position += 1;
+      $("finder-message").textContent = note;
+      show();
+    } catch (error) {
+      $("finder-message").textContent = `Not saved: ${error.message}`;
+    } finally {
+      busy = false;
+    }
+  }
+
+  async function undo() {
+    const last = history[history.length - 1];
+    if (!last || busy) {
+      if (!last) $("finder-message").textContent = "Nothing to undo.";
+      return;
+    }
+    busy = true;
+    try {
+      const issue = issues[last.position];
+      if (last.after) {
+        Object.assign(issue, await api(`${base}/items/${issue.item}/`, { method: "POST", body: last.before }));
+      }
+      history.pop();
+      position = last.position;
+      $("finder-message").textContent = "Undone.";
+      show();
+    } catch (error) {
+      $("finder-message").textContent = `Could not undo: ${error.message}`;
+    } finally {
+      busy = false;
+    }
+  }
+
+  function onKey(event) {
+    if (event.altKey || event.ctrlKey || event.metaKey || $("finder-results").hidden) return;
+    if (event.target.closest && event.target.closest("input, select, textarea, button, a")) return;
+    const key = event.key;
+    const issue = issues[position];
+    if (key >= "1" && key <= String(CLASSES.length)) {
+      const label = CLASSES[Number(key) - 1];
+      if (issue) decide({ label, excluded: false }, `Relabeled ${label}.`);
+    } else if (key === "Enter") {
+      if (issue) decide({ label: issue.suggested, excluded: false }, `Accepted: ${issue.suggested}.`);
+    } else if (key === "x" || key === "X") decide({ excluded: true }, "Excluded.");
+    else if (key === "s" || key === "S") decide(null, "Skipped.");
+    else if (key === "z" || key === "Z") undo();
+    else return;
+    event.preventDefault();
+  }
+
+  $("finder-form").addEventListener("submit", start);
+  $("finder-model").addEventListener("change", showChoiceWarning);
+  document.addEventListener("keydown", onKey);
+  showChoiceWarning();
+  api(`${base}/label-issues/`).then(follow).catch((error) => { $("finder-error").textContent = error.message; });
+})();

@@ -1,0 +1,80 @@
+"""The label-error finder's review screen in headless Chromium: start a scan, wait for it, then review
+the flagged faces with the keyboard (2 relabels, Enter accepts, X excludes, Z undoes)."""
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connections
+
+from fercore.classes import CLASSES
+from ferweb.datasets.models import DatasetItem
+from tests.conftest import signup
+from tests.datasets.label_issue_faces import band_model, flipped_dataset
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker]
+
+
+@pytest.fixture
+def band_default(tmp_path, settings, monkeypatch):
+    """The band model as the shipped default, for the server and worker processes too (set before they start)."""
+    path = band_model(tmp_path / "models" / "default.onnx")
+    monkeypatch.setenv("FERWEB_DEFAULT_MODEL", str(path))
+    settings.FERWEB_DEFAULT_MODEL = path
+    return path
+
+
+def item_state(item_id):
+    item = DatasetItem.objects.get(pk=item_id)
+    return CLASSES[item.label], item.excluded
+
+
+def test_reviewing_flagged_faces_with_the_keyboard(band_default, live_asgi, page):
+    signup(page, live_asgi.url, "dora")
+    dora = get_user_model().objects.get(username="dora")
+    dataset, truth, flips, ids = flipped_dataset(dora)
+    connections.close_all()
+
+    page.goto(f"{live_asgi.url}/datasets/{dataset.pk}/")
+    page.click("#find-label-errors")
+    page.wait_for_url(f"{live_asgi.url}/datasets/{dataset.pk}/label-issues/")
+    page.select_option("#finder-model", "default")
+    page.click("#finder-run")
+    page.wait_for_selector("#finder-review", state="visible", timeout=60_000)
+    assert page.inner_text("#finder-summary").startswith(f"{len(flips)} of {len(truth)} faces flagged")
+    assert page.inner_text("#finder-done") == "0" and page.inner_text("#finder-remaining") == str(len(flips))
+
+    def current_item():
+        src = page.get_attribute("#finder-face", "src")
+        index = int(src.rsplit("/", 1)[1].split(".")[0])
+        return ids[index], index
+
+    def wait_done(n):
+        page.wait_for_function(f"document.getElementById('finder-done').textContent === '{n}'")
+
+    first, first_index = current_item()
+    assert page.inner_text("#finder-given") == CLASSES[DatasetItem.objects.get(pk=first).label]
+    page.keyboard.press("2")
+    wait_done(1)
+    assert item_state(first) == ("disgust", False)
+
+    second, second_index = current_item()
+    suggested = page.inner_text("#finder-suggested")
+    assert suggested == CLASSES[truth[second_index]]
+    page.keyboard.press("Enter")
+    wait_done(2)
+    assert item_state(second) == (suggested, False)
+
+    third, _ = current_item()
+    page.keyboard.press("x")
+    wait_done(3)
+    assert item_state(third)[1] is True
+    assert page.inner_text("#finder-remaining") == str(len(flips) - 3)
+
+    page.keyboard.press("z")
+    wait_done(2)
+    assert item_state(third)[1] is False
+    assert current_item()[0] == third
+    page.wait_for_function("document.getElementById('finder-state').dataset.excluded === 'false'")
+
+    page.keyboard.press("s")
+    wait_done(3)
+    assert item_state(third)[1] is False  # a skip changes nothing
+    connections.close_all()
