@@ -74,6 +74,7 @@ class ShippedModel:
     metrics: dict = field(default_factory=dict)
     param_count: int | None = None
     latency_ms: float | None = None
+    trained_class_counts: dict = field(default_factory=dict)  # {class: faces} it was trained on (the card's data)
 
 
 CARD_METRICS = ("accuracy", "macro_f1", "macro_auc", "micro_auc")
@@ -105,6 +106,7 @@ def _shipped_model(path: Path, exists: bool, card_stamp: int | None) -> ShippedM
         metrics={k: metrics[k] for k in CARD_METRICS if k in metrics},
         param_count=card.get("parameters"),
         latency_ms=(card.get("latency") or {}).get("batch1_median_ms_2_threads"),
+        trained_class_counts=dict((card.get("data") or {}).get("class_counts") or {}),
     )
 
 

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from django.db import transaction
+from django.db import models, transaction
 
 from fercore.classes import CLASSES
 from ferweb.jobs import JobLifecycle
@@ -62,6 +62,21 @@ def trained_on(dataset: Dataset, version_id: int | None) -> bool:
     return run_id is not None and dataset.training_runs.filter(pk=run_id).exists()
 
 
+def shipped_trained_on(dataset: Dataset, trained_class_counts: dict) -> bool:
+    """Whether the shipped model's training faces are these: the dataset, or one of its splits, has
+    exactly the class counts its card records (FER2013's training split, as zip or CSV)."""
+    if not trained_class_counts:
+        return False
+    wanted = {name: int(n) for name, n in trained_class_counts.items() if int(n)}
+    if {name: n for name, n in (dataset.class_counts or {}).items() if n} == wanted:
+        return True
+    by_split: dict[str, dict[str, int]] = {}
+    rows = DatasetItem.objects.filter(dataset=dataset).values_list("split", "label").annotate(n=models.Count("id"))
+    for split, label, n in rows:
+        by_split.setdefault(split, {})[CLASSES[label]] = n
+    return wanted in by_split.values()
+
+
 def model_choose(*, user, dataset: Dataset, model) -> ChosenModel:
     """The model a scan of `dataset` uses: "default" (shipped), "active" (the user's) or a version id
     the user may see. Raises ScanRefused (code invalid) with the valid choices."""
@@ -69,11 +84,13 @@ def model_choose(*, user, dataset: Dataset, model) -> ChosenModel:
 
     if model == "default":
         shipped = shipped_model()
-        return ChosenModel("default", None, shipped.version, str(shipped.path), False)
+        return ChosenModel("default", None, shipped.version, str(shipped.path),
+                           shipped_trained_on(dataset, shipped.trained_class_counts))
     if model == "active":
         active = active_model_for(user)
-        return ChosenModel("active", active.model_version_id, active.version, str(active.path),
-                           trained_on(dataset, active.model_version_id))
+        in_sample = (trained_on(dataset, active.model_version_id) if active.model_version_id is not None
+                     else shipped_trained_on(dataset, shipped_model().trained_class_counts))
+        return ChosenModel("active", active.model_version_id, active.version, str(active.path), in_sample)
     try:
         version_id = int(model)
     except (TypeError, ValueError):

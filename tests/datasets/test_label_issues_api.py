@@ -206,3 +206,19 @@ def test_every_answer_matches_the_schema(alice, alice_api, band_default, flipped
     assert check(openapi, alice_api.post(url, {"model": "cross-validation"}, format="json"), path, "post")["code"]
     decided = alice_api.post(f"/api/datasets/{dataset.pk}/items/{ids[0]}/", {"label": "sad"}, format="json")
     assert check(openapi, decided, item_path, "post")["label"] == "sad"
+
+
+def test_the_shipped_model_is_in_sample_on_the_faces_its_card_says_it_trained_on(alice_api, band_default, flipped,
+                                                                                   scan_now):
+    import json
+    from pathlib import Path
+
+    dataset = flipped[0]
+    card = Path(band_default).with_suffix(".json")
+    card.write_text(json.dumps({"version": "band", "data": {"class_counts": {"happy": 1, "sad": 1}}}))
+    assert scan_now(alice_api, dataset.pk, model="default").json()["in_sample"] is False
+
+    card.write_text(json.dumps({"version": "band", "data": {"class_counts": dataset.class_counts}}))
+    state = scan_now(alice_api, dataset.pk, model="default").json()
+    assert state["in_sample"] is True and "trained on these faces" in state["warning"]
+    assert scan_now(alice_api, dataset.pk, model="active").json()["in_sample"] is True
