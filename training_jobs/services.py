@@ -176,8 +176,8 @@ def run_create(
     errors = {}
     if not (user.is_staff or dataset.owner_id == user.pk):
         errors["dataset"] = f"no dataset {dataset.pk}"
-    elif dataset_refusal(dataset):
-        errors["dataset"] = dataset_refusal(dataset)
+    elif refusal := dataset_refusal(dataset):
+        errors["dataset"] = refusal
     if init_from_run is not None and not (user.is_staff or init_from_run.owner_id == user.pk):
         errors["init_from_run"] = f"no run {init_from_run.pk}"
     elif init_from_run is not None and init_from_run.status != TrainingRun.Status.SUCCEEDED:
@@ -190,22 +190,7 @@ def run_create(
         errors["teacher_run"] = f"run {teacher_run.pk} is {teacher_run.status}; distil from a succeeded run"
     if teacher_run is not None and teacher_model is not None:
         errors["teacher_model"] = "give one teacher: an earlier run or a model, not both"
-    if not trusted_paths:
-        # Checkpoint paths on the server are ours to set (from runs and uploads), never a web client's.
-        for field, instead in PATH_FIELDS.items():
-            if config.pop(field, ""):
-                errors[field] = f"server paths cannot be given here; use {instead}"
-    try:
-        validated = validate_config(config)
-    except RunError as exc:
-        errors.update(exc.errors)
-    else:
-        if "dataset" not in errors:
-            # Refused now rather than failing a second after it starts.
-            too_small = holdout_error(dataset=dataset, validation_fraction=validated["validation_fraction"],
-                                      seed=validated["seed"])
-            if too_small:
-                errors["dataset"] = too_small
+    validated = checked_recipe(config, dataset=dataset, errors=errors, trusted_paths=trusted_paths)
     if errors:
         raise RunError(errors)
     name = name or default_run_name(validated, dataset=dataset, preset=preset)
@@ -246,6 +231,28 @@ def run_create(
     if queue:
         training_runs.enqueue(run.pk)
     return run
+
+
+def checked_recipe(config: dict, *, dataset: Dataset, errors: dict, trusted_paths: bool = False) -> dict | None:
+    """The validated recipe for training on `dataset`, or None; adds what is wrong to `errors` (a
+    dataset already refused there is not split). Shared by run_create and run_estimate_for."""
+    if not trusted_paths:
+        # Checkpoint paths on the server are ours to set (from runs and uploads), never a web client's.
+        for field, instead in PATH_FIELDS.items():
+            if config.pop(field, ""):
+                errors[field] = f"server paths cannot be given here; use {instead}"
+    try:
+        validated = validate_config(config)
+    except RunError as exc:
+        errors.update(exc.errors)
+        return None
+    if "dataset" not in errors:
+        # Refused now rather than failing a second after it starts.
+        too_small = holdout_error(dataset=dataset, validation_fraction=validated["validation_fraction"],
+                                  seed=validated["seed"])
+        if too_small:
+            errors["dataset"] = too_small
+    return validated
 
 
 def dataset_refusal(dataset: Dataset) -> str:
@@ -299,20 +306,9 @@ def run_estimate_for(*, user, dataset_id: int, config: dict, preset: str | None 
     dataset = Dataset.objects.filter(pk=dataset_id).first()
     if dataset is None or not (user.is_staff or dataset.owner_id == user.pk):
         raise RunError({"dataset": f"no dataset {dataset_id}; choose one of your ready datasets"})
-    errors = {"dataset": dataset_refusal(dataset)} if dataset_refusal(dataset) else {}
-    for field, instead in PATH_FIELDS.items():
-        if config.pop(field, ""):
-            errors[field] = f"server paths cannot be given here; use {instead}"
-    try:
-        validated = validate_config(config)
-    except RunError as exc:
-        errors.update(exc.errors)
-    else:
-        if "dataset" not in errors:
-            too_small = holdout_error(dataset=dataset, validation_fraction=validated["validation_fraction"],
-                                      seed=validated["seed"])
-            if too_small:
-                errors["dataset"] = too_small
+    refusal = dataset_refusal(dataset)
+    errors = {"dataset": refusal} if refusal else {}
+    validated = checked_recipe(config, dataset=dataset, errors=errors)
     if errors:
         raise RunError(errors)
     validated, _notes = fit_to_worker(validated, faces=dataset.num_items)
