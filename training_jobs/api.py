@@ -221,6 +221,21 @@ class RunOutput(RunBaseOutput):
 # ---------------------------------------------------------------- runs
 
 
+def recipe_overrides(data) -> dict:
+    """The recipe fields a client sent beside the run's own fields (dataset, name, preset, ...)."""
+    own = RunListCreateApi.InputSerializer._declared_fields
+    return {key: value for key, value in data.items() if key not in own and key != "csrfmiddlewaretoken"}
+
+
+def refusal(exc: services.RunError) -> Response:
+    """A refused recipe as the API answers it: `invalid` with its fields, or a refusal of its own
+    (too_much_memory) with the field it concerns."""
+    if exc.code == "invalid":
+        raise serializers.ValidationError({k: [v] for k, v in exc.errors.items()}) from exc
+    return Response(error_body(exc.code, exc.detail, {k: [v] for k, v in exc.errors.items()}),
+                    status=status.HTTP_400_BAD_REQUEST)
+
+
 class RunListCreateApi(APIView):
     parser_classes = [JSONParser, MultiPartParser, FormParser]
 
@@ -282,10 +297,7 @@ class RunListCreateApi(APIView):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         own = serializer.validated_data
-        config = {
-            key: value for key, value in request.data.items()
-            if key not in self.InputSerializer._declared_fields and key != "csrfmiddlewaretoken"
-        }
+        config = recipe_overrides(request.data)
         try:
             run = services.run_create_for(
                 user=request.user, dataset_id=own["dataset"], config=config, name=own.get("name") or "",
@@ -294,10 +306,7 @@ class RunListCreateApi(APIView):
                 preset=own.get("preset") or None,
             )
         except services.RunError as exc:
-            if exc.code != "invalid":  # a refusal of its own (too_much_memory), with the field it concerns
-                return Response(error_body(exc.code, exc.detail, {k: [v] for k, v in exc.errors.items()}),
-                                status=status.HTTP_400_BAD_REQUEST)
-            raise serializers.ValidationError({k: [v] for k, v in exc.errors.items()}) from exc
+            return refusal(exc)
         return Response(self.OutputSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(operation_id="runs_list", responses=RunSummaryOutput(many=True),
@@ -344,18 +353,12 @@ class RunEstimateApi(APIView):
         serializer = RunListCreateApi.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         own = serializer.validated_data
-        config = {
-            key: value for key, value in request.data.items()
-            if key not in RunListCreateApi.InputSerializer._declared_fields and key != "csrfmiddlewaretoken"
-        }
         try:
-            estimate = services.run_estimate_for(user=request.user, dataset_id=own["dataset"], config=config,
+            estimate = services.run_estimate_for(user=request.user, dataset_id=own["dataset"],
+                                                 config=recipe_overrides(request.data),
                                                  preset=own.get("preset") or None)
         except services.RunError as exc:
-            if exc.code != "invalid":
-                return Response(error_body(exc.code, exc.detail, {k: [v] for k, v in exc.errors.items()}),
-                                status=status.HTTP_400_BAD_REQUEST)
-            raise serializers.ValidationError({k: [v] for k, v in exc.errors.items()}) from exc
+            return refusal(exc)
         return Response(estimate)
 
 
