@@ -213,8 +213,8 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int = 15):
             out.write(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
 
 
-@pytest.mark.browser
-def test_the_webcam_page_labels_the_face_the_fake_camera_shows(served_model, live_asgi, browser_factory, tmp_path):
+def fake_camera_page(browser_factory, tmp_path):
+    """A page in a Chromium whose camera is a short video of one face moving over clutter."""
     face, _ = fake_camera_faces()
     frames = []
     for i in range(10):
@@ -229,6 +229,12 @@ def test_the_webcam_page_labels_the_face_the_fake_camera_shows(served_model, liv
     ])
     page = browser.new_page()
     page.set_default_timeout(30_000)
+    return page
+
+
+@pytest.mark.browser
+def test_the_webcam_page_labels_the_face_the_fake_camera_shows(served_model, live_asgi, browser_factory, tmp_path):
+    page = fake_camera_page(browser_factory, tmp_path)
     signup(page, live_asgi.url, "webcamuser")
     page.goto(f"{live_asgi.url}/webcam/")
     label = page.locator("[data-face-label]").first

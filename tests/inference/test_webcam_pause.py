@@ -1,10 +1,9 @@
 """Pause on the webcam page stays paused: no frame goes out, no box stays drawn, a reconnect changes nothing."""
 import pytest
 
-from inference.synthetic import clutter, place
 
 from ..conftest import signup
-from .test_webcam import fake_camera_faces, write_y4m
+from .test_webcam import fake_camera_page
 
 # Counts the frames the page sends (binary messages) and keeps each socket, so the test can drop one.
 SOCKET_SPY = """
@@ -36,20 +35,7 @@ OVERLAY_INK = """() => {
 def test_pause_stays_paused_through_answers_and_a_reconnect_and_resume_goes_live(
     served_model, live_asgi, browser_factory, tmp_path
 ):
-    face, _ = fake_camera_faces()
-    frames = []
-    for i in range(10):
-        frame = clutter(seed=2)
-        place(frame, face, 200 + i, 120)
-        frames.append(frame)
-    video = tmp_path / "camera.y4m"
-    write_y4m(video, frames)
-    browser = browser_factory(extra_args=[
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-video-capture={video}",
-    ])
-    page = browser.new_page()
-    page.set_default_timeout(30_000)
+    page = fake_camera_page(browser_factory, tmp_path)
     page.add_init_script(SOCKET_SPY)
     signup(page, live_asgi.url, "pauser")
     page.goto(f"{live_asgi.url}/webcam/")
