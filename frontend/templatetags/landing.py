@@ -3,6 +3,7 @@ from django import template
 from django.conf import settings
 
 from fercore.classes import CLASSES
+from frontend.templatetags.fer import percent
 
 register = template.Library()
 
@@ -21,5 +22,5 @@ def ferweb_intro() -> dict:
     return {
         "classes": ", ".join(CLASSES),
         "signup_open": settings.FERWEB_OPEN_SIGNUP,
-        "accuracy": None if accuracy is None else f"{100 * accuracy:.1f}%",
+        "accuracy": None if accuracy is None else percent(accuracy),
     }
