@@ -128,8 +128,12 @@ class JobLifecycle:
 
     def queue(self) -> str:
         """The Celery queue the kind's task is routed to (CELERY_TASK_ROUTES)."""
-        task = self.task_function()
-        return task.app.amqp.router.route({}, task.name)["queue"].name
+        return task_queue(self.task)
+
+    def queues(self) -> set[str]:
+        """Every queue the kind's jobs are sent to, whose workers recover them: the task's queue,
+        and more where `_send` sends some jobs another task."""
+        return {self.queue()}
 
     def enqueue(self, job_id: int) -> None:
         """Send the job's task once the current transaction commits (at once outside of one)."""
@@ -300,13 +304,19 @@ class JobLifecycle:
         return True
 
 
+def task_queue(task_path: str) -> str:
+    """The Celery queue a task (by dotted path) is routed to (CELERY_TASK_ROUTES)."""
+    task = import_string(task_path)
+    return task.app.amqp.router.route({}, task.name)["queue"].name
+
+
 def recover_jobs(*, worker: str, queues: set[str] | None = None) -> dict[str, dict[str, list[int]]]:
     """Recover the jobs of every kind whose task goes to one of `queues` (every kind when None)."""
     recovered = {}
     for kind in KINDS:
         label = kind.model._meta.label
         try:
-            if queues is None or kind.queue() in queues:
+            if queues is None or kind.queues() & queues:
                 recovered[label] = kind.recover(worker=worker)
         except Exception:  # one kind's trouble must not keep the others, or the worker, down
             logger.exception("recovering %s jobs for worker %s failed", label, worker)

@@ -227,9 +227,13 @@ ROUTES = {
     "api/datasets/<int:pk>/delete-preview/": [("GET", "/api/datasets/{dataset}/delete-preview/", {200})],
     "api/datasets/<int:pk>/export.zip": [("GET", "/api/datasets/{dataset}/export.zip", {200})],
     "api/datasets/<int:pk>/export.csv": [("GET", "/api/datasets/{dataset}/export.csv", {200})],
+    "api/datasets/<int:pk>/versions/": [("GET", "/api/datasets/{dataset}/versions/", {200})],
+    "api/datasets/<int:pk>/versions/diff/": [("GET", "/api/datasets/{dataset}/versions/diff/?from=1&to=1", {200})],
     "api/datasets/<int:pk>/items/<int:index>.png": [("GET", "/api/datasets/{dataset}/items/0.png", {200})],
     "api/datasets/<int:pk>/items/<int:item>/": [("GET", "/api/datasets/{dataset}/items/1/", {405})],
     "api/datasets/<int:pk>/label-issues/": [("GET", "/api/datasets/{dataset}/label-issues/", {200})],
+    # No body: the default plan (5 folds of the quick preset), estimated without torch.
+    "api/datasets/<int:pk>/label-issues/estimate/": [("POST", "/api/datasets/{dataset}/label-issues/estimate/", {200})],
     "datasets/<int:pk>/label-issues/": [("GET", "/datasets/{dataset}/label-issues/", {200})],
     "api/datasets/<int:pk>/mean/<str:class_name>.png": [("GET", "/api/datasets/{dataset}/mean/happy.png", {200})],
     "labeling/": [("GET", "/labeling/", {200})],
@@ -254,10 +258,14 @@ ROUTES = {
     "api/runs/limits/": [("GET", "/api/runs/limits/", {200}), ("GET", "/api/runs/limits/?dataset={dataset}", {200})],
     "api/runs/estimate/": [("GET", "/api/runs/estimate/", {405})],
     "api/runs/presets/": [("GET", "/api/runs/presets/", {200})],
+    # Both runs are on the dataset's first version: nothing to compare on common faces.
+    "api/runs/compare/data/": [("GET", "/api/runs/compare/data/?ids={run},{finished_run}", {400})],
     "api/runs/<int:pk>/": [("GET", "/api/runs/{run}/", {200}), ("GET", "/api/runs/{finished_run}/", {200})],
     "api/runs/<int:pk>/delete-preview/": [("GET", "/api/runs/{run}/delete-preview/", {200}),
                                           ("GET", "/api/runs/{finished_run}/delete-preview/", {200})],
     "api/runs/<int:pk>/cancel/": [("POST", "/api/runs/{run}/cancel/", {200})],
+    # The dataset has not changed since the run: refused as no_new_version, no run created.
+    "api/runs/<int:pk>/retrain/": [("POST", "/api/runs/{finished_run}/retrain/", {409})],
     # A run stored finished, with no per-face evaluation: the cell answers that it predates them.
     "api/runs/<int:pk>/confusion/": [("GET", "/api/runs/{finished_run}/confusion/?true=fear&predicted=sad", {404})],
     "api/runs/<int:pk>/confusion/review/": [("GET", "/api/runs/{finished_run}/confusion/review/", {405})],

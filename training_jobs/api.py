@@ -145,6 +145,8 @@ class RunBaseOutput(serializers.Serializer):
     best_val_accuracy = serializers.FloatField(allow_null=True)
     epochs_done = serializers.SerializerMethodField()
     init_from_run = serializers.IntegerField(source="init_from_run_id", allow_null=True)
+    retrain_of = serializers.IntegerField(source="retrain_of_id", allow_null=True,
+                                          help_text="The run whose recipe it repeats on a newer dataset version.")
     cancel_requested = serializers.BooleanField()
     tags = serializers.ListField(child=serializers.CharField(), help_text="The owner's short labels for the run.")
     created_at = serializers.DateTimeField()
@@ -544,6 +546,121 @@ class RunConfusionReviewApi(APIView):
         except (ActionRefused, EvaluationMissing) as exc:
             raise _evaluation_refusal(exc) from exc
         return Response(self.OutputSerializer(sent).data)
+
+
+
+# ---------------------------------------------------------------- train again on a newer dataset version
+
+
+class RunRetrainApi(APIView):
+    parser_classes = [JSONParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        force = serializers.BooleanField(
+            default=False, help_text="Train again even when the dataset has not changed since the run (the same "
+                                     "data again, e.g. to see how much results vary).")
+
+        class Meta:
+            ref_name = "RunRetrain"
+
+    @extend_schema(
+        operation_id="runs_retrain", request=InputSerializer,
+        responses={
+            201: RunListCreateApi.OutputSerializer,
+            400: OpenApiResponse(description="The refusals of POST /api/runs/: `invalid` (e.g. `fields.dataset`: "
+                                             "the dataset was deleted), `too_much_memory`, `quota_exceeded`."),
+            404: OpenApiResponse(description="No such run."),
+            409: OpenApiResponse(description="`no_new_version`: the dataset's newest version is the one the run "
+                                             "trained on (or holds the same data); send `force: true` to train "
+                                             "again anyway."),
+            413: OpenApiResponse(description="`quota_exceeded`: the copy of the run's uploaded starting weights "
+                                             "would take your storage over its quota."),
+            429: OpenApiResponse(description="`quota_exceeded`: you have as many runs queued or running as your "
+                                             "quota allows."),
+        },
+        description="Start a new run with the run's recipe on the newest version of its dataset (after relabels "
+                    "and exclusions), named \"<name> (retrained on vN)\"; its `retrain_of` is the run. Starting "
+                    "weights and a teacher whose files are gone are left out, and the answer's `notes` say so. "
+                    "GET /api/runs/compare/data/?ids=<run>,<new run> then says what the data fixes bought.",
+    )
+    def post(self, request, pk):
+        run = selectors.run_get_for(request.user, pk)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            created = services.run_retrain(user=request.user, run=run, force=serializer.validated_data["force"])
+        except services.RunError as exc:
+            if exc.code == "no_new_version":
+                raise ApiError(exc.code, exc.detail, status=status.HTTP_409_CONFLICT) from exc
+            return refusal(exc)
+        return Response(RunListCreateApi.OutputSerializer(created).data, status=status.HTTP_201_CREATED)
+
+
+class DataVersionOutput(serializers.Serializer):
+    number = serializers.IntegerField()
+    content_hash = serializers.CharField(help_text="SHA-256 of its faces, labels, splits and exclusions.")
+    summary = serializers.CharField(help_text="Its change against the version before, in one line.")
+
+
+class CommonFacesRunOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    version = DataVersionOutput(help_text="The dataset version it trained on.")
+    accuracy = serializers.FloatField(allow_null=True, help_text="Its own reported accuracy: its version's held-out "
+                                                                 "faces, its version's labels.")
+    evaluated = serializers.IntegerField(help_text="Faces its evaluation held.")
+    common_accuracy = serializers.FloatField(allow_null=True, help_text="Accuracy on the common faces, against the "
+                                                                        "newer version's labels; null without any.")
+    common_recall = serializers.DictField(child=serializers.FloatField(allow_null=True),
+                                          help_text="{class: recall on the common faces}; null for a class with "
+                                                    "none of them.")
+
+
+class CommonFacesOutput(serializers.Serializer):
+    dataset = RunDatasetOutput()
+    older = CommonFacesRunOutput(help_text="The run on the older version.")
+    newer = CommonFacesRunOutput(help_text="The run on the newer version, whose labels score both.")
+    common_faces = serializers.IntegerField(help_text="Faces both runs evaluated.")
+    relabeled_faces = serializers.IntegerField(help_text="Common faces whose label differs between the versions.")
+    class_counts = serializers.DictField(child=serializers.IntegerField(),
+                                         help_text="{class: common faces}, by the newer version's labels.")
+    versions = DataVersionOutput(many=True, help_text="The versions after the older run's, up to the newer run's.")
+    changes = serializers.CharField(help_text="What changed from the older version to the newer, in one line.")
+    explanation = serializers.CharField(help_text="Why the runs are scored on common faces, in one sentence.")
+
+
+class RunCompareDataApi(APIView):
+    @extend_schema(
+        operation_id="runs_compare_data",
+        parameters=[OpenApiParameter("ids", str, required=True,
+                                     description="Two run ids, comma-separated: runs of one dataset trained on "
+                                                 "different versions of it (e.g. a run and its retrain).")],
+        responses={200: CommonFacesOutput,
+                   400: OpenApiResponse(description="`invalid`: not two run ids. `different_datasets`, "
+                                                    "`same_version`, `no_dataset_version`: runs this comparison "
+                                                    "does not fit."),
+                   404: OpenApiResponse(description="No such run, or `no_evaluation_details`: a run kept no "
+                                                    "per-face evaluation.")},
+        description="What the data fixes bought: both runs scored on the faces both evaluated, against the newer "
+                    "version's labels (accuracy and per-class recall), beside each run's own reported accuracy, "
+                    "with the versions between them. Own accuracies alone do not compare: each is measured on its "
+                    "own version's held-out faces and labels, which differ once labels change.",
+    )
+    def get(self, request):
+        from training_jobs import data_fixes
+        from training_jobs.evaluation_faces import EvaluationMissing
+
+        parts = [part.strip() for part in request.query_params.get("ids", "").split(",") if part.strip()]
+        if len(parts) != 2 or not all(part.isdigit() for part in parts):
+            raise serializers.ValidationError({"ids": ["Give two run ids, comma-separated, e.g. ids=12,15."]})
+        runs = [selectors.run_get_for(request.user, int(part)) for part in parts]
+        try:
+            data = data_fixes.compare_on_common_faces(runs)
+        except data_fixes.NotComparable as exc:
+            raise ApiError(exc.code, str(exc)) from exc
+        except EvaluationMissing as exc:
+            raise _evaluation_refusal(exc) from exc
+        return Response(CommonFacesOutput(data).data)
 
 
 QUOTA = inline_serializer("Quota", {

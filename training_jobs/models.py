@@ -27,6 +27,14 @@ class TrainingRun(Job):
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
     dataset = models.ForeignKey("datasets.Dataset", on_delete=models.PROTECT, related_name="training_runs")
+    dataset_version = models.ForeignKey(
+        "datasets.DatasetVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="training_runs",
+        help_text="The exact version of the dataset it trained on (empty for runs older than versions).",
+    )
+    retrain_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retrains",
+        help_text="The run whose recipe it repeats on a newer version of the data.",
+    )
     name = models.CharField(max_length=200, blank=True)
     config = models.JSONField(default=dict, help_text="The full TrainConfig as a dict (every field, defaults filled in).")
     architecture = models.CharField(max_length=64, db_index=True)

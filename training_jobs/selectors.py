@@ -21,6 +21,20 @@ def run_get_for(user, pk) -> TrainingRun:
     return get_visible_or_404(user, _runs(), pk, "No such run.")
 
 
+
+def run_dataset_version(run: TrainingRun):
+    """The version of its dataset the run trained on (a DatasetVersion), or None when the dataset has none.
+
+    A run records it (dataset_version). For a run from before versions it is the dataset's version 1: a
+    dataset was read-only once a run had used it, until versions came, and its first version keeps the
+    state it held before its first edit since."""
+    from ferweb.datasets.models import DatasetVersion
+
+    if run.dataset_version_id:
+        return run.dataset_version
+    return DatasetVersion.objects.filter(dataset_id=run.dataset_id, number=1).first()
+
+
 def latest_model_version(run: TrainingRun) -> ModelVersion | None:
     return run.model_versions.select_related("owner").first()
 

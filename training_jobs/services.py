@@ -1,10 +1,12 @@
 """Writes for training runs (a finished run registers its model through inference.services).
 Views, tasks, consumers and commands call these."""
 import logging
+import re
 import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -90,8 +92,6 @@ def holdout_error(*, dataset: Dataset, validation_fraction: float, seed: int) ->
     counted from the database, no face read). It needs faces in a training split, and a validation
     face: the dataset's own validation split, or the stratified share of training, which holds out a
     face of every class that has at least two."""
-    import numpy as np
-
     from training_jobs.ml.data import split_role, stratified_holdout
 
     counts = selectors.dataset_training_counts(dataset)
@@ -162,13 +162,15 @@ def run_create(
     queue: bool = True,
     trusted_paths: bool = False,
     preset: str = "",
+    retrain_of: TrainingRun | None = None,
 ) -> TrainingRun:
     """1. check the user's quotas; 2. validate the recipe; 3. check the dataset is ready and the
-    user's (or staff); 4. fit the recipe to the training worker (threads, memory); 5. lock the
-    dataset (immutable once trained on); 6. record the run; 7. queue it after commit (unless the
+    user's (or staff); 4. fit the recipe to the training worker (threads, memory); 5. seal the
+    dataset's newest version, which the run trains on (later edits make new versions); 6. record the run; 7. queue it after commit (unless the
     caller runs it itself: the `train` command). `preset` (already merged into `config`, see
     recipe_from) only names the run when `name` is empty."""
     from ferweb.datasets.services import dataset_lock
+    from ferweb.datasets.versions import version_seal
 
     quotas.check_active_runs(user)
     quotas.check_storage(user, init_checkpoint.size if init_checkpoint is not None else 0)
@@ -202,11 +204,13 @@ def run_create(
     if teacher_run is not None:
         validated["teacher_checkpoint"] = str(best_checkpoint_path(teacher_run))
     dataset_lock(dataset=dataset)
+    dataset_version = version_seal(dataset, user=user)  # the exact labels it trains on, never to change
     estimate = estimates.estimate_for(validated, split_counts=dataset.split_counts, class_counts=dataset.class_counts,
                                       num_items=dataset.num_items)
     run = TrainingRun.objects.create(
         owner=user,
         dataset=dataset,
+        dataset_version=dataset_version,
         phase="queued",
         estimated_seconds=round(estimate.seconds, 1),
         name=name,
@@ -215,6 +219,7 @@ def run_create(
         optimizer=validated["optimizer"],
         init_from_run=init_from_run,
         metrics={"notes": notes} if notes else {},
+        retrain_of=retrain_of,
     )
     if init_checkpoint is not None:
         run.init_checkpoint.save(f"run-{run.pk}-{Path(init_checkpoint.name).name}", init_checkpoint, save=False)
@@ -314,6 +319,95 @@ def run_estimate_for(*, user, dataset_id: int, config: dict, preset: str | None 
     validated, _notes = fit_to_worker(validated, faces=dataset.num_items)
     return estimates.estimate_for(validated, split_counts=dataset.split_counts, class_counts=dataset.class_counts,
                                   num_items=dataset.num_items, measure=True).as_dict()
+
+
+
+# ---------------------------------------------------------------- train again on a newer dataset version
+
+RETRAINED_SUFFIX = re.compile(r" \(retrained on v\d+\)$")
+
+
+@transaction.atomic
+def run_retrain(*, user, run: TrainingRun, force: bool = False) -> TrainingRun:
+    """`run`'s recipe again, on the newest version of its dataset, as a new run that names it (retrain_of).
+
+    1. seal the dataset's newest version (run_create records it as the one the new run trains on);
+    2. refuse (RunError no_new_version) when it is the version the run trained on, or holds the same
+       faces, labels and splits, unless `force`;
+    3. the recipe, its starting weights and teacher kept only where their files still exist (retrain_sources);
+    4. run_create, named "<the run's name> (retrained on vN)", with a note for each file left out.
+    The caller has checked that `user` may see `run` (its owner or staff)."""
+    from ferweb.datasets.versions import version_seal
+
+    newest = version_seal(run.dataset, user=user)
+    trained = selectors.run_dataset_version(run)
+    if not force and trained is not None and (trained.pk == newest.pk or trained.content_hash == newest.content_hash):
+        same = ("is the version" if trained.pk == newest.pk
+                else f"holds the same faces, labels and splits as version {trained.number},")
+        raise RunError({}, code="no_new_version", detail=(
+            f"Nothing changed: version {newest.number} of dataset {run.dataset_id} {same} which run {run.pk} "
+            "trained on. Relabel or exclude faces first, or send force: true to train on the same data again."))
+    config, sources, notes = retrain_sources(run, user=user)
+    base = RETRAINED_SUFFIX.sub("", run.name) or default_run_name(config, dataset=run.dataset)
+    suffix = f" (retrained on v{newest.number})"
+    try:
+        created = run_create(user=user, dataset=run.dataset, config=config, name=base[:200 - len(suffix)] + suffix,
+                             trusted_paths=True, retrain_of=run, **sources)
+    finally:
+        if "init_checkpoint" in sources:
+            sources["init_checkpoint"].close()
+    if notes:
+        created.metrics = {**created.metrics, "notes": created.metrics.get("notes", []) + notes}
+        created.save(update_fields=["metrics"])
+    return created
+
+
+def retrain_sources(run: TrainingRun, *, user) -> tuple[dict, dict, list[str]]:
+    """What run_create takes to repeat `run`'s recipe: (the recipe, run_create's keyword arguments for the
+    starting weights and the teacher, notes on the files that are gone and so left out).
+
+    Starting weights come from the earlier run (init_from_run), a copy of the uploaded file (so deleting
+    either run leaves the other whole), or the path the `train` command was given. A teacher is an exported
+    model (copied, as run_create copies every .onnx teacher), an earlier run's best.pt (that run), or an
+    ensemble, kept as it is. The recipe keeps only the paths that are not set through these arguments."""
+    from django.core.files import File
+
+    config = dict(run.config)
+    init = str(config.pop("init_checkpoint", "") or "")
+    teacher = str(config.pop("teacher_checkpoint", "") or "")
+    sources, notes = {}, []
+    if init and not Path(init).exists():
+        notes.append(f"The starting weights of run {run.pk} ({Path(init).name}) no longer exist: this run starts "
+                     "from random weights.")
+    elif init and run.init_from_run is not None and init == str(best_checkpoint_path(run.init_from_run)):
+        sources["init_from_run"] = run.init_from_run
+    elif init and run.init_checkpoint and init == run.init_checkpoint.path:
+        sources["init_checkpoint"] = File(open(init, "rb"), name=Path(init).name)
+    elif init:
+        config["init_checkpoint"] = init
+    paths = [part.strip() for part in teacher.split(",") if part.strip()]
+    missing = [path for path in paths if not Path(path).exists()]
+    teacher_run = _checkpoint_run(paths[0]) if len(paths) == 1 else None
+    if missing:
+        notes.append(f"The teacher of run {run.pk} ({', '.join(Path(p).name for p in missing)}) no longer exists: "
+                     "this run learns without a teacher.")
+    elif len(paths) == 1 and paths[0].endswith(".onnx"):
+        sources["teacher_model"] = Path(paths[0])
+    elif teacher_run is not None and teacher_run.status == TrainingRun.Status.SUCCEEDED and (
+            user.is_staff or teacher_run.owner_id == user.pk):
+        sources["teacher_run"] = teacher_run
+    elif paths:
+        config["teacher_checkpoint"] = teacher
+    return config, sources, notes
+
+
+def _checkpoint_run(path: str) -> TrainingRun | None:
+    """The run whose best.pt `path` is (runs/<id>/best.pt), if it still exists."""
+    found = Path(path)
+    if found.name != "best.pt" or not found.parent.name.isdigit():
+        return None
+    run = TrainingRun.objects.filter(pk=int(found.parent.name)).first()
+    return run if run is not None and str(best_checkpoint_path(run)) == path else None
 
 
 def teacher_model_file(*, user, choice: str | int | None) -> Path | None:
@@ -695,20 +789,34 @@ def _execute(run: TrainingRun, on_event=None) -> TrainingRun:
     return run
 
 
-def load_train_data(dataset: Dataset):
-    """The dataset's packed faces as TrainData (pixels uint8 [N, 48, 48], labels, split names)."""
-    from ferweb.datasets.selectors import dataset_arrays
+def load_train_data(run: TrainingRun):
+    """The faces the run trains on as TrainData (pixels uint8 [N, 48, 48], labels, split names)."""
     from training_jobs.ml.data import TrainData
 
+    rows, labels, splits, _ids = run_rows(run)
+    pixels = np.load(run.dataset.pixels_path, mmap_mode="r")
+    return TrainData(pixels=np.ascontiguousarray(pixels[rows]), labels=labels, splits=splits)
+
+
+def run_rows(run: TrainingRun) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(rows in the packed faces, labels, splits, item ids) of the faces the run trains on: those of the
+    dataset version it recorded (the dataset's items now, for a run older than versions)."""
+    from ferweb.datasets.selectors import dataset_rows
+    from ferweb.datasets.versions import version_rows
+
+    dataset = run.dataset
     if dataset.status != Dataset.Status.READY:
         raise RunFailure("dataset_unavailable", f"Dataset {dataset.pk} is {dataset.status}, not ready.")
+    if not dataset.pixels_path.exists():
+        raise RunFailure("dataset_unavailable", f"The faces of dataset {dataset.pk} are missing on disk.")
     try:
-        pixels, labels, splits, _ids = dataset_arrays(dataset)
+        found = version_rows(run.dataset_version) if run.dataset_version_id else dataset_rows(dataset)
     except FileNotFoundError:
-        raise RunFailure("dataset_unavailable", f"The faces of dataset {dataset.pk} are missing on disk.") from None
-    if len(labels) == 0:
+        raise RunFailure("dataset_unavailable",
+                         f"Version {run.dataset_version.number} of dataset {dataset.pk} is missing on disk.") from None
+    if len(found[0]) == 0:
         raise RunFailure("dataset_empty", f"Dataset {dataset.pk} has no faces to train on.")
-    return TrainData(pixels=pixels, labels=labels, splits=splits)
+    return found
 
 
 def run_splits(run_id: int):
@@ -716,14 +824,14 @@ def run_splits(run_id: int):
     from training_jobs.ml.config import ConfigError, TrainConfig
     from training_jobs.ml.data import split_data
 
-    run = TrainingRun.objects.filter(pk=run_id).select_related("dataset").first()
+    run = TrainingRun.objects.filter(pk=run_id).select_related("dataset", "dataset_version").first()
     if run is None:
         raise RunFailure("no_run", f"no run {run_id}")
     try:
         config = TrainConfig.from_dict(run.config)
     except ConfigError as exc:
         raise RunFailure("invalid_config", f"The recipe is no longer valid: {exc}") from None
-    data = load_train_data(run.dataset)
+    data = load_train_data(run)
     return run, data, split_data(data, validation_fraction=config.validation_fraction, seed=config.seed)
 
 
@@ -781,18 +889,10 @@ def _train_evaluate_export(run: TrainingRun, on_event=None) -> None:
 def _job_for(run: TrainingRun, *, onnx_path: Path, version: str):
     """The child's plain inputs (the recipe, which packed faces to read, where to write), and the ids of
     the items those faces are, in the same order (the child knows faces by position only)."""
-    from ferweb.datasets.selectors import dataset_rows
     from training_jobs.ml.isolated import Job
 
-    dataset = run.dataset
-    if dataset.status != Dataset.Status.READY:
-        raise RunFailure("dataset_unavailable", f"Dataset {dataset.pk} is {dataset.status}, not ready.")
-    if not dataset.pixels_path.exists():
-        raise RunFailure("dataset_unavailable", f"The faces of dataset {dataset.pk} are missing on disk.")
-    rows, labels, splits, item_ids = dataset_rows(dataset)
-    if len(rows) == 0:
-        raise RunFailure("dataset_empty", f"Dataset {dataset.pk} has no faces to train on.")
-    return Job(config=run.config, pixels_path=str(dataset.pixels_path), rows=rows, labels=labels, splits=splits,
+    rows, labels, splits, item_ids = run_rows(run)
+    return Job(config=run.config, pixels_path=str(run.dataset.pixels_path), rows=rows, labels=labels, splits=splits,
                workdir=str(run.workdir), onnx_path=str(onnx_path), version=version), item_ids
 
 
@@ -831,7 +931,6 @@ def occlusion_for_page(items: list[dict]) -> list[dict]:
     import base64
 
     import cv2
-    import numpy as np
 
     out = []
     for item in items:

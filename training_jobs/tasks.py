@@ -5,7 +5,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.db import close_old_connections
 
-from training_jobs import estimates, services
+from training_jobs import cross_validation, estimates, services
 
 logger = logging.getLogger(__name__)
 
@@ -18,6 +18,16 @@ def train_run(self, run_id: int) -> str:
     that finds nothing queued (its run was cancelled, or taken by an earlier message) does nothing."""
     run = services.run_execute_next(worker=self.request.hostname or "")
     return f"run {run.pk} {run.status}" if run else f"nothing queued (woken for run {run_id})"
+
+
+@shared_task(bind=True, name="training_jobs.tasks.cross_validate_scan", acks_late=True)
+def cross_validate_scan(self, scan_id: int) -> str | None:
+    """A label-error scan by cross-validation: the service claims it (or returns if it is gone, taken
+    or cancelled), trains and scores its folds, and records the outcome."""
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    scan = cross_validation.cv_scan_run(scan_id=scan_id, worker=self.request.hostname or "unknown",
+                                        redelivered=redelivered)
+    return scan.status if scan else None
 
 
 @shared_task(name="training_jobs.tasks.measure_throughput", acks_late=True)

@@ -10,7 +10,7 @@ from fercore.classes import CLASSES
 from ferweb.datasets.models import Dataset
 from ferweb.quotas import QuotaExceeded
 from inference import selectors as registry
-from training_jobs import api, selectors, services
+from training_jobs import api, data_fixes, selectors, services
 from training_jobs.models import TrainingRun
 
 GROUP_TITLES = {
@@ -157,7 +157,8 @@ def run_list(request):
 def run_detail(request, pk):
     run = selectors.run_get_for(request.user, pk)
     run_data = api.RunOutput(run, context={"request": request}).data
-    return render(request, "runs/detail.html", {"run": run, "run_data": run_data, "classes": CLASSES})
+    return render(request, "runs/detail.html", {"run": run, "run_data": run_data, "classes": CLASSES,
+                                                "data_versions": data_fixes.run_page_versions(run)})
 
 
 @login_required
@@ -167,6 +168,7 @@ def run_compare(request):
     return render(request, "runs/compare.html", {
         "runs": runs, "runs_data": api.RunOutput(runs, many=True, context={"request": request}).data,
         "classes": CLASSES, "recipe_fields": _compare_fields(),
+        "common_faces": data_fixes.compare_page_block(runs) if len(runs) == 2 else None,
     })
 
 

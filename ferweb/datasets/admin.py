@@ -1,7 +1,7 @@
 """Admin for datasets and their faces: thumbnails, filters, bulk relabel / move / exclude.
 
-Every bulk edit goes through services.dataset_items_update, so counts follow and
-locked datasets (a run trained on them) stay read-only.
+Every edit goes through services.dataset_items_update, so counts follow and the edit makes a new
+version of the dataset (ferweb.datasets.versions): a version a run trained on never changes.
 """
 from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
@@ -9,7 +9,7 @@ from django.utils.html import format_html, format_html_join
 from fercore.classes import CLASSES
 
 from . import quality, services
-from .models import Dataset, DatasetItem
+from .models import Dataset, DatasetItem, DatasetVersion
 
 MOVE_TO_SPLITS = ("train", "val", "test")
 
@@ -23,7 +23,7 @@ def thumbnail(item: DatasetItem, size: int = 48):
 
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
-    list_display = ("name", "owner", "status", "num_items", "locked", "created_at")
+    list_display = ("name", "owner", "status", "num_items", "trained_on", "created_at")
     list_filter = ("status", ("locked_at", admin.EmptyFieldListFilter))
     search_fields = ("name", "owner__username", "source_name")
     readonly_fields = (
@@ -34,8 +34,8 @@ class DatasetAdmin(admin.ModelAdmin):
     fields = ("name", "owner", "drop_unknown_classes") + readonly_fields
     list_select_related = ("owner",)
 
-    @admin.display(boolean=True, description="read-only")
-    def locked(self, obj):
+    @admin.display(boolean=True, description="trained on")
+    def trained_on(self, obj):
         return obj.is_locked
 
     @admin.display(description="class counts")
@@ -56,11 +56,6 @@ class DatasetAdmin(admin.ModelAdmin):
             ((obj.pk, name, name) for name in CLASSES if obj.class_counts.get(name)),
         )
 
-    def has_change_permission(self, request, obj=None):
-        if obj is not None and obj.is_locked:
-            return False
-        return super().has_change_permission(request, obj)
-
     def has_delete_permission(self, request, obj=None):
         if obj is not None and obj.is_locked:
             return False
@@ -71,10 +66,7 @@ class DatasetAdmin(admin.ModelAdmin):
 
     def delete_queryset(self, request, queryset):
         for dataset in queryset:
-            try:
-                services.dataset_delete(dataset=dataset)
-            except services.DatasetLockedError as error:
-                self.message_user(request, str(error), messages.ERROR)
+            services.dataset_delete(dataset=dataset)
 
 
 class QualityFlagFilter(admin.SimpleListFilter):
@@ -93,12 +85,9 @@ class QualityFlagFilter(admin.SimpleListFilter):
 
 
 def _apply(modeladmin, request, queryset, done: str, **change):
-    try:
-        count = services.dataset_items_update(items=queryset, **change)
-    except services.DatasetLockedError as error:
-        modeladmin.message_user(request, str(error), messages.ERROR)
-        return
-    modeladmin.message_user(request, f"{count} faces {done}; counts recomputed.", messages.SUCCESS)
+    count = services.dataset_items_update(items=queryset, user=request.user, source="admin", **change)
+    modeladmin.message_user(request, f"{count} faces {done}; counts recomputed. The newest version of the dataset records the change.",
+                            messages.SUCCESS)
 
 
 def _relabel_action(index: int, name: str):
@@ -154,17 +143,33 @@ class DatasetItemAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # faces come from imports, where the packed array is written
 
-    def has_change_permission(self, request, obj=None):
-        if obj is not None and obj.dataset.is_locked:
-            return False
-        return super().has_change_permission(request, obj)
-
     def has_delete_permission(self, request, obj=None):
         return False  # rows index the packed array; exclude instead
 
     def save_model(self, request, obj, form, change):
         changed = {name: form.cleaned_data[name] for name in form.changed_data if name in ("label", "split", "excluded")}
-        try:
-            services.dataset_items_update(items=DatasetItem.objects.filter(pk=obj.pk), **changed)
-        except services.DatasetLockedError as error:
-            self.message_user(request, str(error), messages.ERROR)
+        services.dataset_items_update(items=DatasetItem.objects.filter(pk=obj.pk), user=request.user, source="admin",
+                                      **changed)
+
+
+@admin.register(DatasetVersion)
+class DatasetVersionAdmin(admin.ModelAdmin):
+    """The chain of versions: read-only, since edits to the faces make them."""
+
+    list_display = ("dataset", "number", "summary", "source", "num_items", "short_hash", "sealed", "created_at")
+    list_filter = ("source", "sealed")
+    search_fields = ("dataset__name", "summary", "content_hash")
+    list_select_related = ("dataset",)
+
+    @admin.display(description="hash")
+    def short_hash(self, obj):
+        return obj.content_hash[:12]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -7,17 +7,25 @@ faces whose given label is probably wrong. The model is fixed when the scan star
 default, the owner's active model, or one of their versions. A version trained on this very dataset
 saw these faces, so its scores are in-sample (the faces it memorised look right to it): the scan
 records that, and the page says so.
+
+A cross-validation scan scores every face with a model that never saw it instead: k models, each
+trained on the other folds. It trains, so it runs on the `training` queue (its own task, see
+LabelIssueScans._send; training_jobs.cross_validation starts and runs it), and ranks the faces with
+the same `rank_issues`.
 """
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from django.db import models, transaction
+from django.utils.module_loading import import_string
 
 from fercore.classes import CLASSES
-from ferweb.jobs import JobLifecycle
+from ferweb.jobs import JobLifecycle, task_queue
 
 from . import services
 from .models import Dataset, DatasetItem, LabelIssueScan
@@ -27,6 +35,8 @@ logger = logging.getLogger(__name__)
 BATCH = 256  # faces per ONNX Runtime call; progress and the cancel check follow each batch
 CLASSIFYING, RANKING = "classifying", "ranking"  # phases, named on the page
 MODEL_CHOICES = ("default", "active")  # or a model version id
+CROSS_VALIDATION = "cross-validation"  # the model_choice of a scan whose scores come from k folds
+CROSS_VALIDATION_TASK = "training_jobs.tasks.cross_validate_scan"
 IN_SAMPLE_WARNING = (
     "This model was trained on these faces, so its scores are in-sample: it has learned their labels, "
     "wrong ones included, and finds fewer of the mistakes. A model that never saw them gives fairer scores."
@@ -117,31 +127,79 @@ class LabelIssueScans(JobLifecycle):
     retry_fields = {"processed": 0, "progress": 0.0}  # a restart scores every face again
     claim_fields = {"phase": CLASSIFYING}
 
+    def _send(self, job_id: int) -> None:
+        """A cross-validation scan trains, so its task goes to the training queue; others classify."""
+        if LabelIssueScan.objects.filter(pk=job_id, model_choice=CROSS_VALIDATION).exists():
+            self.sent(job_id, import_string(CROSS_VALIDATION_TASK).delay(job_id))
+        else:
+            super()._send(job_id)
+
+    def queues(self) -> set[str]:
+        return {self.queue(), task_queue(CROSS_VALIDATION_TASK)}
+
+    def ended(self, scan: LabelIssueScan) -> None:
+        if scan.model_choice == CROSS_VALIDATION:  # the folds' checkpoints, kept only for a restart
+            folder = cross_validation_dir(scan)
+            transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
+
 
 label_issue_scans = LabelIssueScans()
 
 
-@transaction.atomic
-def scan_start(*, owner, dataset: Dataset, model) -> LabelIssueScan:
-    """Start a scan of `dataset` with `model` (see model_choose); it replaces a finished scan.
+def cross_validation_dir(scan: LabelIssueScan) -> Path:
+    """Where a cross-validation scan trains its folds (checkpoints, each fold's scores); removed when it ends."""
+    return scan.dataset.storage_dir / "label-issues" / f"cross-validation-{scan.pk}"
 
-    Raises ScanRefused: not_ready (the dataset is still importing or failed), scan_running (409: one
-    scan per dataset at a time), invalid (an unknown model).
-    """
-    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)  # one start at a time per dataset
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """What a cross-validation scan trains (training_jobs.cross_validation.cv_plan makes it)."""
+
+    folds: int
+    recipe: dict  # the validated TrainConfig each fold trains
+    estimated_seconds: float
+    label: str  # e.g. "5-fold cross-validation (quick preset)"
+
+
+def scan_refusal(dataset: Dataset) -> ScanRefused | None:
+    """Why no scan of `dataset` can start now: not_ready (importing or failed) or scan_running (one at a time)."""
     if dataset.status != Dataset.Status.READY:
-        raise ScanRefused("not_ready", f"Dataset {dataset.pk} is {dataset.status}; only a ready dataset can be "
-                                       "searched for label errors.", status=409)
+        return ScanRefused("not_ready", f"Dataset {dataset.pk} is {dataset.status}; only a ready dataset can be "
+                                        "searched for label errors.", status=409)
     current = LabelIssueScan.objects.filter(dataset=dataset).first()
     if current is not None and not current.is_finished:
-        raise ScanRefused("scan_running", "A scan of this dataset is already running; wait for it to end "
-                                          "before starting another.", status=409)
-    chosen = model_choose(user=owner, dataset=dataset, model=model)
-    if current is not None:
-        current.delete()
+        return ScanRefused("scan_running", "A scan of this dataset is already running; wait for it to end "
+                                           "before starting another.", status=409)
+    return None
+
+
+@transaction.atomic
+def scan_start(*, owner, dataset: Dataset, model, cross_validation: CrossValidation | None = None) -> LabelIssueScan:
+    """Start a scan of `dataset` with `model` (see model_choose), or by `cross_validation` (model
+    "cross-validation"); it replaces a finished scan.
+
+    Raises ScanRefused: not_ready (the dataset is still importing or failed), scan_running (409: one
+    scan per dataset at a time), invalid (an unknown model, or cross-validation without its plan).
+    """
+    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)  # one start at a time per dataset
+    refusal = scan_refusal(dataset)
+    if refusal is not None:
+        raise refusal
+    fields = {}
+    if model == CROSS_VALIDATION:
+        if cross_validation is None:
+            raise ScanRefused("invalid", "A cross-validation scan needs its folds and recipe "
+                                         "(training_jobs.cross_validation.cv_scan_start).")
+        chosen = ChosenModel(CROSS_VALIDATION, None, cross_validation.label, "", in_sample=False)
+        fields = {"folds": cross_validation.folds, "recipe": cross_validation.recipe,
+                  "estimated_seconds": round(cross_validation.estimated_seconds, 1)}
+    else:
+        chosen = model_choose(user=owner, dataset=dataset, model=model)
+    LabelIssueScan.objects.filter(dataset=dataset).delete()
     scan = LabelIssueScan.objects.create(
         owner=owner, dataset=dataset, model_choice=chosen.choice, model_version_id=chosen.version_id,
         model_label=chosen.label[:100], model_path=chosen.path[:500], in_sample=chosen.in_sample, phase="queued",
+        **fields,
     )
     label_issue_scans.enqueue(scan.pk)
     return scan
@@ -185,7 +243,6 @@ def scan_run(*, scan_id: int, worker: str = "", redelivered: bool = False) -> La
 
 
 def _score(scan: LabelIssueScan) -> tuple[list[dict], dict]:
-    from fercore.label_issues import find_label_issues
     from inference.engine import classify, get_engine
 
     from .selectors import dataset_arrays
@@ -204,6 +261,14 @@ def _score(scan: LabelIssueScan) -> tuple[list[dict], dict]:
             raise _ScanGone()
     if not label_issue_scans.heartbeat(scan, phase=RANKING, progress=95.0):
         raise _ScanGone()
+    return rank_issues(labels, probs, ids)
+
+
+def rank_issues(labels: np.ndarray, probs: np.ndarray, ids: np.ndarray) -> tuple[list[dict], dict]:
+    """Confident learning on the faces' given labels and out-of-sample probabilities [N, 7] -> (the
+    flagged faces by item id, most likely wrong first; the scan's counts). Every kind of scan ranks here."""
+    from fercore.label_issues import find_label_issues
+
     findings = find_label_issues(labels, probs)
     issues = [{"item": int(ids[issue.index]), "given": issue.given, "suggested": issue.suggested,
                "score": round(issue.score, 4)} for issue in findings.issues]
@@ -243,16 +308,18 @@ def scan_issues(scan: LabelIssueScan, limit: int | None = None) -> list[dict]:
 # ---------------------------------------------------------------- a reviewer's decisions
 
 
-def item_decide(*, dataset: Dataset, item_id: int, label: str | None = None, excluded: bool | None = None) -> DatasetItem:
+def item_decide(*, dataset: Dataset, item_id: int, label: str | None = None, excluded: bool | None = None,
+                user=None, source: str = "edit") -> DatasetItem:
     """Relabel a face of `dataset` (a class name) and/or exclude it or take it back; undo is the same
-    call with the previous values. Raises DatasetItem.DoesNotExist, ValueError (an unknown class) and
-    services.DatasetLockedError (a run trained on the dataset: it is read-only)."""
+    call with the previous values. The change makes (or joins) a new version of the dataset. Raises
+    DatasetItem.DoesNotExist and ValueError (an unknown class)."""
     items = DatasetItem.objects.filter(dataset_id=dataset.pk, pk=item_id)
     if not items.exists():
         raise DatasetItem.DoesNotExist(f"Dataset {dataset.pk} has no item {item_id}.")
     if label is not None and label not in CLASSES:
         raise ValueError(f"label must be one of {', '.join(CLASSES)}; got {label!r}")
     services.dataset_items_update(
-        items=items, label=CLASSES.index(label) if label is not None else None, excluded=excluded
+        items=items, label=CLASSES.index(label) if label is not None else None, excluded=excluded,
+        user=user, source=source,
     )
     return items.get()

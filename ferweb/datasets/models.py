@@ -83,6 +83,57 @@ class DatasetItem(models.Model):
         return f"{self.dataset_id}:{self.index} {CLASSES[self.label]}"
 
 
+class DatasetVersion(models.Model):
+    """One immutable state of a dataset's labels: which faces it holds, their labels, splits and exclusions.
+
+    A dataset is a chain of versions: the import makes version 1, and every relabel, exclusion, addition
+    or split move makes a child of the newest one (ferweb.datasets.versions). The state itself lives in
+    a small file (versions/<number>.npz beside the packed faces, which only ever grow); the row keeps
+    its content hash, its parent and a one-line summary of the change. The newest version gathers one
+    person's sitting of edits from one place until it is `sealed`: a run trained on it, it was exported,
+    or the sitting ended. A sealed version never changes.
+    """
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField(help_text="1 for the import, then 2, 3, ... along the chain.")
+    parent = models.ForeignKey(
+        # CASCADE: versions go only with their dataset (or an undone sitting, which has no children).
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
+        help_text="The version this one changed; empty for the import.",
+    )
+    content_hash = models.CharField(
+        max_length=64, help_text="SHA-256 of the faces, labels, splits and exclusions this version holds."
+    )
+    source = models.CharField(
+        max_length=32, help_text="Where the change came from: import, edit, review, confusion, admin or labeling."
+    )
+    summary = models.CharField(max_length=300, blank=True, help_text='The change in one line, e.g. "12 relabeled fear -> sad, 3 excluded".')
+    changes = models.JSONField(
+        default=dict, blank=True,
+        help_text="The change against the parent: {relabeled: {'fear -> sad': n}, excluded, included, added, moved}.",
+    )
+    num_items = models.PositiveIntegerField(default=0, help_text="Faces it holds, excluded ones left out.")
+    class_counts = models.JSONField(default=dict, blank=True)
+    split_counts = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sealed = models.BooleanField(default=False, help_text="Never changes again (a run used it, or it was exported).")
+
+    class Meta:
+        ordering = ["dataset", "-number"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "number"], name="unique_version_number")]
+
+    def __str__(self):
+        return f"{self.dataset.name} v{self.number}"
+
+    @property
+    def state_path(self) -> Path:
+        return self.dataset.storage_dir / "versions" / f"{self.number}.npz"
+
+
 class LabelIssueScan(Job):
     """A search of one dataset for faces whose label is probably wrong (the label-error finder).
 
@@ -123,6 +174,15 @@ class LabelIssueScan(Job):
                   "DatasetItem id; given and suggested: class indices; score 0-1).",
     )
     counts = models.JSONField(default=dict, blank=True, help_text="{scored, flagged, flagged_by_class: {class: n}}.")
+    folds = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Cross-validation: how many folds were trained; empty when a model scored."
+    )
+    recipe = models.JSONField(default=dict, blank=True, help_text="Cross-validation: the recipe each fold trains.")
+    estimated_seconds = models.FloatField(null=True, blank=True, help_text="Cross-validation: the estimate at start.")
+    dataset_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The version whose labels were scored.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

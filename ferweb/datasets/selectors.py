@@ -85,17 +85,22 @@ def dataset_samples(dataset: Dataset, per_class: int = 12) -> dict[str, list[int
 EXPORT_FORMATS = {"zip": ("application/zip", "zip"), "csv": ("text/csv", "csv")}
 
 
-def dataset_export(dataset: Dataset, export_format: str, out) -> str:
-    """Write the dataset's faces (excluded ones left out) to the binary file `out` as a zip of
-    split/class folders or a FER2013 CSV (fercore.exports); the file name to offer. Importing
-    either gives back the same faces, labels and splits."""
+def dataset_export(dataset: Dataset, export_format: str, out, number: int | None = None) -> str:
+    """Write version `number` of the dataset (the newest when None, sealed by the export) to the binary
+    file `out`, excluded faces left out, as a zip of split/class folders or a FER2013 CSV
+    (fercore.exports); the file name to offer. Importing either gives back the same faces, labels and
+    splits. Raises DatasetVersion.DoesNotExist for a version the dataset does not have."""
     from fercore import exports
 
-    pixels, labels, splits, ids = dataset_arrays(dataset)
+    from .versions import version_get, version_rows, version_seal
+
+    version = version_seal(dataset) if number is None else version_get(dataset, number)
+    rows, labels, splits, ids = version_rows(version)
+    pixels = np.ascontiguousarray(np.load(dataset.pixels_path, mmap_mode="r")[rows])
     if export_format == "zip":
         names = dict(DatasetItem.objects.filter(pk__in=ids.tolist()).values_list("pk", "source_name"))
         exports.write_zip(out, pixels, labels, splits, [names.get(int(i), "") for i in ids])
     else:
         out.write(exports.csv_bytes(pixels, labels, splits))
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in dataset.name)[:80] or "dataset"
-    return f"{safe}-{dataset.pk}.{EXPORT_FORMATS[export_format][1]}"
+    return f"{safe}-{dataset.pk}-v{version.number}.{EXPORT_FORMATS[export_format][1]}"

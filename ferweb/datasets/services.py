@@ -19,7 +19,7 @@ from fercore.classes import CLASSES
 from ferweb.deletion import DeletePreview, bytes_on_disk, count
 from ferweb.jobs import JobLifecycle
 
-from . import quality
+from . import quality, versions
 from .models import Dataset, DatasetItem
 from fercore.readers import DatasetError, ReadResult, check_dataset, read_dataset
 
@@ -29,10 +29,6 @@ BULK_BATCH = 5000
 LISTED_MEMBERS = 200
 # Reading is most of the work; the last stretch is saving items.
 READ_SHARE = 90.0
-
-
-class DatasetLockedError(Exception):
-    """A run has trained on the dataset: it is read-only."""
 
 
 class DatasetNameTaken(DatasetError):
@@ -126,19 +122,7 @@ def dataset_create_from_faces(
     DatasetNameTaken when `name` is already one of the owner's (a blank one becomes `default_name`,
     made unique).
     """
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    labels = np.asarray(labels, dtype=np.int64)
-    splits = np.asarray(splits, dtype=str)
-    if pixels.ndim != 3 or pixels.shape[1:] != (48, 48):
-        raise ValueError(f"pixels must be uint8 [N, 48, 48], got shape {list(pixels.shape)}")
-    if not len(pixels):
-        raise ValueError("a dataset needs at least one face")
-    if not (len(labels) == len(splits) == len(source_names) == len(pixels)):
-        raise ValueError("pixels, labels, splits and source_names must have the same length")
-    if labels.min() < 0 or labels.max() >= len(CLASSES):
-        raise ValueError(f"labels must be 0-{len(CLASSES) - 1} ({', '.join(CLASSES)})")
-    if any(not s.strip() or len(s) > 32 for s in splits):
-        raise ValueError("a split name is 1-32 characters, e.g. train, val or test")
+    pixels, labels, splits = _checked_faces(pixels, labels, splits, source_names)
     dataset = Dataset.objects.create(
         owner=owner, name=dataset_name(owner=owner, name=name, default=default_name),
         source_name=source_name[:255], source_format=source_format[:16],
@@ -159,6 +143,53 @@ def dataset_create_from_faces(
         raise
     dataset.refresh_from_db()
     return dataset
+
+
+def _checked_faces(pixels, labels, splits, source_names) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pixels uint8 [N, 48, 48], labels int64, splits str) or ValueError saying what is wrong."""
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    labels = np.asarray(labels, dtype=np.int64)
+    splits = np.asarray(splits, dtype=str)
+    if pixels.ndim != 3 or pixels.shape[1:] != (48, 48):
+        raise ValueError(f"pixels must be uint8 [N, 48, 48], got shape {list(pixels.shape)}")
+    if not len(pixels):
+        raise ValueError("a dataset needs at least one face")
+    if not (len(labels) == len(splits) == len(source_names) == len(pixels)):
+        raise ValueError("pixels, labels, splits and source_names must have the same length")
+    if labels.min() < 0 or labels.max() >= len(CLASSES):
+        raise ValueError(f"labels must be 0-{len(CLASSES) - 1} ({', '.join(CLASSES)})")
+    if any(not s.strip() or len(s) > 32 for s in splits):
+        raise ValueError("a split name is 1-32 characters, e.g. train, val or test")
+    return pixels, labels, splits
+
+
+@transaction.atomic
+def dataset_add_faces(*, dataset: Dataset, pixels, labels, splits, source_names: list[str], user=None,
+                      source: str = "labeling"):
+    """Add faces that are already cropped and labeled to a ready dataset: a new version of it.
+
+    1. the packed array grows (written beside it, then swapped in: a run reading the old file keeps it);
+    2. one item per new face, after the last; 3. counts and mean faces follow; 4. version_record.
+    Earlier versions name rows the array still holds, so they stay as they were. Raises ValueError.
+    """
+    pixels, labels, splits = _checked_faces(pixels, labels, splits, source_names)
+    dataset = Dataset.objects.select_for_update().get(pk=dataset.pk)
+    if dataset.status != Dataset.Status.READY:
+        raise ValueError(f"dataset {dataset.pk} is {dataset.status}; faces can be added to a ready dataset")
+    versions.version_initial(dataset)
+    packed = np.load(dataset.pixels_path)
+    start = len(packed)
+    staging = dataset.storage_dir / "pixels.npy.partial"
+    with open(staging, "wb") as handle:
+        np.save(handle, np.concatenate([packed, pixels]))
+    DatasetItem.objects.bulk_create(
+        DatasetItem(dataset_id=dataset.pk, index=start + i, label=int(labels[i]), split=str(splits[i]),
+                    source_name=str(source_names[i])[-255:])
+        for i in range(len(pixels))
+    )
+    os.replace(staging, dataset.pixels_path)
+    dataset_recount(dataset=dataset)
+    return versions.version_record(dataset, user=user, source=source)
 
 
 # ---------------------------------------------------------------- import job
@@ -301,6 +332,7 @@ def _store(dataset: Dataset, result: ReadResult) -> None:
             report = {**report, **counts.pop("report")}
             if not dataset_imports.finish(dataset, Dataset.Status.READY, progress=100, report=report, **counts):
                 raise DatasetError("gone", "The import was cancelled, deleted or taken over meanwhile.")
+            versions.version_initial(dataset)
     except BaseException:
         staging.unlink(missing_ok=True)
         if not dataset_imports.held(dataset).exists():  # cancelled or deleted meanwhile: leave no folder behind
@@ -359,9 +391,12 @@ def dataset_recount(*, dataset: Dataset) -> Dataset:
 
 @transaction.atomic
 def dataset_items_update(
-    *, items, label: int | None = None, split: str | None = None, excluded: bool | None = None
+    *, items, label: int | None = None, split: str | None = None, excluded: bool | None = None,
+    user=None, source: str = "edit",
 ) -> int:
-    """Relabel, move to a split, exclude or include items; counts follow. Refused on locked datasets."""
+    """Relabel, move to a split, exclude or include items; counts follow, and each dataset touched gets
+    a new version (versions.version_record: `source` and `user` say where the change came from).
+    The versions runs trained on never change."""
     changes = {}
     if label is not None:
         if not 0 <= label < len(CLASSES):
@@ -375,13 +410,12 @@ def dataset_items_update(
         changes["excluded"] = excluded
     dataset_ids = set(items.values_list("dataset_id", flat=True).distinct())
     datasets = list(Dataset.objects.select_for_update().filter(id__in=dataset_ids))
-    locked = [d for d in datasets if d.is_locked]
-    if locked:
-        names = ", ".join(str(d) for d in locked)
-        raise DatasetLockedError(f"Read-only: a training run has used {names}; its items cannot change.")
+    for dataset in datasets:  # a dataset from before versions keeps its state before the edit as version 1
+        versions.version_initial(dataset)
     updated = items.update(**changes) if changes else 0
     for dataset in datasets:
         dataset_recount(dataset=dataset)
+        versions.version_record(dataset, user=user, source=source)
     return updated
 
 

@@ -51,8 +51,31 @@ def dataset_detail(request, pk):
             skipped=dataset.report.get("skipped", {}),
             no_face=dataset.report.get("no_face", {}),
             dropped=dataset.report.get("dropped_classes", {}),
+            versions=_versions(dataset),
+            flagged=_flagged_sample(dataset),
         )
     return render(request, "datasets/detail.html", context)
+
+
+def _versions(dataset: Dataset) -> list:
+    """The chain, newest first, each version with the runs trained on it (through the reverse relation:
+    this app imports no training code)."""
+    from .versions import version_chain
+
+    chain = version_chain(dataset)
+    for version in chain:
+        version.runs = list(version.training_runs.order_by("-created_at", "-id"))
+    return chain
+
+
+def _flagged_sample(dataset: Dataset, n: int = 8) -> list[dict]:
+    """The label-error finder's most suspect faces, when a scan succeeded: what the page shows of it."""
+    from . import label_issues
+
+    scan = label_issues.scan_of(dataset)
+    if scan is None or scan.status != scan.Status.SUCCEEDED:
+        return []
+    return label_issues.scan_issues(scan, limit=n)
 
 
 @login_required
@@ -70,7 +93,7 @@ def dataset_label_issues(request, pk):
     ]
     return render(request, "datasets/label_issues.html", {
         "dataset": dataset, "classes": CLASSES, "versions": versions,
-        "finder": {"dataset": dataset.pk, "ready": dataset.status == Dataset.Status.READY, "locked": dataset.is_locked,
+        "finder": {"dataset": dataset.pk, "ready": dataset.status == Dataset.Status.READY,
                    "active_in_sample": label_issues.trained_on(dataset, active_model_for(request.user).model_version_id),
                    "in_sample_warning": label_issues.IN_SAMPLE_WARNING},
     })

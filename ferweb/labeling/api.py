@@ -386,9 +386,14 @@ class SetCreateDatasetApi(APIView):
         test_share = serializers.FloatField(required=False, default=0.0,
                                             help_text="Share of each class put in a test split (0: all train).")
         seed = serializers.IntegerField(required=False, default=0, help_text="Seed of the stratified test split.")
+        dataset = serializers.IntegerField(
+            required=False, help_text="Add the faces to this ready dataset of yours, as a new version of it, instead "
+                                      "of creating a dataset.")
 
     class OutputSerializer(LabelingSetDatasetOutput):
-        """The new ready dataset."""
+        """The new ready dataset (or the one the faces were added to)."""
+
+        added = serializers.IntegerField(help_text="Faces this call put in the dataset.")
 
         class_counts = serializers.DictField(child=serializers.IntegerField(), help_text="{class: n}.")
         split_counts = serializers.DictField(child=serializers.IntegerField(), help_text="{split: n}.")
@@ -397,7 +402,7 @@ class SetCreateDatasetApi(APIView):
             ref_name = "LabelingDatasetCreated"
 
     @extend_schema(request=LabelingCreateDatasetSerializer,
-                   responses={201: OutputSerializer,
+                   responses={201: OutputSerializer, 200: OutputSerializer,
                               400: OpenApiResponse(description="{detail, code}: nothing confirmed, bad test share; "
                                                                "`name_taken` (with `fields.name`): you already "
                                                                "have a dataset of that name.")})
@@ -405,10 +410,24 @@ class SetCreateDatasetApi(APIView):
         labeling_set = selectors.set_get_for(request.user, pk)
         serializer = self.LabelingCreateDatasetSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        options = dict(serializer.validated_data)
+        if "dataset" in options:
+            options["into"] = _own_ready_dataset(request.user, options.pop("dataset"))
         try:
-            dataset = services.labeling_create_dataset(
-                labeling_set=labeling_set, owner=request.user, **serializer.validated_data
-            )
+            dataset = services.labeling_create_dataset(labeling_set=labeling_set, owner=request.user, **options)
         except LabelingError as error:
             return refused(error)
-        return Response(self.OutputSerializer(dataset).data, status=status.HTTP_201_CREATED)
+        added = "into" in options
+        return Response(self.OutputSerializer(dataset).data, status=status.HTTP_200_OK if added else status.HTTP_201_CREATED)
+
+
+def _own_ready_dataset(user, pk: int):
+    """The user's ready dataset `pk`, or a 400 on the `dataset` field."""
+    from ferweb.datasets.models import Dataset
+
+    dataset = Dataset.objects.filter(pk=pk, owner=user, archived_at__isnull=True).first()
+    if dataset is None:
+        raise serializers.ValidationError({"dataset": [f"You have no dataset {pk}."]})
+    if dataset.status != Dataset.Status.READY:
+        raise serializers.ValidationError({"dataset": [f"Dataset {pk} is {dataset.status}, not ready."]})
+    return dataset

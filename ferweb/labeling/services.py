@@ -395,10 +395,11 @@ def stratified_splits(labels: np.ndarray, *, test_share: float, seed: int) -> np
 
 @transaction.atomic
 def labeling_create_dataset(
-    *, labeling_set: LabelingSet, owner, name: str = "", test_share: float = 0.0, seed: int = 0
+    *, labeling_set: LabelingSet, owner, name: str = "", test_share: float = 0.0, seed: int = 0, into=None
 ):
-    """A ready dataset from the confirmed faces: all in train, or a stratified test share."""
-    from ferweb.datasets.services import DatasetNameTaken, dataset_create_from_faces
+    """A ready dataset from the confirmed faces: all in train, or a stratified test share. With `into`
+    (a ready dataset of the owner's), the faces are added to it instead, as a new version of it."""
+    from ferweb.datasets.services import DatasetNameTaken, dataset_add_faces, dataset_create_from_faces
 
     if not 0.0 <= test_share <= MAX_TEST_SHARE:
         raise LabelingError("bad_test_share", f"test_share is between 0 and {MAX_TEST_SHARE} (0.2 for 20%).")
@@ -412,16 +413,28 @@ def labeling_create_dataset(
         )
     pixels = np.stack([cv2.imdecode(np.frombuffer(bytes(png), np.uint8), cv2.IMREAD_GRAYSCALE) for png, _, _ in rows])
     labels = np.asarray([label for _, label, _ in rows], dtype=np.int64)
-    try:
-        dataset = dataset_create_from_faces(
-            owner=owner, name=name, default_name=f"{labeling_set.name} (labeled)",
-            pixels=pixels, labels=labels, splits=stratified_splits(labels, test_share=test_share, seed=seed),
-            source_names=[source for _, _, source in rows],
-            source_name=f"Labeling set #{labeling_set.pk}: {labeling_set.name}",
-        )
-    except DatasetNameTaken as error:
-        raise LabelingError(error.code, error.message, field="name") from None
+    faces = {"pixels": pixels, "labels": labels, "splits": stratified_splits(labels, test_share=test_share, seed=seed),
+             "source_names": [source for _, _, source in rows]}
+    if into is not None:
+        if labeling_set.datasets.filter(pk=into.pk).exists():
+            raise LabelingError("already_added", f"These faces were already added to dataset #{into.pk} "
+                                                 f"\u201c{into.name}\u201d.", field="dataset")
+        try:
+            dataset_add_faces(dataset=into, user=owner, **faces)
+        except ValueError as error:
+            raise LabelingError("invalid", str(error), field="dataset") from None
+        dataset = into
+        dataset.refresh_from_db()
+    else:
+        try:
+            dataset = dataset_create_from_faces(
+                owner=owner, name=name, default_name=f"{labeling_set.name} (labeled)",
+                source_name=f"Labeling set #{labeling_set.pk}: {labeling_set.name}", **faces,
+            )
+        except DatasetNameTaken as error:
+            raise LabelingError(error.code, error.message, field="name") from None
     labeling_set.datasets.add(dataset)
+    dataset.added = len(rows)
     return dataset
 
 

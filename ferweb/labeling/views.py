@@ -44,7 +44,11 @@ def set_detail(request, pk):
     data = LabelingSetDetailOutput(labeling_set).data
     # The queue's order and class filter travel with the status filters and the pager.
     keep = urlencode({k: v for k, v in (("order", order), ("predicted", predicted)) if v and v != "upload"})
+    from ferweb.datasets.models import Dataset
+
     return render(request, "labeling/detail.html", {
+        "own_datasets": Dataset.objects.filter(owner=request.user, status=Dataset.Status.READY,
+                                               archived_at__isnull=True).only("id", "name", "num_items")[:100],
         "set": labeling_set,
         "data": data,
         "classes": CLASSES,

@@ -80,22 +80,27 @@ def test_the_dataset_page_shows_class_counts_and_mean_faces(staff, dataset):
     assert f"/api/datasets/{dataset.pk}/mean/happy.png" in html
 
 
-def test_a_dataset_a_run_trained_on_is_read_only(staff, dataset):
+def test_on_a_dataset_a_run_trained_on_admin_edits_make_a_new_version(staff, dataset):
+    from ferweb.datasets import versions
+
     dataset_lock(dataset=dataset)
+    trained = versions.version_seal(dataset)  # what run_create does
     items = list(DatasetItem.objects.filter(dataset=dataset)[:3])
     response = act(staff, "relabel_to_fear", items)
-    assert f"Read-only: a training run has used {dataset}; its items cannot change." in response.content.decode()
-    assert not DatasetItem.objects.filter(dataset=dataset, label=CLASSES.index("fear")).exists()
-    dataset.refresh_from_db()
-    assert dataset.class_counts["happy"] == 6
+    assert "3 faces relabelled fear; counts recomputed. The newest version of the dataset records the change." in response.content.decode()
+    newest = versions.version_head(dataset)
+    assert newest.number == 2 and newest.parent == trained and newest.source == "admin"
+    assert sum(newest.changes["relabeled"].values()) == 3
+    assert not (versions.load_state(trained).labels == CLASSES.index("fear")).any()  # the run's version is as it was
 
     change = staff.get(f"/admin/datasets/datasetitem/{items[0].pk}/change/").content.decode()
-    assert 'name="label"' not in change  # shown, not editable
-    page = staff.get(f"/admin/datasets/dataset/{dataset.pk}/change/").content.decode()
-    assert 'name="name"' not in page and "Delete" not in page
+    assert 'name="label"' in change
+    history = staff.get("/admin/datasets/datasetversion/").content.decode()
+    assert "3 relabeled" in history
     response = staff.post(f"/admin/datasets/dataset/{dataset.pk}/delete/", {"post": "yes"})
-    assert response.status_code == 403
+    assert response.status_code == 403  # runs keep it (the owner's delete archives it)
     assert Dataset.objects.filter(pk=dataset.pk).exists()
+
 
 
 def test_only_staff_reach_the_admin(alice, dataset):

@@ -118,9 +118,6 @@ def test_models_it_cannot_use_are_refused_with_the_choices(alice_api, bob, band_
         refused = alice_api.post(url, {"model": model}, format="json")
         assert refused.status_code == 400 and refused.json()["code"] == "invalid"
         assert '"default", "active"' in refused.json()["detail"]
-    cross = alice_api.post(url, {"model": "cross-validation", "folds": 5}, format="json")
-    assert cross.status_code == 400 and cross.json()["code"] == "not_available"
-    assert "not offered yet" in cross.json()["detail"]
     assert not LabelIssueScan.objects.exists()
 
 
@@ -159,19 +156,6 @@ def test_decisions_relabel_exclude_and_undo(alice_api, flipped):
                           format="json").status_code == 404
 
 
-def test_a_locked_dataset_refuses_decisions_and_the_page_says_so(alice, alice_api, flipped):
-    from ferweb.datasets.services import dataset_lock
-
-    dataset, _, _, ids = flipped
-    dataset_lock(dataset=dataset)
-    refused = alice_api.post(f"/api/datasets/{dataset.pk}/items/{ids[0]}/", {"excluded": True}, format="json")
-    assert refused.status_code == 409 and refused.json()["code"] == "locked"
-    assert "read-only" in refused.json()["detail"]
-    assert alice_api.get(f"/api/datasets/{dataset.pk}/label-issues/").json()["locked"] is True
-    page = browser_of(alice).get(f"/datasets/{dataset.pk}/label-issues/").content.decode()
-    assert 'id="finder-locked"' in page and "cannot be relabeled or excluded" in page
-
-
 def test_the_dataset_page_links_to_the_finder(alice, alice_api, band_default, flipped, scan_now):
     dataset = flipped[0]
     page = browser_of(alice).get(f"/datasets/{dataset.pk}/").content.decode()
@@ -203,7 +187,13 @@ def test_every_answer_matches_the_schema(alice, alice_api, band_default, flipped
     assert check(openapi, alice_api.get(url), path)["status"] == "failed"
     assert check(openapi, scan_now(alice_api, dataset.pk, model="default"), path, "post")["status"] == "queued"
     assert check(openapi, alice_api.get(url), path)["issues"]
-    assert check(openapi, alice_api.post(url, {"model": "cross-validation"}, format="json"), path, "post")["code"]
+    cross = check(openapi, alice_api.post(url, {"model": "cross-validation", "folds": 3}, format="json"), path, "post")
+    assert (cross["status"], cross["folds"], cross["model"]["choice"]) == ("queued", 3, "cross-validation")
+    assert check(openapi, alice_api.get(url), path)["estimated_seconds"] == cross["estimated_seconds"] > 0
+    estimate = alice_api.post(f"{url}estimate/", {"folds": 4}, format="json")
+    assert check(openapi, estimate, path + "estimate/", "post")["estimated_seconds"] > 0
+    assert check(openapi, alice_api.post(f"{url}estimate/", {"folds": 1}, format="json"), path + "estimate/",
+                 "post")["fields"]["folds"]
     decided = alice_api.post(f"/api/datasets/{dataset.pk}/items/{ids[0]}/", {"label": "sad"}, format="json")
     assert check(openapi, decided, item_path, "post")["label"] == "sad"
 

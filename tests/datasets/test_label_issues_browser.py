@@ -5,7 +5,7 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 
 from fercore.classes import CLASSES
-from ferweb.datasets.models import DatasetItem
+from ferweb.datasets.models import DatasetItem, LabelIssueScan
 from tests.conftest import signup
 from tests.datasets.label_issue_faces import band_model, flipped_dataset
 
@@ -77,4 +77,29 @@ def test_reviewing_flagged_faces_with_the_keyboard(band_default, live_asgi, page
     page.keyboard.press("s")
     wait_done(3)
     assert item_state(third)[1] is False  # a skip changes nothing
+    connections.close_all()
+
+
+def test_cross_validation_is_estimated_before_it_starts_then_scores_every_face(live_asgi, page):
+    signup(page, live_asgi.url, "dora")
+    dora = get_user_model().objects.get(username="dora")
+    dataset, truth, flips, ids = flipped_dataset(dora)
+    connections.close_all()
+
+    page.goto(f"{live_asgi.url}/datasets/{dataset.pk}/label-issues/")
+    assert page.is_hidden("#finder-folds-field") and page.is_hidden("#finder-estimate")
+    page.select_option("#finder-model", "cross-validation")
+    page.fill("#finder-folds", "2")
+    page.dispatch_event("#finder-folds", "change")
+    page.wait_for_function("document.getElementById('finder-estimate-time').textContent.includes('2-fold')")
+    estimate = page.inner_text("#finder-estimate-time")
+    assert estimate.startswith("about ") and "on the training worker (2-fold cross-validation (quick preset))" in estimate
+
+    page.click("#finder-run")
+    # Two folds of the quick preset on 140 faces, on the test worker's training queue.
+    page.wait_for_selector("#finder-review", state="visible", timeout=240_000)
+    assert f"of {len(truth)} faces flagged" in page.inner_text("#finder-summary")
+    scan = LabelIssueScan.objects.get(dataset=dataset)
+    assert scan.folds == 2 and scan.model_choice == "cross-validation" and scan.processed == len(truth)
+    assert scan.dataset_version is not None and scan.dataset_version.sealed
     connections.close_all()

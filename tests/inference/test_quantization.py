@@ -88,7 +88,7 @@ def test_with_a_run_the_int8_model_is_compared_on_that_runs_hold_out(tmp_path, a
     dataset = make_ready_dataset(alice, per_class=10, splits=(1.0, 0.0, 0.0))
     run = TrainingRun.objects.create(owner=alice, dataset=dataset, architecture="fast_resnet", optimizer="adamw",
                                      config={"validation_fraction": 0.2, "seed": 3})
-    _, held = stratified_holdout(load_train_data(dataset).labels, 0.2, 3)
+    _, held = stratified_holdout(load_train_data(run).labels, 0.2, 3)
     model = contract_model(tmp_path / "m.onnx", seed=3)
     out = io.StringIO()
     card = tmp_path / "m.json"

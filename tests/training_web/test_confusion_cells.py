@@ -163,14 +163,16 @@ class TestCellActions:
         assert [f.proposed_probability for f in faces] == pytest.approx([0.6, 0.7, 0.8, 0.9], abs=1e-3)
         assert not DatasetItem.objects.filter(excluded=True).exists()  # the dataset is untouched
 
-    def test_review_works_on_a_dataset_that_runs_made_read_only(self, alice_api, alice, ready_dataset):
-        from ferweb.datasets.services import dataset_lock
+    def test_a_decision_on_a_dataset_a_run_trained_on_makes_a_new_version(self, alice_api, alice, ready_dataset):
+        from ferweb.datasets import versions
 
         run, confused = evaluated_run(alice, ready_dataset)
-        dataset_lock(dataset=ready_dataset)
-        refused = alice_api.post(f"/api/datasets/{ready_dataset.pk}/items/{confused[0].pk}/", {"excluded": True},
-                                 format="json")
-        assert refused.status_code == 409
+        trained = versions.version_seal(ready_dataset)
+        done = alice_api.post(f"/api/datasets/{ready_dataset.pk}/items/{confused[0].pk}/",
+                              {"excluded": True, "source": "confusion"}, format="json")
+        assert done.status_code == 200 and done.json()["excluded"] is True
+        newest = versions.version_head(ready_dataset)
+        assert newest.parent == trained and newest.source == "confusion" and newest.changes["excluded"] == 1
         assert self.review(alice_api, run, [confused[0].pk]).status_code == 200
 
     def test_faces_the_run_did_not_evaluate_are_refused(self, alice_api, alice, ready_dataset):
@@ -224,23 +226,26 @@ def test_a_click_on_a_cell_lists_its_faces_and_one_can_be_excluded(live_asgi, pa
     cards.nth(0).locator("input[type=checkbox]").check()
     page.click("#confusion-cell-exclude")
     page.wait_for_function("document.getElementById('confusion-cell-outcome').textContent.includes('excluded')")
-    assert page.inner_text("#confusion-cell-outcome").strip() == "1 face excluded from the dataset."
+    assert page.inner_text("#confusion-cell-outcome").strip().startswith("1 face excluded from the dataset.")
     assert "excluded" in page.locator("#confusion-cell-faces .cell-face").nth(0).inner_text()
     assert DatasetItem.objects.get(pk=confused[-1].pk).excluded
     connections.close_all()
     shot(page, "confusion-cell")
 
-    # Once a run has trained on the dataset it is read-only: the refusal is shown as it is, with the way left.
-    from ferweb.datasets.services import dataset_lock
+    # Once a run has trained on the dataset, a decision makes a new version of it; the run keeps its own.
+    from ferweb.datasets import versions
 
-    dataset_lock(dataset=dataset)
+    trained = versions.version_seal(dataset)
     connections.close_all()
     cards.nth(1).locator("input[type=checkbox]").check()
-    page.select_option("#confusion-cell-label", "happy")
+    page.select_option("#confusion-cell-label", "fear")
     page.click("#confusion-cell-relabel")
-    page.wait_for_selector("#confusion-cell-outcome.error")
-    assert "read-only" in page.inner_text("#confusion-cell-outcome")
-    assert "send the faces to labeling" in page.inner_text("#confusion-cell-outcome")
+    page.wait_for_function("document.querySelector('#confusion-cell-outcome').textContent.includes('relabeled')")
+    assert "newest version records it" in page.inner_text("#confusion-cell-outcome")
+    newest = versions.version_head(dataset)
+    assert newest.parent == trained and newest.changes["relabeled"] == {"happy -> fear": 1}
+    connections.close_all()
+    cards.nth(1).locator("input[type=checkbox]").check()  # the relabeled face's card was redrawn, unticked
     page.click("#confusion-cell-review")
     page.wait_for_selector("#confusion-cell-outcome a")
     assert page.inner_text("#confusion-cell-outcome").startswith("1 face sent to the labeling set")

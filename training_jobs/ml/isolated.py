@@ -48,6 +48,7 @@ class Job:
     onnx_path: str  # where the exported model goes
     version: str  # fer.version of the exported model
     check_faces: int = 16  # held-out faces the ONNX parity check runs on
+    export: bool = True  # False: train and evaluate only (a cross-validation fold); no ONNX file, "export" None
 
 
 @dataclass
@@ -239,9 +240,9 @@ def load_faces(job: Job):
 
 def run_job(job: Job, *, on_event, should_stop) -> dict:
     """1. validate the recipe; 2. read the faces; 3. train (resuming from workdir/last.pt);
-    4. export the best weights to ONNX and prove parity on held-out faces; 5. measure latency.
-    Returns plain data: what the parent stores on the run and its model version, with the evaluated
-    faces one by one (TrainResult.evaluation)."""
+    4. export the best weights to ONNX and prove parity on held-out faces; 5. measure latency
+    (4 and 5 only with `job.export`). Returns plain data: what the parent stores on the run and its
+    model version, with the evaluated faces one by one (TrainResult.evaluation)."""
     from fercore.preprocess import to_model_input
     from training_jobs.ml import trainer
     from training_jobs.ml.config import TrainConfig
@@ -256,6 +257,15 @@ def run_job(job: Job, *, on_event, should_stop) -> dict:
     metrics = dict(result.metrics)
     metrics.update(temperature=result.temperature, stopped_early=result.stopped_early, notes=result.notes,
                    device=result.device, resumed_from_epoch=result.resumed_from_epoch)
+    outcome = {
+        "history": result.history, "param_count": result.param_count, "wall_time_s": result.wall_time_s,
+        "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy, "metrics": metrics,
+        "occlusion": result.occlusion,
+        "evaluation": result.evaluation,  # rows are positions in job.rows; the parent maps them to its items
+        "export": None,
+    }
+    if not job.export:
+        return outcome
     on_event({"type": "run.status", "phase": "exporting", "message": "exporting to ONNX"})
     held_out = split_data(data, validation_fraction=config.validation_fraction, seed=config.seed).test
     check = to_model_input(data.pixels[held_out[:job.check_faces]])
@@ -263,10 +273,6 @@ def run_job(job: Job, *, on_event, should_stop) -> dict:
     report = export_onnx(result.model, job.onnx_path, architecture=config.architecture, version=job.version,
                          metrics=small, temperature=result.temperature, tta_flip=config.tta_flip,
                          check_batch=check if len(check) else None)
-    return {
-        "history": result.history, "param_count": result.param_count, "wall_time_s": result.wall_time_s,
-        "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy, "metrics": metrics,
-        "occlusion": result.occlusion,
-        "evaluation": result.evaluation,  # rows are positions in job.rows; the parent maps them to its items
-        "export": {"metrics": small, "max_abs_diff": report.max_abs_diff, "latency_ms": onnx_latency_ms(report.path)},
-    }
+    outcome["export"] = {"metrics": small, "max_abs_diff": report.max_abs_diff,
+                         "latency_ms": onnx_latency_ms(report.path)}
+    return outcome

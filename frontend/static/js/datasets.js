@@ -233,3 +233,60 @@
     if (payload) setupDetail(JSON.parse(payload.textContent));
   });
 })();
+
+// Dataset page: the changes between two versions of the chain, face by face.
+(function () {
+  const form = document.getElementById("version-diff-form");
+  if (!form) return;
+  const { api } = window.FerWeb;
+  const data = JSON.parse(document.getElementById("dataset-data").textContent);
+  const out = document.getElementById("version-diff");
+  const SHOWN = 120;
+
+  function faceOf(face) {
+    const figure = document.createElement("figure");
+    figure.className = "diff-face";
+    figure.dataset.change = face.change;
+    figure.dataset.item = face.item;
+    const img = document.createElement("img");
+    img.src = `/api/datasets/${data.id}/items/${face.index}.png`;
+    img.alt = `face ${face.index}`;
+    img.title = face.source_name || `face ${face.index + 1}`;
+    img.loading = "lazy";
+    const caption = document.createElement("figcaption");
+    caption.textContent = face.change === "relabeled" || face.change === "moved"
+      ? `${face.before} → ${face.after}` : `${face.change} (${face.after || face.before})`;
+    figure.append(img, caption);
+    return figure;
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const from = form.querySelector("#diff-from").value;
+    const to = form.querySelector("#diff-to").value;
+    out.textContent = "Comparing…";
+    try {
+      const diff = await api(`/api/datasets/${data.id}/versions/diff/?from=${from}&to=${to}&limit=${SHOWN}`);
+      out.replaceChildren();
+      const head = document.createElement("p");
+      head.id = "version-diff-summary";
+      head.textContent = `v${diff.from} → v${diff.to}: ${diff.summary}.`;
+      out.append(head);
+      if (diff.faces.length) {
+        const faces = document.createElement("div");
+        faces.className = "diff-faces";
+        faces.append(...diff.faces.map(faceOf));
+        out.append(faces);
+      }
+      if (diff.count > diff.faces.length) {
+        const more = document.createElement("p");
+        more.className = "muted";
+        more.textContent = `Showing ${diff.faces.length} of ${diff.count} changed faces.`;
+        out.append(more);
+      }
+    } catch (error) {
+      out.textContent = error.message;
+      out.className = "error";
+    }
+  });
+})();

@@ -9,6 +9,7 @@
   const base = `/api/datasets/${finder.dataset}`;
   const $ = (id) => document.getElementById(id);
   const PHASES = { queued: "Waiting for a worker", classifying: "Scoring every face", ranking: "Ranking the faces" };
+  const CROSS_VALIDATION = "cross-validation";
   const POLL_MS = 800;
 
   let issues = [];
@@ -25,12 +26,38 @@
     warning.textContent = inSample ? finder.in_sample_warning : "";
   }
 
+  function phaseName(phase) {
+    const fold = /^fold_(\d+)_of_(\d+)$/.exec(phase || "");
+    return fold ? `Training fold ${fold[1]} of ${fold[2]} and scoring its faces` : PHASES[phase] || "Working";
+  }
+
+  function minutes(seconds) {
+    return seconds < 90 ? `${Math.max(1, Math.round(seconds))} s` : `${Math.round(seconds / 60)} min`;
+  }
+
+  // Cross-validation: the folds input and the estimate, asked again whenever the folds change.
+  async function showEstimate() {
+    const crossValidation = $("finder-model").value === CROSS_VALIDATION;
+    $("finder-folds-field").hidden = !crossValidation;
+    $("finder-estimate").hidden = !crossValidation;
+    if (!crossValidation) return;
+    $("finder-estimate-time").textContent = "estimating…";
+    try {
+      const estimate = await api(`${base}/label-issues/estimate/`, { method: "POST", body: { folds: Number($("finder-folds").value) } });
+      $("finder-estimate-time").textContent = `about ${minutes(estimate.estimated_seconds)} on the training worker (${estimate.label}).`;
+    } catch (error) {
+      $("finder-estimate-time").textContent = error.message;
+    }
+  }
+
   async function start(event) {
     event.preventDefault();
     $("finder-error").textContent = "";
     $("finder-run").disabled = true;
+    const model = $("finder-model").value;
+    const body = model === CROSS_VALIDATION ? { model, folds: Number($("finder-folds").value) } : { model };
     try {
-      const state = await api(`${base}/label-issues/`, { method: "POST", body: { model: $("finder-model").value } });
+      const state = await api(`${base}/label-issues/`, { method: "POST", body });
       follow(state);
     } catch (error) {
       $("finder-error").textContent = error.message;
@@ -45,8 +72,9 @@
     $("finder-run").disabled = working;
     if (working) {
       $("finder-results").hidden = true;
-      $("finder-phase").textContent = PHASES[state.phase] || "Working";
-      $("finder-count").textContent = state.total ? `${state.processed} of ${state.total} faces` : "";
+      $("finder-phase").textContent = phaseName(state.phase);
+      const estimate = state.estimated_seconds ? ` · about ${minutes(state.estimated_seconds)} in all` : "";
+      $("finder-count").textContent = (state.total ? `${state.processed} of ${state.total} faces` : "") + estimate;
       $("finder-bar").style.width = `${state.progress}%`;
       setTimeout(async () => {
         try {
@@ -68,7 +96,8 @@
     issues = state.issues;
     history = [];
     const counts = state.counts;
-    const model = state.model.choice === "default" ? "the default model" : `model ${state.model.version}`;
+    const model = state.model.choice === "default" ? "the default model"
+      : state.model.choice === CROSS_VALIDATION ? state.model.version : `model ${state.model.version}`;
     $("finder-summary").textContent = counts.flagged
       ? `${counts.flagged} of ${counts.scored} faces flagged by ${model}, most likely wrong first.`
       : `Nothing flagged: ${model} agrees with the labels of all ${counts.scored} faces.`;
@@ -106,13 +135,9 @@
     if (position >= issues.length || busy) return;
     const issue = issues[position];
     const before = { label: issue.label, excluded: issue.excluded };
-    if (after && finder.locked) {
-      $("finder-message").textContent = "Not saved: this dataset is read-only because a training run used it.";
-      return;
-    }
     busy = true;
     try {
-      if (after) Object.assign(issue, await api(`${base}/items/${issue.item}/`, { method: "POST", body: after }));
+      if (after) Object.assign(issue, await api(`${base}/items/${issue.item}/`, { method: "POST", body: { ...after, source: "review" } }));
       history.push({ position, item: issue.item, before, after });
       position += 1;
       $("finder-message").textContent = note;
@@ -134,7 +159,7 @@
     try {
       const issue = issues[last.position];
       if (last.after) {
-        Object.assign(issue, await api(`${base}/items/${issue.item}/`, { method: "POST", body: last.before }));
+        Object.assign(issue, await api(`${base}/items/${issue.item}/`, { method: "POST", body: { ...last.before, source: "review" } }));
       }
       history.pop();
       position = last.position;
@@ -166,6 +191,8 @@
 
   $("finder-form").addEventListener("submit", start);
   $("finder-model").addEventListener("change", showChoiceWarning);
+  $("finder-model").addEventListener("change", showEstimate);
+  $("finder-folds").addEventListener("change", showEstimate);
   document.addEventListener("keydown", onKey);
   showChoiceWarning();
   api(`${base}/label-issues/`).then(follow).catch((error) => { $("finder-error").textContent = error.message; });

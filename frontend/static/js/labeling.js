@@ -247,6 +247,12 @@
     const links = document.getElementById("dataset-links");
     const button = document.getElementById("dataset-button");
     const nameInput = form.querySelector("input[name=name]");
+    const target = form.querySelector("select[name=dataset]");
+    // Adding to a dataset keeps its name: the name field is for a new one.
+    target.addEventListener("change", () => {
+      document.getElementById("dataset-name-row").hidden = Boolean(target.value);
+      button.textContent = target.value ? "Add confirmed faces to the dataset" : "Create dataset from confirmed faces";
+    });
     let busy = false;
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
@@ -257,10 +263,12 @@
       nameInput.removeAttribute("aria-invalid");
       button.disabled = true;
       try {
+        const into = target.value;
         const created = await api(`/api/labeling/sets/${setId}/create-dataset/`, { method: "POST", body: {
           name: nameInput.value,
           test_share: Number(form.querySelector("input[name=test_percent]").value || 0) / 100,
           seed: Number(form.querySelector("input[name=seed]").value || 0),
+          ...(into ? { dataset: Number(into) } : {}),
         } });
         const item = document.createElement("li");
         item.dataset.datasetId = created.id;
@@ -278,7 +286,10 @@
         item.append(id, " ", link, note);
         links.querySelector("#new-dataset-link")?.removeAttribute("id");
         links.prepend(item);
-        done.textContent = `Created dataset #${created.id} “${created.name}” with ${created.num_items} faces.`;
+        links.querySelector(`li[data-dataset-id="${created.id}"]:not(:first-child)`)?.remove();
+        done.textContent = into
+          ? `Added ${created.added} faces to dataset #${created.id} “${created.name}” as a new version: ${created.num_items} faces now.`
+          : `Created dataset #${created.id} “${created.name}” with ${created.num_items} faces.`;
         done.hidden = false;
       } catch (error) {
         if (error.fields && error.fields.name) {

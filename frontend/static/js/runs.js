@@ -394,21 +394,21 @@
       }
       const body = action === "relabel" ? { label } : { excluded: true };
       for (const item of items) {
-        await api(`/api/datasets/${run.dataset.id}/items/${item}/`, { method: "POST", body });
+        await api(`/api/datasets/${run.dataset.id}/items/${item}/`, { method: "POST", body: { ...body, source: "confusion" } });
         done += 1;
         const face = cellShown.faces.find((f) => f.item === item);
         if (face) Object.assign(face, action === "relabel" ? { label } : { excluded: true });
         const card = document.querySelector(`#confusion-cell-faces .cell-face[data-item="${item}"]`);
         if (card && face) card.replaceWith(faceCard(face));
       }
-      outcome.textContent = action === "relabel" ? `${facesWord(done)} relabeled as ${label}.`
-                                                 : `${facesWord(done)} excluded from the dataset.`;
+      outcome.textContent = (action === "relabel" ? `${facesWord(done)} relabeled as ${label}.`
+                                                  : `${facesWord(done)} excluded from the dataset.`)
+        + " The dataset's newest version records it; runs keep the version they trained on.";
       document.getElementById("confusion-cell-all").checked = false;
     } catch (error) {
       outcome.className = "error";
       const partly = done ? `${facesWord(done)} changed, then: ` : "";
-      const instead = error.code === "locked" ? " You can still send the faces to labeling for review." : "";
-      outcome.textContent = `${partly}${error.message}${instead}`;
+      outcome.textContent = `${partly}${error.message}`;
     } finally {
       buttons.forEach((b) => { b.disabled = false; });
     }
@@ -914,3 +914,24 @@
 
   window.FerRuns.runNotes = runNotes;
 })();
+
+// "Train again on version N" (/runs/{id}/): the run's recipe on its dataset's newest version
+// (POST /api/runs/{id}/retrain/), then the new run's page.
+window.FerRuns.retrainButton = function () {
+  const button = document.getElementById("retrain-run");
+  if (!button) return;
+  const run = JSON.parse(document.getElementById("run-data").textContent);
+  const errorBox = document.getElementById("retrain-error");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    errorBox.hidden = true;
+    try {
+      const created = await FerWeb.api(`/api/runs/${run.id}/retrain/`, { method: "POST", body: {} });
+      window.location.href = `/runs/${created.id}/`;
+    } catch (error) {
+      errorBox.textContent = error.message;
+      errorBox.hidden = false;
+      button.disabled = false;
+    }
+  });
+};
