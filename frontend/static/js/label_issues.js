@@ -73,8 +73,12 @@
     if (working) {
       $("finder-results").hidden = true;
       $("finder-phase").textContent = phaseName(state.phase);
-      const estimate = state.estimated_seconds ? ` · about ${minutes(state.estimated_seconds)} in all` : "";
-      $("finder-count").textContent = (state.total ? `${state.processed} of ${state.total} faces` : "") + estimate;
+      // Cross-validation: the time left, from the estimate and the share done (its folds score their faces at the end).
+      const left = state.estimated_seconds * (1 - state.progress / 100);
+      const estimate = state.estimated_seconds
+        ? `about ${minutes(left)} left of ${minutes(state.estimated_seconds)}` : "";
+      const faces = state.total ? `${state.processed.toLocaleString("en")} of ${state.total.toLocaleString("en")} faces scored` : "";
+      $("finder-count").textContent = [faces, estimate].filter(Boolean).join(" · ");
       $("finder-bar").style.width = `${state.progress}%`;
       setTimeout(async () => {
         try {
