@@ -1,12 +1,16 @@
 """Reads on datasets: who sees what, and the packed arrays training loads."""
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 from django.db.models import QuerySet
 
 from ferweb.access import get_visible_or_404, visible_to
 from fercore.classes import CLASSES
 
+from . import quality
 from .models import Dataset, DatasetItem
 
 
@@ -63,8 +67,20 @@ def dataset_face(dataset: Dataset, index: int) -> np.ndarray:
 
 
 def dataset_mean_face(dataset: Dataset, class_name: str) -> np.ndarray:
-    means = np.load(dataset.mean_faces_path)
+    means = dataset_mean_faces(dataset)
     return np.clip(np.rint(means[CLASSES.index(class_name)]), 0, 255).astype(np.uint8)
+
+
+def dataset_mean_faces(dataset: Dataset) -> np.ndarray:
+    """The mean face of each class (float [7, 48, 48]). Edits drop the stored ones (a pass over every
+    face is too slow to make on each relabel), so the first request after an edit computes them again."""
+    path = dataset.mean_faces_path
+    if not path.exists():
+        pixels, labels, _, _ = dataset_arrays(dataset)
+        staging = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.npy")
+        np.save(staging, quality.mean_faces(pixels, labels))
+        os.replace(staging, path)
+    return np.load(path)
 
 
 def dataset_samples(dataset: Dataset, per_class: int = 12) -> dict[str, list[int]]:

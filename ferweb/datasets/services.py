@@ -376,15 +376,12 @@ def dataset_lock(*, dataset: Dataset) -> Dataset:
 
 @transaction.atomic
 def dataset_recount(*, dataset: Dataset) -> Dataset:
-    """Recompute counts, findings that depend on labels, and the mean faces after edits."""
+    """Recompute counts and the findings that depend on labels after edits; the mean faces are
+    recomputed when next asked for (selectors.dataset_mean_faces)."""
     counts = _counts(dataset.id)
     report = {**dataset.report, **counts.pop("report")}
     Dataset.objects.filter(id=dataset.id).update(report=report, **counts)
-    if dataset.pixels_path.exists():
-        from .selectors import dataset_arrays
-
-        pixels, labels, _, _ = dataset_arrays(dataset)
-        np.save(dataset.mean_faces_path, quality.mean_faces(pixels, labels))
+    dataset.mean_faces_path.unlink(missing_ok=True)
     dataset.refresh_from_db()
     return dataset
 

@@ -188,3 +188,21 @@ def test_a_dataset_with_a_chain_of_versions_deletes_with_them(alice_api, dataset
     with django_capture_on_commit_callbacks(execute=True):
         assert alice_api.delete(f"/api/datasets/{dataset.pk}/").status_code == 204
     assert not DatasetVersion.objects.exists() and not dataset.storage_dir.exists()
+
+
+def test_the_mean_faces_follow_a_relabel(alice_api, dataset):
+    """Edits drop the stored mean faces; the next request computes them from the labels as they are now."""
+    from ferweb.datasets.selectors import dataset_arrays
+
+    item = DatasetItem.objects.filter(dataset=dataset, excluded=False).first()
+    new = other_class(item.label)
+    assert alice_api.get(f"/api/datasets/{dataset.pk}/mean/{new}.png").status_code == 200
+    decide(alice_api, dataset, item, label=new, source="review")
+    assert not dataset.mean_faces_path.exists()
+
+    from PIL import Image
+
+    shown = np.asarray(Image.open(io.BytesIO(alice_api.get(f"/api/datasets/{dataset.pk}/mean/{new}.png").content)))
+    pixels, labels, _, _ = dataset_arrays(dataset)
+    expected = np.rint(pixels[labels == CLASSES.index(new)].astype(np.float64).mean(axis=0))
+    assert np.abs(shown.astype(int) - expected.astype(int)).max() <= 1

@@ -15,7 +15,10 @@
   let issues = [];
   let position = 0; // the face under review
   let history = []; // decisions, newest last: {position, item, before, after} (after null: skipped)
-  let busy = false;
+  // Keys pressed while a save is on its way wait their turn instead of being lost: each decision runs
+  // after the one before it, on the face under review when its turn comes.
+  let pending = Promise.resolve();
+  const enqueue = (step) => { pending = pending.then(step); };
 
   function showChoiceWarning() {
     const select = $("finder-model");
@@ -135,31 +138,29 @@
     state.dataset.excluded = issue.excluded ? "true" : "false";
   }
 
-  async function decide(after, note) {
-    if (position >= issues.length || busy) return;
+  // `choose(issue)` gives the change for the face under review (null: skip it).
+  async function decide(choose, note) {
+    if (position >= issues.length) return;
     const issue = issues[position];
     const before = { label: issue.label, excluded: issue.excluded };
-    busy = true;
+    const after = choose(issue);
     try {
       if (after) Object.assign(issue, await api(`${base}/items/${issue.item}/`, { method: "POST", body: { ...after, source: "review" } }));
       history.push({ position, item: issue.item, before, after });
       position += 1;
-      $("finder-message").textContent = note;
+      $("finder-message").textContent = typeof note === "function" ? note(after) : note;
       show();
     } catch (error) {
       $("finder-message").textContent = `Not saved: ${error.message}`;
-    } finally {
-      busy = false;
     }
   }
 
   async function undo() {
     const last = history[history.length - 1];
-    if (!last || busy) {
-      if (!last) $("finder-message").textContent = "Nothing to undo.";
+    if (!last) {
+      $("finder-message").textContent = "Nothing to undo.";
       return;
     }
-    busy = true;
     try {
       const issue = issues[last.position];
       if (last.after) {
@@ -171,8 +172,6 @@
       show();
     } catch (error) {
       $("finder-message").textContent = `Could not undo: ${error.message}`;
-    } finally {
-      busy = false;
     }
   }
 
@@ -180,15 +179,14 @@
     if (event.altKey || event.ctrlKey || event.metaKey || $("finder-results").hidden) return;
     if (event.target.closest && event.target.closest("input, select, textarea, button, a")) return;
     const key = event.key;
-    const issue = issues[position];
     if (key >= "1" && key <= String(CLASSES.length)) {
       const label = CLASSES[Number(key) - 1];
-      if (issue) decide({ label, excluded: false }, `Relabeled ${label}.`);
+      enqueue(() => decide(() => ({ label, excluded: false }), `Relabeled ${label}.`));
     } else if (key === "Enter") {
-      if (issue) decide({ label: issue.suggested, excluded: false }, `Accepted: ${issue.suggested}.`);
-    } else if (key === "x" || key === "X") decide({ excluded: true }, "Excluded.");
-    else if (key === "s" || key === "S") decide(null, "Skipped.");
-    else if (key === "z" || key === "Z") undo();
+      enqueue(() => decide((issue) => ({ label: issue.suggested, excluded: false }), (after) => `Accepted: ${after.label}.`));
+    } else if (key === "x" || key === "X") enqueue(() => decide(() => ({ excluded: true }), "Excluded."));
+    else if (key === "s" || key === "S") enqueue(() => decide(() => null, "Skipped."));
+    else if (key === "z" || key === "Z") enqueue(undo);
     else return;
     event.preventDefault();
   }
