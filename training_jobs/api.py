@@ -123,6 +123,13 @@ class RunProgressOutput(serializers.Serializer):
                                                                      "unless the run is running.")
 
 
+class BusyWithOutput(serializers.Serializer):
+    kind = serializers.CharField(help_text="run, or cross_validation (a label-error finder scan)")
+    name = serializers.CharField(help_text="Which run or dataset, for your own work; empty for other users'.")
+    mine = serializers.BooleanField()
+    seconds_left = serializers.IntegerField(allow_null=True, help_text="About how long it still takes.")
+
+
 class RunBaseOutput(serializers.Serializer):
     """The fields of a run both in the list and in its own answer."""
 
@@ -157,6 +164,8 @@ class RunBaseOutput(serializers.Serializer):
         help_text="Always answering the commonest class of the run's evaluation split; null before evaluation.")
     active_model = serializers.SerializerMethodField(
         help_text="The model serving the requesting user's predictions, to weigh the run against.")
+    waiting_behind = serializers.SerializerMethodField(
+        help_text="While the run is queued: what the training workers are busy with now; empty otherwise.")
 
     @extend_schema_field(RunProgressOutput)
     def get_progress(self, run: TrainingRun) -> dict:
@@ -177,6 +186,16 @@ class RunBaseOutput(serializers.Serializer):
             user = request.user if request is not None else run.owner
             self.context["active_model"] = selectors.active_model_summary_for(user)
         return self.context["active_model"]
+
+    @extend_schema_field(BusyWithOutput(many=True))
+    def get_waiting_behind(self, run: TrainingRun) -> list[dict]:
+        if run.status != TrainingRun.Status.QUEUED:
+            return []
+        if "busy_with" not in self.context:  # once per answer, as above
+            request = self.context.get("request")
+            user = request.user if request is not None else run.owner
+            self.context["busy_with"] = selectors.training_worker_busy_with(user)
+        return self.context["busy_with"]
 
 
 class RunSummaryOutput(RunBaseOutput):

@@ -101,6 +101,41 @@ def test_a_run_goes_through_its_phases_with_an_eta_from_its_first_batches(celery
     assert row.source == f"run {run_id}" and row.device.startswith("cpu: ") and row.train_images_per_s > 0
 
 
+def running_cv_scan(owner, dataset, estimated_seconds: float = 1200, started_ago_s: float = 60):
+    """A cross-validation scan as the training worker holds it (row only: no worker runs it)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ferweb.datasets.models import LabelIssueScan
+
+    return LabelIssueScan.objects.create(
+        owner=owner, dataset=dataset, model_choice="cross-validation", folds=5, status="running",
+        estimated_seconds=estimated_seconds, started_at=timezone.now() - timedelta(seconds=started_ago_s),
+        phase="fold_1_of_5",
+    )
+
+
+def test_a_queued_run_says_what_the_training_worker_is_busy_with(alice, alice_api, bob, bob_api):
+    from training_jobs.services import run_create
+
+    dataset = make_ready_dataset(alice, per_class=4)
+    mine = run_create(user=alice, dataset=dataset, config=SHORT, queue=False)
+    TrainingRun.objects.filter(pk=mine.pk).update(status="running", eta_seconds=300)
+    running_cv_scan(alice, dataset)
+    queued = run_create(user=bob, dataset=make_ready_dataset(bob, per_class=4), config=SHORT, queue=False)
+
+    behind = bob_api.get(f"/api/runs/{queued.pk}/").json()["waiting_behind"]
+    assert [(job["kind"], job["name"], job["mine"]) for job in behind] == [
+        ("run", "", False), ("cross_validation", "", False)]  # another user's work, without its names
+    assert behind[0]["seconds_left"] == 300 and 1100 <= behind[1]["seconds_left"] <= 1140
+
+    alice_queued = run_create(user=alice, dataset=dataset, config=SHORT, queue=False)
+    behind = alice_api.get(f"/api/runs/{alice_queued.pk}/").json()["waiting_behind"]
+    assert [job["name"] for job in behind] == [f"run #{mine.pk}", f"“{dataset.name}”"]
+    assert alice_api.get(f"/api/runs/{mine.pk}/").json()["waiting_behind"] == []  # only while queued
+
+
 @pytest.mark.browser
 def test_the_run_page_names_the_phase_and_the_time_left_from_the_first_epoch(live_asgi, page):
     try:
@@ -111,8 +146,14 @@ def test_the_run_page_names_the_phase_and_the_time_left_from_the_first_epoch(liv
 
         live_asgi.worker.stop()  # so that the page opens on a queued run
         run = run_create(user=gus, dataset=dataset, config={**SHORT, "epochs": 3})
+        scan = running_cv_scan(gus, dataset, started_ago_s=30)  # what the worker is busy with, as the page says
         page.goto(f"{live_asgi.url}/runs/{run.pk}/")
         line = page.locator("#run-progress-text")
+        assert line.inner_text().startswith(
+            f"Waiting for the training worker · behind a cross-validation scan of “{dataset.name}” (about 19m")
+        assert " left) · estimated " in line.inner_text()
+        scan.delete()
+        page.reload()
         assert line.inner_text().startswith("Waiting for the training worker · estimated ")
 
         live_asgi.worker.start()

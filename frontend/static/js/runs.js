@@ -485,6 +485,7 @@
     let lastBatch = run.last_batch || {};
     let progress = run.progress || { percent: 0, phase: "", eta_seconds: null };
     let progressAt = Date.now();  // when progress.eta_seconds was true: the page counts down from there
+    let busyAt = Date.now();  // when run.waiting_behind was read
     const bar = document.getElementById("run-progress");
     const text = document.getElementById("run-progress-text");
     const log = document.getElementById("run-log");
@@ -506,6 +507,32 @@
       return progress.eta_seconds - (Date.now() - progressAt) / 1000;
     }
 
+    // While queued: "behind a cross-validation scan of “fer2013” (about 20m left) and another user's run".
+    function waitingBehind() {
+      const busy = run.waiting_behind || [];
+      const elapsed = (Date.now() - busyAt) / 1000;
+      const jobs = busy.map((job) => {
+        const what = job.kind === "run" ? (job.mine ? job.name : "another user's run")
+          : job.mine ? `a cross-validation scan of ${job.name}` : "another user's cross-validation scan";
+        if (job.seconds_left === null) return what;
+        const left = job.seconds_left - elapsed;
+        return `${what} (${left >= 1 ? `about ${duration(left)} left` : "almost done"})`;
+      });
+      return jobs.length ? `behind ${jobs.join(" and ")}` : "";
+    }
+
+    // Every half minute while queued: what the worker is busy with may have changed.
+    async function refreshWaiting() {
+      try {
+        const fresh = await api(`/api/runs/${run.id}/`);
+        if (run.status !== "queued") return;
+        run.waiting_behind = fresh.waiting_behind;
+        busyAt = Date.now();
+      } catch (error) {
+        // the live stream reports trouble; the line keeps what it had
+      }
+    }
+
     // "Training · 42.0% · epoch 2/5 · batch 106/202 · 760 images/s · about 2m 10s left": what the run
     // is doing, never a log line (those go to the quieter line below it).
     function describe() {
@@ -513,6 +540,8 @@
       const parts = [];
       if (run.status === "queued") {
         parts.push(PHASE_NAMES.queued);
+        const behind = waitingBehind();
+        if (behind) parts.push(behind);
         if (run.estimated_seconds !== null && run.estimated_seconds !== undefined) parts.push(`estimated ${duration(run.estimated_seconds)}`);
       } else if (!FINISHED.includes(run.status)) {
         parts.push(PHASE_NAMES[progress.phase] || "Starting", pct(progress.percent / 100));
@@ -641,8 +670,11 @@
     if (!FINISHED.includes(run.status)) {
       connect();
       watchQuiet();
+      let ticks = 0;
       const countdown = setInterval(() => {  // the seconds left tick down between the worker's reports
         if (FINISHED.includes(run.status)) clearInterval(countdown);
+        ticks += 1;
+        if (run.status === "queued" && ticks % 30 === 0) refreshWaiting();
         describe();
       }, 1000);
     }
