@@ -38,19 +38,24 @@
     return seconds < 90 ? `${Math.max(1, Math.round(seconds))} s` : `${Math.round(seconds / 60)} min`;
   }
 
-  // Cross-validation: the folds input and the estimate, asked again whenever the folds change.
+  // Cross-validation: the folds input and the estimate, asked again whenever the folds change. Only the
+  // newest question's answer is shown: an earlier one may come back later.
+  let estimateAsked = 0;
   async function showEstimate() {
     const crossValidation = $("finder-model").value === CROSS_VALIDATION;
     $("finder-folds-field").hidden = !crossValidation;
     $("finder-estimate").hidden = !crossValidation;
+    const asked = ++estimateAsked;
     if (!crossValidation) return;
     $("finder-estimate-time").textContent = "estimating…";
+    let text;
     try {
       const estimate = await api(`${base}/label-issues/estimate/`, { method: "POST", body: { folds: Number($("finder-folds").value) } });
-      $("finder-estimate-time").textContent = `about ${minutes(estimate.estimated_seconds)} on the training worker (${estimate.label}).`;
+      text = `about ${minutes(estimate.estimated_seconds)} on the training worker (${estimate.label}).`;
     } catch (error) {
-      $("finder-estimate-time").textContent = error.message;
+      text = error.message;
     }
+    if (asked === estimateAsked) $("finder-estimate-time").textContent = text;
   }
 
   async function start(event) {
