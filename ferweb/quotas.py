@@ -1,7 +1,8 @@
 """Per-user quotas: active training runs, active inference jobs, and bytes stored.
 
 Services call one check before they take work or store a file:
-- `check_active_runs(user)`: queued + running training runs, at most FERWEB_QUOTA_ACTIVE_RUNS;
+- `check_active_runs(user)`: queued + running training runs and cross-validation scans (they train
+  on the same worker), at most FERWEB_QUOTA_ACTIVE_RUNS;
 - `check_active_jobs(user)`: queued + running inference jobs, at most FERWEB_QUOTA_ACTIVE_JOBS;
 - `check_storage(user, incoming_bytes)`: what the user keeps under MEDIA_ROOT plus the upload,
   at most FERWEB_QUOTA_STORAGE_MB.
@@ -51,8 +52,10 @@ def _lock(user) -> None:
 
 
 def active_runs(user) -> int:
-    return apps.get_model("training_jobs", "TrainingRun").objects.filter(
-        owner=user, status__in=ACTIVE_RUN_STATES).count()
+    runs = apps.get_model("training_jobs", "TrainingRun").objects.filter(owner=user, status__in=ACTIVE_RUN_STATES)
+    scans = apps.get_model("datasets", "LabelIssueScan").objects.filter(
+        owner=user, status__in=ACTIVE_RUN_STATES, folds__isnull=False)
+    return runs.count() + scans.count()
 
 
 def active_jobs(user) -> int:
@@ -67,8 +70,8 @@ def check_active_runs(user) -> None:
     _lock(user)
     if active_runs(user) >= limit:
         raise QuotaExceeded(
-            f"You have {limit} training runs queued or running, your quota (FERWEB_QUOTA_ACTIVE_RUNS): "
-            "wait for one to finish or cancel one.", status=429, quota="active_runs")
+            f"You have {limit} training runs or cross-validation scans queued or running, your quota "
+            "(FERWEB_QUOTA_ACTIVE_RUNS): wait for one to finish or cancel one.", status=429, quota="active_runs")
 
 
 def check_active_jobs(user) -> None:

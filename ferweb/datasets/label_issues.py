@@ -25,6 +25,7 @@ from django.db import models, transaction
 from django.utils.module_loading import import_string
 
 from fercore.classes import CLASSES
+from ferweb import quotas
 from ferweb.jobs import JobLifecycle, task_queue
 
 from . import services
@@ -187,6 +188,7 @@ def scan_start(*, owner, dataset: Dataset, model, cross_validation: CrossValidat
         raise refusal
     fields = {}
     if model == CROSS_VALIDATION:
+        quotas.check_active_runs(owner)  # its folds train on the training worker, as runs do
         if cross_validation is None:
             raise ScanRefused("invalid", "A cross-validation scan needs its folds and recipe "
                                          "(training_jobs.cross_validation.cv_scan_start).")

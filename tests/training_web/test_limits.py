@@ -9,6 +9,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from tests.conftest import ROOT
 from tests.training_web.conftest import make_ready_dataset
 from training_jobs.ml import memory
+from ferweb.datasets.models import LabelIssueScan
 from training_jobs.models import TrainingRun
 
 TINY = {"architecture": "light_residual", "epochs": 2, "batch_size": 16}
@@ -93,13 +94,29 @@ class TestQuotas:
         refused = post_run(alice_api, ready_dataset)
         assert refused.status_code == 429
         assert refused.json()["code"] == "quota_exceeded"
-        assert "2 training runs queued or running" in refused.json()["detail"]
+        assert "2 training runs or cross-validation scans queued or running" in refused.json()["detail"]
         assert "FERWEB_QUOTA_ACTIVE_RUNS" in refused.json()["detail"]
         assert TrainingRun.objects.count() == 2
         # Bob has a quota of his own; a finished (here: cancelled) run frees a slot.
         assert post_run(bob_api, make_ready_dataset(bob)).status_code == 201
         alice_api.post(f"/api/runs/{first}/cancel/")
         assert post_run(alice_api, ready_dataset).status_code == 201
+
+    def test_cross_validation_scans_count_as_runs(self, alice_api, alice, ready_dataset, settings):
+        """Their folds train on the training worker: one quota for both."""
+        settings.FERWEB_QUOTA_ACTIVE_RUNS = 1
+        assert post_run(alice_api, ready_dataset).status_code == 201
+        scan = alice_api.post(f"/api/datasets/{ready_dataset.pk}/label-issues/",
+                              {"model": "cross-validation", "folds": 2}, format="json")
+        assert scan.status_code == 429 and scan.json()["code"] == "quota_exceeded"
+        assert not LabelIssueScan.objects.exists()
+
+        TrainingRun.objects.update(status="cancelled")
+        scan = alice_api.post(f"/api/datasets/{ready_dataset.pk}/label-issues/",
+                              {"model": "cross-validation", "folds": 2}, format="json")
+        assert scan.status_code == 202, scan.content
+        assert post_run(alice_api, ready_dataset).status_code == 429
+        assert alice_api.get("/api/runs/limits/").json()["quotas"]["active_runs"]["used"] == 1
 
     def test_staff_have_no_quotas(self, carol_api, ready_dataset, settings):
         settings.FERWEB_QUOTA_ACTIVE_RUNS = 1
