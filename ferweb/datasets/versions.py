@@ -155,17 +155,17 @@ def summary_of(changes: dict) -> str:
     if relabeled:
         total = sum(relabeled.values())
         if len(relabeled) == 1:
-            parts.append(f"{total} relabeled {next(iter(relabeled))}")
+            parts.append(f"{total:,} relabeled {next(iter(relabeled))}")
         else:
-            shown = ", ".join(f"{pair} {n}" for pair, n in list(relabeled.items())[:3])
+            shown = ", ".join(f"{pair} {n:,}" for pair, n in list(relabeled.items())[:3])
             more = ", ..." if len(relabeled) > 3 else ""
-            parts.append(f"{total} relabeled ({shown}{more})")
+            parts.append(f"{total:,} relabeled ({shown}{more})")
     for key in ("excluded", "included", "added", "removed"):
         if changes.get(key):
-            parts.append(f"{changes[key]} {key}")
+            parts.append(f"{changes[key]:,} {key}")
     moved = changes.get("moved", {})
     if moved:
-        parts.append(f"{sum(moved.values())} moved ({', '.join(f'{pair} {n}' for pair, n in list(moved.items())[:2])})")
+        parts.append(f"{sum(moved.values()):,} moved ({', '.join(f'{pair} {n:,}' for pair, n in list(moved.items())[:2])})")
     return ", ".join(parts) or "no change"
 
 
@@ -194,7 +194,7 @@ def version_initial(dataset: Dataset, *, user=None) -> DatasetVersion:
     if head is not None:
         return head
     state = items_state(dataset)
-    summary = f"imported {int(state.kept().sum())} faces" + (f" from {dataset.source_name}" if dataset.source_name else "")
+    summary = f"imported {int(state.kept().sum()):,} faces" + (f" from {dataset.source_name}" if dataset.source_name else "")
     return _create(dataset, state, number=1, parent=None, source="import", user=user or dataset.owner,
                    changes={"added": int(len(state.index))}, summary=summary[:300], sealed=True)
 

@@ -38,7 +38,7 @@ def test_the_import_is_version_1_sealed(alice_api, dataset):
     (first,) = chain(alice_api, dataset)
     assert first["number"] == 1 and first["parent"] is None and first["source"] == "import" and first["sealed"]
     assert first["num_items"] == dataset.num_items and len(first["content_hash"]) == 64
-    assert first["summary"].startswith(f"imported {dataset.num_items} faces")
+    assert first["summary"].startswith(f"imported {dataset.num_items:,} faces")
 
 
 def test_a_relabel_makes_a_child_version_and_one_sitting_makes_one_version(alice_api, dataset):

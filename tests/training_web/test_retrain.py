@@ -222,7 +222,7 @@ class TestRunPage:
         html = self.page(client, alice, run)
         version = run.dataset_version
         assert f"drawn faces, version 1 · <code title=\"{version.content_hash}\">{version.content_hash[:7]}</code>" \
-               f" (imported {version.num_items} faces)" in html
+               f" (imported {version.num_items:,} faces)" in html
         assert "Train again" not in html
         relabel(alice, faces_of(ready_dataset, SURPRISE, 3), SAD)
         exclude(alice, faces_of(ready_dataset, HAPPY, 2, split="train"))
