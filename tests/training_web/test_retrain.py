@@ -408,3 +408,34 @@ def test_train_again_then_compare_in_the_browser(live_asgi, page):
     assert "faces both evaluated" in page.inner_text("#common-faces-why")
     assert changes in page.inner_text("#common-faces-versions")
     shot(page, "common-faces")
+
+
+def test_a_retrain_validates_on_the_faces_its_run_held_out(alice):
+    """Without a validation split, a run holds out a stratified share of training; its retrain keeps those
+    faces (not a share drawn again from the newer labels, which would share a tenth of them)."""
+    dataset = make_ready_dataset(alice, per_class=60, splits=(1.0, 0.0, 0.0))
+    run = trained_run(alice, dataset)
+    _, _, older = services.run_splits(run.pk)
+    old_ids = services.run_rows(run)[3]
+    held = set(old_ids[older.val].tolist())
+    assert older.val_source.startswith("10% of train")
+
+    trained = [i for i in DatasetItem.objects.filter(dataset=dataset).order_by("index") if i.pk not in held]
+    held_items = list(DatasetItem.objects.filter(pk__in=held).order_by("index"))
+    relabel(alice, trained[:40], SURPRISE)  # enough relabels that a new draw would move the hold-out
+    relabel(alice, held_items[:3], SURPRISE)
+    exclude(alice, held_items[3:4])
+    retrain = services.run_retrain(user=alice, run=run)
+    _, data, newer = services.run_splits(retrain.pk)
+    new_ids = services.run_rows(retrain)[3]
+    assert set(new_ids[newer.val].tolist()) == held - {held_items[3].pk}
+    assert newer.val_source == "val" and np.array_equal(newer.test, newer.val)
+    assert all(data.labels[np.flatnonzero(new_ids == item.pk)[0]] == SURPRISE for item in held_items[:3])
+
+    # With a validation split of its own, the dataset's split is used, as for any run.
+    split_dataset = make_ready_dataset(alice, name="with splits")
+    split_run = trained_run(alice, split_dataset)
+    relabel(alice, faces_of(split_dataset, HAPPY, 2, split="train"), SAD)
+    again = services.run_retrain(user=alice, run=split_run)
+    assert services.run_splits(again.pk)[2].val_source == "val"
+    assert np.array_equal(services.load_train_data(again).splits, services.run_rows(again)[2])

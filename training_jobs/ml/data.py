@@ -96,11 +96,17 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> tuple[
 
 
 def split_data(data: TrainData, *, validation_fraction: float = 0.1, seed: int = 42) -> DataSplits:
-    roles = np.array([split_role(s) for s in data.splits]) if len(data) else np.array([], dtype=str)
+    return split_arrays(data.labels, data.splits, validation_fraction=validation_fraction, seed=seed)
+
+
+def split_arrays(labels: np.ndarray, splits: np.ndarray, *, validation_fraction: float = 0.1,
+                 seed: int = 42) -> DataSplits:
+    """split_data on the labels and split names alone (no faces needed)."""
+    roles = np.array([split_role(s) for s in splits]) if len(labels) else np.array([], dtype=str)
     notes = []
     names_by_role = {}
     for role in ("val", "test"):
-        names = sorted(set(data.splits[roles == role]))
+        names = sorted(set(splits[roles == role]))
         names_by_role[role] = "+".join(names)
     train = np.flatnonzero(roles == "train")
     if len(train) == 0:
@@ -109,7 +115,7 @@ def split_data(data: TrainData, *, validation_fraction: float = 0.1, seed: int =
     if len(val):
         val_source = names_by_role["val"]
     else:
-        keep, held = stratified_holdout(data.labels[train], validation_fraction, seed)
+        keep, held = stratified_holdout(labels[train], validation_fraction, seed)
         train, val = train[keep], train[held]
         val_source = f"{validation_fraction:.0%} of train (stratified, seed {seed})"
     if len(val) == 0:
