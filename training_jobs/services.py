@@ -793,11 +793,18 @@ def load_train_data(run: TrainingRun):
     """The faces the run trains on as TrainData (pixels uint8 [N, 48, 48], labels, split names)."""
     from training_jobs.ml.data import TrainData
 
+    rows, labels, splits, _ids = run_training_rows(run)
+    pixels = np.load(run.dataset.pixels_path, mmap_mode="r")
+    return TrainData(pixels=np.ascontiguousarray(pixels[rows]), labels=labels, splits=splits)
+
+
+def run_training_rows(run: TrainingRun) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """run_rows as the run trains on them: a retrain's split names keep its older run's hold-out
+    (keep_holdout_of). Every reader of a run's training data starts here."""
     rows, labels, splits, ids = run_rows(run)
     if run.retrain_of_id:
         splits = keep_holdout_of(run.retrain_of, ids, splits)
-    pixels = np.load(run.dataset.pixels_path, mmap_mode="r")
-    return TrainData(pixels=np.ascontiguousarray(pixels[rows]), labels=labels, splits=splits)
+    return rows, labels, splits, ids
 
 
 HELD_OUT_SPLIT = "val"
@@ -807,19 +814,17 @@ def keep_holdout_of(older: TrainingRun, ids: np.ndarray, splits: np.ndarray) -> 
     """A retrain validates (and, without a test split, evaluates) on the faces its older run held out of
     training, so the two are scored on the same faces. A stratified hold-out drawn again from the newer
     labels would share a tenth of them; here the older run's held-out faces that are still in the newer
-    version are named the validation split. Nothing changes when either version has a split of its own
-    for validation."""
+    version are named the validation split. Nothing changes when the newer version has a split of its
+    own for validation."""
     from training_jobs.ml.config import TrainConfig
     from training_jobs.ml.data import split_arrays, split_role
 
     if any(split_role(name) == "val" for name in set(splits.tolist())):
         return splits
-    try:
-        _rows, old_labels, old_splits, old_ids = run_rows(older)
+    try:  # the older run's own training rows: a retrain of a retrain keeps the first one's hold-out
+        _rows, old_labels, old_splits, old_ids = run_training_rows(older)
     except RunFailure:
         return splits  # the older run's data is gone: a hold-out of its own
-    if any(split_role(name) == "val" for name in set(old_splits.tolist())):
-        return splits
     config = TrainConfig.from_dict(older.config)
     held = old_ids[split_arrays(old_labels, old_splits, validation_fraction=config.validation_fraction,
                                 seed=config.seed).val]
@@ -924,7 +929,7 @@ def _job_for(run: TrainingRun, *, onnx_path: Path, version: str):
     the items those faces are, in the same order (the child knows faces by position only)."""
     from training_jobs.ml.isolated import Job
 
-    rows, labels, splits, item_ids = run_rows(run)
+    rows, labels, splits, item_ids = run_training_rows(run)
     return Job(config=run.config, pixels_path=str(run.dataset.pixels_path), rows=rows, labels=labels, splits=splits,
                workdir=str(run.workdir), onnx_path=str(onnx_path), version=version), item_ids
 

@@ -431,6 +431,13 @@ def test_a_retrain_validates_on_the_faces_its_run_held_out(alice):
     assert set(new_ids[newer.val].tolist()) == held - {held_items[3].pk}
     assert newer.val_source == "val" and np.array_equal(newer.test, newer.val)
     assert all(data.labels[np.flatnonzero(new_ids == item.pk)[0]] == SURPRISE for item in held_items[:3])
+    job, _ = services._job_for(retrain, onnx_path=Path("model.onnx"), version="v")  # what the worker trains on
+    assert np.array_equal(job.splits, data.splits)
+
+    relabel(alice, trained[40:45], SAD)  # a retrain of the retrain: still the first run's hold-out
+    third = services.run_retrain(user=alice, run=retrain)
+    third_ids = services.run_rows(third)[3]
+    assert set(third_ids[services.run_splits(third.pk)[2].val].tolist()) == held - {held_items[3].pk}
 
     # With a validation split of its own, the dataset's split is used, as for any run.
     split_dataset = make_ready_dataset(alice, name="with splits")
