@@ -52,6 +52,15 @@ def percent(share, digits=1):
 
 
 @register.filter
+def thousands(value):
+    """A count as "28,709": FerWeb's pages write counts with thousands separators."""
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return value
+
+
+@register.filter
 def number(value, digits=3):
     """A score such as macro F1 as "0.512" (three decimals unless told), "–" when there is none."""
     value = _as_float(value)

@@ -111,8 +111,8 @@
     const model = state.model.choice === "default" ? "the default model"
       : state.model.choice === CROSS_VALIDATION ? state.model.version : `model ${state.model.version}`;
     $("finder-summary").textContent = counts.flagged
-      ? `${counts.flagged} of ${counts.scored} faces flagged by ${model}, most likely wrong first.`
-      : `Nothing flagged: ${model} agrees with the labels of all ${counts.scored} faces.`;
+      ? `${counts.flagged.toLocaleString("en")} of ${counts.scored.toLocaleString("en")} faces flagged by ${model}, most likely wrong first.`
+      : `Nothing flagged: ${model} agrees with the labels of all ${counts.scored.toLocaleString("en")} faces.`;
     $("finder-warning").hidden = !state.warning;
     $("finder-warning").textContent = state.warning;
     // Faces already decided on an earlier visit (relabeled or excluded) count as done.
