@@ -12,6 +12,7 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ferweb import training_queue
 from ferweb.api_errors import ApiError, error_body
 from ferweb.deletion import DeletePreviewOutput
 from fercore import catalogue
@@ -123,13 +124,6 @@ class RunProgressOutput(serializers.Serializer):
                                                                      "unless the run is running.")
 
 
-class BusyWithOutput(serializers.Serializer):
-    kind = serializers.CharField(help_text="run, or cross_validation (a label-error finder scan)")
-    name = serializers.CharField(help_text="Which run or dataset, for your own work; empty for other users'.")
-    mine = serializers.BooleanField()
-    seconds_left = serializers.IntegerField(allow_null=True, help_text="About how long it still takes.")
-
-
 class RunBaseOutput(serializers.Serializer):
     """The fields of a run both in the list and in its own answer."""
 
@@ -187,14 +181,14 @@ class RunBaseOutput(serializers.Serializer):
             self.context["active_model"] = selectors.active_model_summary_for(user)
         return self.context["active_model"]
 
-    @extend_schema_field(BusyWithOutput(many=True))
+    @extend_schema_field(training_queue.BusyWithOutput(many=True))
     def get_waiting_behind(self, run: TrainingRun) -> list[dict]:
         if run.status != TrainingRun.Status.QUEUED:
             return []
         if "busy_with" not in self.context:  # once per answer, as above
             request = self.context.get("request")
             user = request.user if request is not None else run.owner
-            self.context["busy_with"] = selectors.training_worker_busy_with(user)
+            self.context["busy_with"] = training_queue.busy_with(user)
         return self.context["busy_with"]
 
 

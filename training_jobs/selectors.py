@@ -131,31 +131,6 @@ def run_next_fair_id() -> int | None:
     )
 
 
-def training_worker_busy_with(user) -> list[dict]:
-    """What the training workers are doing now, for a queued run's page: runs and cross-validation
-    scans that are running, each {kind: "run" | "cross_validation", name, mine, seconds_left}.
-    Other users' work is counted without its name; seconds_left is None when unknown."""
-    from django.utils import timezone
-
-    from ferweb.datasets.models import LabelIssueScan
-
-    busy = []
-    for run in _runs().filter(status=TrainingRun.Status.RUNNING).order_by("started_at", "pk"):
-        mine = run.owner_id == user.pk
-        busy.append({"kind": "run", "name": f"run #{run.pk}" if mine else "", "mine": mine,
-                     "seconds_left": round(run.eta_seconds) if run.eta_seconds is not None else None})
-    scans = (LabelIssueScan.objects.filter(status=LabelIssueScan.Status.RUNNING, folds__isnull=False)
-             .select_related("dataset").order_by("started_at", "pk"))
-    for scan in scans:
-        mine = scan.owner_id == user.pk
-        left = None
-        if scan.estimated_seconds and scan.started_at:
-            left = max(0, round(scan.estimated_seconds - (timezone.now() - scan.started_at).total_seconds()))
-        busy.append({"kind": "cross_validation", "name": f"“{scan.dataset.name}”" if mine else "", "mine": mine,
-                     "seconds_left": left})
-    return busy
-
-
 FER2013_FACES = 35_887  # the size the limits are given for when no dataset is named
 
 

@@ -11,6 +11,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ferweb import training_queue
 from ferweb.api_errors import ApiError, error_body
 from ferweb.deletion import DeletePreviewOutput
 from fercore.classes import CLASSES
@@ -387,6 +388,8 @@ class LabelIssueScanOutput(serializers.Serializer):
     issues = LabelIssueOutput(many=True, help_text="The flagged faces, most likely wrong first (see ?limit=).")
     created_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
+    waiting_behind = training_queue.BusyWithOutput(
+        many=True, help_text="While a cross-validation scan is queued: what the training workers are busy with now.")
 
 
 class CrossValidationInput(serializers.Serializer):
@@ -411,14 +414,14 @@ def recipe_refusal(error) -> Exception:
     return ApiError(error.code, error.detail)
 
 
-def label_issue_state(dataset: Dataset, scan, limit: int | None = None) -> dict:
+def label_issue_state(dataset: Dataset, scan, user, limit: int | None = None) -> dict:
     from . import label_issues
 
     state = {
         "id": None, "status": "none", "phase": "", "progress": 0.0, "processed": 0, "total": 0, "error": "",
         "human_readable_error": "", "model": None, "in_sample": False, "warning": "",
         "counts": None, "issues": [], "created_at": None, "finished_at": None,
-        "folds": None, "estimated_seconds": None, "dataset_version": None,
+        "folds": None, "estimated_seconds": None, "dataset_version": None, "waiting_behind": [],
     }
     if scan is None:
         return state
@@ -433,6 +436,8 @@ def label_issue_state(dataset: Dataset, scan, limit: int | None = None) -> dict:
     )
     if scan.status == scan.Status.SUCCEEDED:
         state.update(counts=scan.counts, issues=label_issues.scan_issues(scan, limit))
+    elif scan.status == scan.Status.QUEUED and scan.folds:
+        state["waiting_behind"] = training_queue.busy_with(user)
     return state
 
 
@@ -462,7 +467,7 @@ class LabelIssuesApi(APIView):
             raise serializers.ValidationError({"limit": ["limit must be a whole number, e.g. 100"]}) from None
         from . import label_issues
 
-        state = label_issue_state(dataset, label_issues.scan_of(dataset), limit)
+        state = label_issue_state(dataset, label_issues.scan_of(dataset), request.user, limit)
         return Response(LabelIssueScanOutput(state).data)
 
     @extend_schema(
@@ -501,7 +506,8 @@ class LabelIssuesApi(APIView):
         except RunError as error:
             raise recipe_refusal(error) from None
         dataset.refresh_from_db()
-        return Response(LabelIssueScanOutput(label_issue_state(dataset, scan)).data, status=status.HTTP_202_ACCEPTED)
+        state = label_issue_state(dataset, scan, request.user)
+        return Response(LabelIssueScanOutput(state).data, status=status.HTTP_202_ACCEPTED)
 
 
 class CrossValidationEstimateOutput(serializers.Serializer):

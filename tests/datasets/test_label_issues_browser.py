@@ -88,6 +88,18 @@ def test_reviewing_flagged_faces_with_the_keyboard(band_default, live_asgi, page
     connections.close_all()
 
 
+def busy_run(owner):
+    """A run as the training worker holds it (a row only: no worker runs it), with 90 s left."""
+    from tests.training_web.conftest import make_ready_dataset
+    from training_jobs.models import TrainingRun
+    from training_jobs.services import run_create
+
+    run = run_create(user=owner, dataset=make_ready_dataset(owner, per_class=4, name="other faces"),
+                     config={"architecture": "fast_resnet"}, queue=False)
+    TrainingRun.objects.filter(pk=run.pk).update(status="running", eta_seconds=90)
+    return run
+
+
 def test_cross_validation_is_estimated_before_it_starts_then_scores_every_face(live_asgi, page):
     signup(page, live_asgi.url, "dora")
     dora = get_user_model().objects.get(username="dora")
@@ -103,7 +115,15 @@ def test_cross_validation_is_estimated_before_it_starts_then_scores_every_face(l
     estimate = page.inner_text("#finder-estimate-time")
     assert estimate.startswith("about ") and "on the training worker (2-fold cross-validation (quick preset))" in estimate
 
+    # While the training worker is busy, the page says with what.
+    live_asgi.worker.stop()
+    busy = busy_run(dora)
     page.click("#finder-run")
+    page.wait_for_function("document.getElementById('finder-phase').textContent.includes('behind')")
+    assert page.inner_text("#finder-phase").startswith(f"Waiting for the training worker · behind run #{busy.pk} (about 1m")
+    busy.delete()
+    connections.close_all()
+    live_asgi.worker.start()
     # Two folds of the quick preset on 140 faces, on the test worker's training queue.
     page.wait_for_selector("#finder-review", state="visible", timeout=240_000)
     assert f"of {len(truth)} faces flagged" in page.inner_text("#finder-summary")

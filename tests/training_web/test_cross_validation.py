@@ -159,6 +159,7 @@ def test_a_scan_is_planned_with_the_preset_and_estimated_fold_by_fold(alice, ali
     assert estimate["folds"] == 5 and estimate["label"] == "5-fold cross-validation (quick preset)"
     state = alice_api.post(url, {"model": "cross-validation"}, format="json").json()
     assert (state["status"], state["folds"], state["in_sample"], state["warning"]) == ("queued", 5, False, "")
+    assert state["waiting_behind"] == []  # the training worker is free
     assert state["model"]["version"] == "5-fold cross-validation (quick preset)"
     assert state["estimated_seconds"] == estimate["estimated_seconds"] > 0
     scan = LabelIssueScan.objects.get()
@@ -184,3 +185,20 @@ def test_the_scan_task_is_sent_to_the_training_queue(alice, alice_api, monkeypat
     from ferweb.jobs import task_queue
 
     assert task_queue("training_jobs.tasks.cross_validate_scan") == "training"
+
+
+def test_a_queued_scan_says_what_the_training_worker_is_busy_with(alice, alice_api, bob):
+    from tests.training_web.conftest import make_ready_dataset
+    from training_jobs.models import TrainingRun
+    from training_jobs.services import run_create
+
+    run = run_create(user=bob, dataset=make_ready_dataset(bob, per_class=4), config={"architecture": "fast_resnet"},
+                     queue=False)
+    TrainingRun.objects.filter(pk=run.pk).update(status="running", eta_seconds=90)
+    dataset = flipped_dataset(alice)[0]
+    url = f"/api/datasets/{dataset.pk}/label-issues/"
+    state = alice_api.post(url, {"model": "cross-validation", "folds": 2}, format="json").json()
+    behind = [{"kind": "run", "name": "", "mine": False, "seconds_left": 90}]  # bob's run, without its name
+    assert state["waiting_behind"] == behind and alice_api.get(url).json()["waiting_behind"] == behind
+    LabelIssueScan.objects.update(status="running")
+    assert alice_api.get(url).json()["waiting_behind"] == []  # only while it waits

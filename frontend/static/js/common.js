@@ -110,6 +110,18 @@
       while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
       return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
     },
+    // A queued job's `waiting_behind`, read `elapsed` seconds ago: "behind a cross-validation scan of
+    // “fer2013” (about 20m left) and another user's run"; "" when the training worker is free.
+    waitingBehind(busy, elapsed) {
+      const jobs = (busy || []).map((job) => {
+        const what = job.kind === "run" ? (job.mine ? job.name : "another user's run")
+          : job.mine ? `a cross-validation scan of ${job.name}` : "another user's cross-validation scan";
+        if (job.seconds_left === null) return what;
+        const left = job.seconds_left - elapsed;
+        return `${what} (${left >= 1 ? `about ${format.duration(left)} left` : "almost done"})`;
+      });
+      return jobs.length ? `behind ${jobs.join(" and ")}` : "";
+    },
   };
 
   window.FerWeb = { CLASSES, classColor, csrfToken, api, upload, pollUntilDone, format };

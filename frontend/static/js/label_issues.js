@@ -80,7 +80,9 @@
     $("finder-run").disabled = working;
     if (working) {
       $("finder-results").hidden = true;
-      $("finder-phase").textContent = phaseName(state.phase);
+      const behind = format.waitingBehind(state.waiting_behind, 0);
+      $("finder-phase").textContent = state.phase === "queued" && behind
+        ? `Waiting for the training worker · ${behind}` : phaseName(state.phase);
       // Cross-validation: the time left, from the estimate and the share done (its folds score their faces at the end).
       const left = state.estimated_seconds * (1 - state.progress / 100);
       const estimate = state.estimated_seconds

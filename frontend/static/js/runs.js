@@ -507,20 +507,6 @@
       return progress.eta_seconds - (Date.now() - progressAt) / 1000;
     }
 
-    // While queued: "behind a cross-validation scan of “fer2013” (about 20m left) and another user's run".
-    function waitingBehind() {
-      const busy = run.waiting_behind || [];
-      const elapsed = (Date.now() - busyAt) / 1000;
-      const jobs = busy.map((job) => {
-        const what = job.kind === "run" ? (job.mine ? job.name : "another user's run")
-          : job.mine ? `a cross-validation scan of ${job.name}` : "another user's cross-validation scan";
-        if (job.seconds_left === null) return what;
-        const left = job.seconds_left - elapsed;
-        return `${what} (${left >= 1 ? `about ${duration(left)} left` : "almost done"})`;
-      });
-      return jobs.length ? `behind ${jobs.join(" and ")}` : "";
-    }
-
     // Every half minute while queued: what the worker is busy with may have changed.
     async function refreshWaiting() {
       try {
@@ -540,7 +526,7 @@
       const parts = [];
       if (run.status === "queued") {
         parts.push(PHASE_NAMES.queued);
-        const behind = waitingBehind();
+        const behind = FerWeb.format.waitingBehind(run.waiting_behind, (Date.now() - busyAt) / 1000);
         if (behind) parts.push(behind);
         if (run.estimated_seconds !== null && run.estimated_seconds !== undefined) parts.push(`estimated ${duration(run.estimated_seconds)}`);
       } else if (!FINISHED.includes(run.status)) {
