@@ -75,6 +75,7 @@ class ShippedModel:
     param_count: int | None = None
     latency_ms: float | None = None
     trained_class_counts: dict = field(default_factory=dict)  # {class: faces} it was trained on (the card's data)
+    trained_prints: Path | None = None  # the prints of its training faces (fercore.face_prints), when shipped
 
 
 CARD_METRICS = ("accuracy", "macro_f1", "macro_auc", "micro_auc")
@@ -84,13 +85,15 @@ def shipped_model() -> ShippedModel:
     """The shipped model file and its card (default.json next to default.onnx); a missing card leaves blanks."""
     path = Path(settings.FERWEB_DEFAULT_MODEL)
     card = path.with_suffix(".json")
-    # Keyed by the card's file time, so a republished card shows without a restart.
+    # Keyed by the card's and the prints' file times, so a republished model shows without a restart.
+    prints = path.with_suffix(".faces.npy")
     stamp = card.stat().st_mtime_ns if card.exists() else None
-    return _shipped_model(path, path.exists(), stamp)
+    prints_stamp = prints.stat().st_mtime_ns if prints.exists() else None
+    return _shipped_model(path, path.exists(), stamp, prints_stamp)
 
 
 @lru_cache(maxsize=4)
-def _shipped_model(path: Path, exists: bool, card_stamp: int | None) -> ShippedModel:
+def _shipped_model(path: Path, exists: bool, card_stamp: int | None, prints_stamp: int | None) -> ShippedModel:
     if card_stamp is None:
         return ShippedModel(path=path, exists=exists)
     try:
@@ -107,6 +110,7 @@ def _shipped_model(path: Path, exists: bool, card_stamp: int | None) -> ShippedM
         param_count=card.get("parameters"),
         latency_ms=(card.get("latency") or {}).get("batch1_median_ms_2_threads"),
         trained_class_counts=dict((card.get("data") or {}).get("class_counts") or {}),
+        trained_prints=prints if (prints := path.with_suffix(".faces.npy")).exists() else None,
     )
 
 

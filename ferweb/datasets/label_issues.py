@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from django.db import models, transaction
 from django.utils.module_loading import import_string
 
 from fercore.classes import CLASSES
+from fercore.face_prints import count_seen
 from ferweb import quotas
 from ferweb.jobs import JobLifecycle, task_queue
 
@@ -73,12 +75,19 @@ def trained_on(dataset: Dataset, version_id: int | None) -> bool:
     return run_id is not None and dataset.training_runs.filter(pk=run_id).exists()
 
 
-def shipped_trained_on(dataset: Dataset, trained_class_counts: dict) -> bool:
-    """Whether the shipped model's training faces are these: the dataset, or one of its splits, has
-    exactly the class counts its card records (FER2013's training split, as zip or CSV)."""
-    if not trained_class_counts:
+IN_SAMPLE_SHARE = 0.1  # the share of a dataset's faces a model trained on that makes its scores in-sample
+
+
+def shipped_trained_on(dataset: Dataset, shipped) -> bool:
+    """Whether the shipped model trained on these faces: at least IN_SAMPLE_SHARE of them are among
+    the prints of its training faces (default.faces.npy). Without prints, whether the dataset or one
+    of its splits has exactly the class counts its card records (FER2013's training split)."""
+    if shipped.trained_prints is not None and dataset.pixels_path.exists():
+        return _seen_share(str(dataset.pixels_path), dataset.pixels_path.stat().st_mtime_ns,
+                           str(shipped.trained_prints), shipped.trained_prints.stat().st_mtime_ns) >= IN_SAMPLE_SHARE
+    wanted = {name: int(n) for name, n in shipped.trained_class_counts.items() if int(n)}
+    if not wanted:
         return False
-    wanted = {name: int(n) for name, n in trained_class_counts.items() if int(n)}
     if {name: n for name, n in (dataset.class_counts or {}).items() if n} == wanted:
         return True
     by_split: dict[str, dict[str, int]] = {}
@@ -88,6 +97,13 @@ def shipped_trained_on(dataset: Dataset, trained_class_counts: dict) -> bool:
     return wanted in by_split.values()
 
 
+@lru_cache(maxsize=32)
+def _seen_share(pixels_path: str, pixels_stamp: int, prints_path: str, prints_stamp: int) -> float:
+    # Keyed by the files' times: the packed faces change only when faces are added.
+    pixels = np.load(pixels_path, mmap_mode="r")
+    return count_seen(np.asarray(pixels), np.load(prints_path)) / max(1, len(pixels))
+
+
 def model_choose(*, user, dataset: Dataset, model) -> ChosenModel:
     """The model a scan of `dataset` uses: "default" (shipped), "active" (the user's) or a version id
     the user may see. Raises ScanRefused (code invalid) with the valid choices."""
@@ -95,12 +111,11 @@ def model_choose(*, user, dataset: Dataset, model) -> ChosenModel:
 
     if model == "default":
         shipped = shipped_model()
-        return ChosenModel("default", None, shipped.version, str(shipped.path),
-                           shipped_trained_on(dataset, shipped.trained_class_counts))
+        return ChosenModel("default", None, shipped.version, str(shipped.path), shipped_trained_on(dataset, shipped))
     if model == "active":
         active = active_model_for(user)
         in_sample = (trained_on(dataset, active.model_version_id) if active.model_version_id is not None
-                     else shipped_trained_on(dataset, shipped_model().trained_class_counts))
+                     else shipped_trained_on(dataset, shipped_model()))
         return ChosenModel("active", active.model_version_id, active.version, str(active.path), in_sample)
     try:
         version_id = int(model)

@@ -81,7 +81,7 @@ def _flagged_sample(dataset: Dataset, n: int = 8) -> list[dict]:
 @login_required
 def dataset_label_issues(request, pk):
     """The label-error finder: start a scan, follow it, then review the flagged faces one by one."""
-    from inference.selectors import active_model_for, model_list_for
+    from inference.selectors import model_list_for, shipped_model
 
     from . import label_issues
 
@@ -94,6 +94,8 @@ def dataset_label_issues(request, pk):
     return render(request, "datasets/label_issues.html", {
         "dataset": dataset, "classes": CLASSES, "versions": versions,
         "finder": {"dataset": dataset.pk, "ready": dataset.status == Dataset.Status.READY,
-                   "active_in_sample": label_issues.trained_on(dataset, active_model_for(request.user).model_version_id),
+                   "active_in_sample": label_issues.model_choose(user=request.user, dataset=dataset,
+                                                                 model="active").in_sample,
+                   "default_in_sample": label_issues.shipped_trained_on(dataset, shipped_model()),
                    "in_sample_warning": label_issues.IN_SAMPLE_WARNING},
     })

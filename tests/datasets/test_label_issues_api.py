@@ -3,6 +3,7 @@
 Scans run eagerly in this process here (the worker test runs one on a real worker); the shipped
 default model is the band model (label_issue_faces), which names every face's class for sure.
 """
+import numpy as np
 import pytest
 from django.conf import settings as django_settings
 
@@ -212,3 +213,29 @@ def test_the_shipped_model_is_in_sample_on_the_faces_its_card_says_it_trained_on
     state = scan_now(alice_api, dataset.pk, model="default").json()
     assert state["in_sample"] is True and "trained on these faces" in state["warning"]
     assert scan_now(alice_api, dataset.pk, model="active").json()["in_sample"] is True
+
+
+def test_the_shipped_models_face_prints_tell_when_part_of_a_dataset_trained_it(alice, alice_api, client, band_default,
+                                                                                 flipped, scan_now):
+    """With the prints of its training faces beside it, the shipped model is in-sample on any dataset of
+    which at least a tenth are among them, whatever its class counts."""
+    import json
+    from pathlib import Path
+
+    from fercore.face_prints import save_prints
+
+    dataset = flipped[0]
+    pixels = np.load(dataset.pixels_path)
+    card = Path(band_default).with_suffix(".json")
+    card.write_text(json.dumps({"version": "band", "data": {"class_counts": dataset.class_counts}}))
+    prints = Path(band_default).with_suffix(".faces.npy")
+    save_prints(pixels[: len(pixels) // 20], prints)  # 5% of these faces: too few to matter
+    assert scan_now(alice_api, dataset.pk, model="default").json()["in_sample"] is False  # the prints decide
+
+    save_prints(np.concatenate([pixels[: len(pixels) // 5], 255 - pixels[:50]]), prints)  # 20%, and others
+    state = scan_now(alice_api, dataset.pk, model="default").json()
+    assert state["in_sample"] is True and "trained on these faces" in state["warning"]
+    client.force_login(alice)
+    page = client.get(f"/datasets/{dataset.pk}/label-issues/").content.decode()
+    finder = json.loads(page.split('id="finder-data" type="application/json">')[1].split("</script>")[0])
+    assert finder["default_in_sample"] is True and finder["active_in_sample"] is True

@@ -3,6 +3,7 @@ import io
 import json
 
 import onnx
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -42,6 +43,14 @@ def test_a_trained_run_is_published_with_its_card_and_figures(alice, tmp_path):
     assert card["teachers"] == []
     for name in ("default-confusion.png", "default-roc.png", "default-curves.png"):
         assert (figures / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The prints of exactly its training faces, not of the faces it was measured on.
+    from fercore.face_prints import face_prints
+    from training_jobs.services import run_splits
+
+    _, data, splits = run_splits(run.pk)
+    prints = np.load(out / "default.faces.npy")
+    assert set(prints.tolist()) == set(face_prints(data.pixels[splits.train]).tolist())
+    assert not set(face_prints(data.pixels[splits.val]).tolist()) <= set(prints.tolist())
 
 
 @pytest.mark.django_db

@@ -23,7 +23,8 @@
   function showChoiceWarning() {
     const select = $("finder-model");
     const option = select.options[select.selectedIndex];
-    const inSample = select.value === "active" ? finder.active_in_sample : Boolean(option && option.dataset.inSample);
+    const inSample = select.value === "active" ? finder.active_in_sample
+      : select.value === "default" ? finder.default_in_sample : Boolean(option && option.dataset.inSample);
     const warning = $("finder-choice-warning");
     warning.hidden = !inSample;
     warning.textContent = inSample ? finder.in_sample_warning : "";

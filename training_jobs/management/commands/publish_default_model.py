@@ -5,7 +5,9 @@
 3. write the model card inference/models/default.json (data, recipe, the command that
    reproduces it, the teacher it was distilled from, metrics, parameters, timings, latency;
    the `choices` already written in it are kept);
-4. draw the confusion matrix, ROC curves and training curves as PNGs under docs/figures/.
+4. draw the confusion matrix, ROC curves and training curves as PNGs under docs/figures/;
+5. write the prints of its training faces (default.faces.npy, fercore.face_prints), by which the
+   label-error finder tells when the shipped model's scores are in-sample.
 """
 import json
 import statistics
@@ -17,12 +19,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from fercore.classes import CLASSES
+from fercore.face_prints import save_prints
 from fercore.model_contract import VERSION_KEY, get_metadata, read_metadata, set_metadata
 from inference.engine import file_sha256
 from training_jobs.ml.config import TrainConfig
 from training_jobs.ml.export import faces_per_second, onnx_latency_ms
 from training_jobs.ml.trainer import teacher_paths
 from training_jobs.models import TrainingRun
+from training_jobs.services import run_splits
 from training_jobs.figures import draw_confusion_matrix, draw_roc_curves, draw_training_curves
 
 MODELS_DIR = Path(settings.BASE_DIR) / "inference" / "models"
@@ -101,6 +105,8 @@ class Command(BaseCommand):
         draw_confusion_matrix(run.metrics["confusion_matrix_normalized"], figures / "default-confusion.png")
         draw_roc_curves(run.metrics["roc"], run.metrics.get("macro_auc"), figures / "default-roc.png")
         draw_training_curves(run.history, figures / "default-curves.png")
+        _, data, splits = run_splits(run.pk)
+        save_prints(data.pixels[splits.train], out / "default.faces.npy")
         self.stdout.write(json.dumps({k: card[k] for k in ("version", "metrics_summary", "latency")}, indent=2))
 
     def stamp(self, source: Path, target: Path, label: str) -> None:
