@@ -152,6 +152,7 @@ class FoldProgress:
         self.fold, self.fraction = 0, 0.0
         self.last_write, self.last_poll = 0.0, 0.0
         self.gone = False
+        self.device, self.epochs = "", []  # what the folds measure refreshes the worker's throughput
 
     def percent(self) -> float:
         return round(95.0 * (self.fold + self.fraction) / self.folds, 1)
@@ -168,8 +169,14 @@ class FoldProgress:
     def on_event(self, event: dict) -> None:
         if event.get("type") == "run.batch":
             self.fraction = TRAINING_SHARE * min(1.0, float(event.get("progress", 0)) / 100)
-        elif event.get("type") == "run.status" and event.get("phase") == "evaluating":
-            self.fraction = TRAINING_SHARE
+        elif event.get("type") == "run.status":
+            self.device = event.get("device") or self.device
+            if event.get("phase") == "evaluating":
+                self.fraction = TRAINING_SHARE
+        elif event.get("type") == "run.epoch":
+            self.epochs.append(event)
+            estimates.throughput_from_epochs(self.scan.recipe, device=self.device, history=self.epochs,
+                                             source=f"cross-validation scan {self.scan.pk}")
         if time.monotonic() - self.last_write >= self.WRITE_INTERVAL_S:
             self.beat()
 

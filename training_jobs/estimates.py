@@ -331,11 +331,12 @@ def throughput_measure_at_worker_start() -> Throughput | None:
                               bf16=bool(quick["bf16"]), num_threads=int(quick["num_threads"] or 0))
 
 
-def throughput_from_epochs(run: TrainingRun, *, device: str, history: list[dict]) -> Throughput | None:
-    """A run refreshes its combination's row from its epochs (the median of their rates), so that
-    estimates follow what runs really do on this device. Epochs of a frozen backbone, runs with a
-    teacher, and runs on fewer threads than the machine has measure something else: left out."""
-    config = run.config
+def throughput_from_epochs(config: dict, *, device: str, history: list[dict], source: str) -> Throughput | None:
+    """Training with recipe `config` (a run, or a cross-validation fold) refreshes its combination's row
+    from its epochs (the median of their rates), so that estimates follow what training really does on
+    this device, not only what was measured when the worker started. Epochs of a frozen backbone,
+    training with a teacher, and training on fewer threads than the machine has measure something
+    else: left out. `source` says where the figures came from ("run 12")."""
     threads = int(config.get("num_threads") or 0)
     if not device or config.get("teacher_checkpoint") or (device.startswith("cpu") and 0 < threads < os.cpu_count()):
         return None
@@ -345,7 +346,7 @@ def throughput_from_epochs(run: TrainingRun, *, device: str, history: list[dict]
         return None
     return throughput_store(
         device=device, architecture=config["architecture"], batch_size=int(config["batch_size"]),
-        bf16=bool(config.get("bf16")), source=f"run {run.pk}",
+        bf16=bool(config.get("bf16")), source=source,
         train_images_per_s=statistics.median(h["train_images_per_s"] for h in epochs),
         eval_images_per_s=statistics.median(h["val_images_per_s"] for h in epochs),
     )

@@ -690,7 +690,8 @@ class ProgressRecorder:
             self.clock.epoch(event, now)
             self.history = [h for h in self.history if h.get("epoch") != event.get("epoch")] + [
                 {**event, "run": self.run.pk}]
-            estimates.throughput_from_epochs(self.run, device=self.device, history=self.history)
+            estimates.throughput_from_epochs(self.run.config, device=self.device, history=self.history,
+                                             source=f"run {self.run.pk}")
             write = True
         elif kind == "run.batch":
             self.clock.batch(event, now)

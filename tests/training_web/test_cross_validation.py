@@ -47,8 +47,12 @@ def test_the_folds_are_stratified_seeded_and_even():
         assert per_fold.max() - per_fold.min() <= 1
 
 
-def test_cross_validation_ranks_the_flipped_labels_first(alice, settings):
+def test_cross_validation_ranks_the_flipped_labels_first(alice, settings, monkeypatch):
+    from training_jobs import estimates
+    from training_jobs.models import Throughput
+
     settings.FERWEB_TRAIN_MAX_MEMORY_MB = 8000
+    monkeypatch.setattr(estimates.os, "cpu_count", lambda: TINY_FOLD["num_threads"])  # every core: it measures
     dataset, truth, flipped, ids = flipped_dataset(alice, per_class=30)
     scan = tiny_scan(alice, dataset)
     assert scan.model_choice == "cross-validation" and scan.folds == 3 and scan.status == "queued"
@@ -66,6 +70,9 @@ def test_cross_validation_ranks_the_flipped_labels_first(alice, settings):
     assert done.counts == {"scored": len(truth), "flagged": len(flagged),
                            "flagged_by_class": done.counts["flagged_by_class"]}
     assert not label_issues.cross_validation_dir(done).exists(), "the folds' checkpoints are removed"
+    # The folds' epochs refreshed the worker's measured speed of their combination, as runs' do.
+    row = Throughput.objects.get(source=f"cross-validation scan {scan.pk}")
+    assert (row.architecture, row.batch_size) == ("fast_resnet", 16) and row.train_images_per_s > 0
 
     # Every face was scored out of fold: the models name the true classes, and rank the flips first.
     with np.load(dataset.storage_dir / "label-issues" / cross_validation.SCORED_FILE) as saved:

@@ -118,7 +118,7 @@ class TestRefreshFromRuns:
                                          config=recipe(num_threads=0))
         history = [{"epoch": i, "train_images_per_s": rate, "val_images_per_s": 1000.0 + rate}
                    for i, rate in enumerate([300.0, 420.0, 400.0], start=1)]
-        row = estimates.throughput_from_epochs(run, device=CPU, history=history)
+        row = estimates.throughput_from_epochs(run.config, device=CPU, history=history, source=f"run {run.pk}")
         assert (row.train_images_per_s, row.eval_images_per_s, row.source) == (400.0, 1400.0, f"run {run.pk}")
         assert Throughput.objects.count() == 1
 
@@ -129,11 +129,12 @@ class TestRefreshFromRuns:
         for config in (recipe(num_threads=1), recipe(num_threads=0, teacher_checkpoint="/x/best.pt")):
             run = TrainingRun.objects.create(owner=alice, dataset=dataset, architecture="fast_resnet",
                                              optimizer="nadam", config=config)
-            assert estimates.throughput_from_epochs(run, device="cpu: Many cores, 64 threads", history=history) is None
+            assert estimates.throughput_from_epochs(run.config, device="cpu: Many cores, 64 threads", history=history,
+                                                    source=f"run {run.pk}") is None
         run = TrainingRun.objects.create(owner=alice, dataset=dataset, architecture="fast_resnet", optimizer="nadam",
                                          config=recipe(num_threads=0))
         frozen = [{**history[0], "frozen_backbone": True}]
-        assert estimates.throughput_from_epochs(run, device=CPU, history=frozen) is None
+        assert estimates.throughput_from_epochs(run.config, device=CPU, history=frozen, source=f"run {run.pk}") is None
         assert not Throughput.objects.exists()
 
 
