@@ -11,31 +11,25 @@ import json
 import time
 
 import numpy as np
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from fercore.classes import CLASSES
 from fercore.label_issues import find_label_issues, flip_labels, recall_at
 from inference.engine import classify, load_model
+from training_jobs.management.shipped_split import add_split_arguments, shipped_split
 
 
 class Command(BaseCommand):
     help = "Measure the label-error finder on labels flipped on purpose (a benchmark; prints numbers)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--dataset", required=True, help="The dataset file the model's hold-out comes from.")
-        parser.add_argument("--model", default=str(settings.FERWEB_DEFAULT_MODEL), help="ONNX model (default: shipped).")
-        parser.add_argument("--validation-fraction", type=float, default=0.1)
-        parser.add_argument("--split-seed", type=int, default=42, help="The seed of the model's own hold-out.")
+        add_split_arguments(parser)
         parser.add_argument("--share", type=float, default=0.05, help="Share of labels to flip.")
         parser.add_argument("--seed", type=int, default=0, help="Seed of the flips.")
         parser.add_argument("--json", action="store_true", help="Print one JSON object.")
 
     def handle(self, *args, **opts):
-        from training_jobs.ml.data import load_dataset_file, split_data
-
-        data = load_dataset_file(opts["dataset"])
-        splits = split_data(data, validation_fraction=opts["validation_fraction"], seed=opts["split_seed"])
+        data, splits = shipped_split(opts)
         holdout = data.subset(splits.val)
         model = load_model(opts["model"], threads=1)
         started = time.perf_counter()

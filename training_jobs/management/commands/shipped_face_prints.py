@@ -9,28 +9,22 @@ file for a newly published run.
 import json
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from fercore.face_prints import save_prints
+from training_jobs.management.shipped_split import add_split_arguments, shipped_split
 
 
 class Command(BaseCommand):
     help = "Write the prints of the shipped model's training faces next to it (default.faces.npy)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--dataset", required=True, help="The dataset file the shipped model trained on.")
-        parser.add_argument("--model", default=str(settings.FERWEB_DEFAULT_MODEL), help="ONNX model (default: shipped).")
-        parser.add_argument("--validation-fraction", type=float, default=0.1)
-        parser.add_argument("--split-seed", type=int, default=42, help="The seed of the model's own hold-out.")
+        add_split_arguments(parser)
 
     def handle(self, *args, **opts):
-        from training_jobs.ml.data import load_dataset_file, split_data
-
         model = Path(opts["model"])
         card = json.loads(model.with_suffix(".json").read_text())
-        data = load_dataset_file(opts["dataset"])
-        splits = split_data(data, validation_fraction=opts["validation_fraction"], seed=opts["split_seed"])
+        data, splits = shipped_split(opts)
         expected = ((card.get("data") or {}).get("splits") or {}).get("train")
         if expected is not None and expected != len(splits.train):
             raise CommandError(f"{len(splits.train)} training faces, but the card says the model trained on {expected}: "
