@@ -818,9 +818,10 @@ def keep_holdout_of(older: TrainingRun, ids: np.ndarray, splits: np.ndarray) -> 
     version are named the validation split. Nothing changes when the newer version has a split of its
     own for validation."""
     from training_jobs.ml.config import TrainConfig
-    from training_jobs.ml.data import split_arrays, split_role
+    from training_jobs.ml.data import split_arrays, split_roles
 
-    if any(split_role(name) == "val" for name in set(splits.tolist())):
+    roles = split_roles(splits)
+    if (roles == "val").any():
         return splits
     try:  # the older run's own training rows: a retrain of a retrain keeps the first one's hold-out
         _rows, old_labels, old_splits, old_ids = run_training_rows(older)
@@ -829,7 +830,7 @@ def keep_holdout_of(older: TrainingRun, ids: np.ndarray, splits: np.ndarray) -> 
     config = TrainConfig.from_dict(older.config)
     held = old_ids[split_arrays(old_labels, old_splits, validation_fraction=config.validation_fraction,
                                 seed=config.seed).val]
-    moved = np.isin(ids, held) & np.array([split_role(name) == "train" for name in splits.tolist()], dtype=bool)
+    moved = np.isin(ids, held) & (roles == "train")
     if not moved.any():
         return splits
     splits = splits.astype(object)

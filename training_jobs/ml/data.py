@@ -64,6 +64,12 @@ def split_role(name: str) -> str:
     return "train"
 
 
+def split_roles(splits: np.ndarray) -> np.ndarray:
+    """split_role of every face's split name (str [N]), worked out once per distinct name."""
+    names, inverse = np.unique(np.asarray(splits, dtype=str), return_inverse=True)
+    return np.array([split_role(name) for name in names], dtype=str)[inverse] if len(names) else np.array([], dtype=str)
+
+
 @dataclass
 class DataSplits:
     train: np.ndarray  # indices into the TrainData
@@ -102,7 +108,7 @@ def split_data(data: TrainData, *, validation_fraction: float = 0.1, seed: int =
 def split_arrays(labels: np.ndarray, splits: np.ndarray, *, validation_fraction: float = 0.1,
                  seed: int = 42) -> DataSplits:
     """split_data on the labels and split names alone (no faces needed)."""
-    roles = np.array([split_role(s) for s in splits]) if len(labels) else np.array([], dtype=str)
+    roles = split_roles(splits)
     notes = []
     names_by_role = {}
     for role in ("val", "test"):
