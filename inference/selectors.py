@@ -110,7 +110,7 @@ def _shipped_model(path: Path, exists: bool, card_stamp: int | None, prints_stam
         param_count=card.get("parameters"),
         latency_ms=(card.get("latency") or {}).get("batch1_median_ms_2_threads"),
         trained_class_counts=dict((card.get("data") or {}).get("class_counts") or {}),
-        trained_prints=prints if (prints := path.with_suffix(".faces.npy")).exists() else None,
+        trained_prints=path.with_suffix(".faces.npy") if prints_stamp is not None else None,
     )
 
 

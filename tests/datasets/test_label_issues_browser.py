@@ -88,18 +88,6 @@ def test_reviewing_flagged_faces_with_the_keyboard(band_default, live_asgi, page
     connections.close_all()
 
 
-def busy_run(owner):
-    """A run as the training worker holds it (a row only: no worker runs it), with 90 s left."""
-    from tests.training_web.conftest import make_ready_dataset
-    from training_jobs.models import TrainingRun
-    from training_jobs.services import run_create
-
-    run = run_create(user=owner, dataset=make_ready_dataset(owner, per_class=4, name="other faces"),
-                     config={"architecture": "fast_resnet"}, queue=False)
-    TrainingRun.objects.filter(pk=run.pk).update(status="running", eta_seconds=90)
-    return run
-
-
 def test_cross_validation_is_estimated_before_it_starts_then_scores_every_face(live_asgi, page):
     signup(page, live_asgi.url, "dora")
     dora = get_user_model().objects.get(username="dora")
@@ -117,6 +105,8 @@ def test_cross_validation_is_estimated_before_it_starts_then_scores_every_face(l
 
     # While the training worker is busy, the page says with what.
     live_asgi.worker.stop()
+    from tests.training_web.conftest import busy_run
+
     busy = busy_run(dora)
     page.click("#finder-run")
     page.wait_for_function("document.getElementById('finder-phase').textContent.includes('behind')")

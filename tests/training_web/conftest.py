@@ -30,6 +30,17 @@ def make_ready_dataset(owner, *, per_class=60, seed=0, name="drawn faces", split
     return dataset
 
 
+def busy_run(owner, name="other faces"):
+    """A run as the training worker holds it (a row only: no worker runs it), with 90 s left."""
+    from training_jobs.models import TrainingRun
+    from training_jobs.services import run_create
+
+    run = run_create(user=owner, dataset=make_ready_dataset(owner, per_class=4, name=name),
+                     config={"architecture": "fast_resnet"}, queue=False)
+    TrainingRun.objects.filter(pk=run.pk).update(status="running", eta_seconds=90)
+    return run
+
+
 @pytest.fixture
 def ready_dataset(alice):
     return make_ready_dataset(alice)

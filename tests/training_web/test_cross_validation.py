@@ -195,13 +195,9 @@ def test_the_scan_task_is_sent_to_the_training_queue(alice, alice_api, monkeypat
 
 
 def test_a_queued_scan_says_what_the_training_worker_is_busy_with(alice, alice_api, bob):
-    from tests.training_web.conftest import make_ready_dataset
-    from training_jobs.models import TrainingRun
-    from training_jobs.services import run_create
+    from tests.training_web.conftest import busy_run
 
-    run = run_create(user=bob, dataset=make_ready_dataset(bob, per_class=4), config={"architecture": "fast_resnet"},
-                     queue=False)
-    TrainingRun.objects.filter(pk=run.pk).update(status="running", eta_seconds=90)
+    busy_run(bob)
     dataset = flipped_dataset(alice)[0]
     url = f"/api/datasets/{dataset.pk}/label-issues/"
     state = alice_api.post(url, {"model": "cross-validation", "folds": 2}, format="json").json()
